@@ -1,0 +1,151 @@
+"""`JobAdmin`: the admin every job model reuses to inspect, filter, requeue and cancel.
+
+Lifecycle fields are read-only here; the actions go through the same guarded verbs as the
+shell (`requeue()`, `cancel()`), so the admin cannot put a row into an impossible state.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from jobs.models import LIFECYCLE_FIELDS, ROW_OPTIONS, JobState
+
+STATE_COLOURS = {
+    JobState.NEW: "#6c757d",
+    JobState.PENDING: "#0d6efd",
+    JobState.RUNNING: "#fd7e14",
+    JobState.SUCCEEDED: "#198754",
+    JobState.FAILED: "#dc3545",
+    JobState.CANCELLED: "#495057",
+}
+
+TIMELINE_FIELDS = (
+    "state",
+    "requested_at",
+    "run_at",
+    "started_at",
+    "finished_at",
+    "wait_time",
+    "run_time",
+    "attempts",
+    "claimed_by",
+)
+ERROR_FIELDS = ("error_type", "error_message", "error_traceback_display")
+
+
+def format_duration(duration: timedelta | None) -> str:
+    if duration is None:
+        return "-"
+    seconds = duration.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+class JobAdmin(admin.ModelAdmin):
+    """Base admin for job models. Subclass it and add the domain's `search_fields`."""
+
+    list_display = (
+        "id",
+        "state_badge",
+        "queue",
+        "priority",
+        "requested_at",
+        "started_at",
+        "finished_at",
+        "attempts_display",
+        "wait_time",
+        "run_time",
+    )
+    list_filter = ("state", ("queue", admin.AllValuesFieldListFilter))
+    readonly_fields = (*TIMELINE_FIELDS, *ERROR_FIELDS)
+    actions = ("requeue_jobs", "cancel_jobs")
+    date_hierarchy = "requested_at"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """Durations are computed in SQL so the changelist can sort by them."""
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                wait_duration=ExpressionWrapper(
+                    F("started_at") - F("requested_at"), output_field=DurationField()
+                ),
+                run_duration=ExpressionWrapper(
+                    F("finished_at") - F("started_at"), output_field=DurationField()
+                ),
+            )
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj=None) -> list:
+        domain = [
+            field.name
+            for field in self.model._meta.fields
+            if field.editable
+            and not field.primary_key
+            and field.name not in ROW_OPTIONS
+            and field.name not in LIFECYCLE_FIELDS
+        ]
+        fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": list(ROW_OPTIONS)})]
+        if obj is not None:
+            fieldsets.append(("Lifecycle", {"fields": list(TIMELINE_FIELDS)}))
+            fieldsets.append(("Last error", {"fields": list(ERROR_FIELDS)}))
+        return fieldsets
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, job) -> str:
+        return format_html(
+            '<span class="job-state" style="color:#fff;background:{};padding:1px 6px;'
+            'border-radius:8px;white-space:nowrap">{}</span>',
+            STATE_COLOURS[job.state],
+            job.get_state_display(),
+        )
+
+    @admin.display(description="attempts", ordering="attempts")
+    def attempts_display(self, job) -> str:
+        return f"{job.attempts} of {job.max_attempts}"
+
+    @admin.display(description="wait", ordering="wait_duration")
+    def wait_time(self, job) -> str:
+        """From requested to started: how long the job queued."""
+        return format_duration(_duration(job.requested_at, job.started_at))
+
+    @admin.display(description="run time", ordering="run_duration")
+    def run_time(self, job) -> str:
+        return format_duration(_duration(job.started_at, job.finished_at))
+
+    @admin.display(description="traceback")
+    def error_traceback_display(self, job) -> str:
+        if not job.error_traceback:
+            return "-"
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>', job.error_traceback)
+
+    @admin.action(description="Requeue selected failed or cancelled jobs", permissions=["change"])
+    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._report(request, queryset, queryset.requeue(), "requeued", "failed or cancelled")
+
+    @admin.action(description="Cancel selected jobs that have not started", permissions=["change"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._report(request, queryset, queryset.cancel(), "cancelled", "new or pending")
+
+    def _report(
+        self, request: HttpRequest, queryset: QuerySet, changed: int, verb: str, applies_to: str
+    ) -> None:
+        skipped = queryset.count() - changed  # the selection still holds every row
+        message = f"{changed} job{'s' if changed != 1 else ''} {verb}."
+        if skipped:
+            message += f" {skipped} skipped: only {applies_to} jobs can be {verb}."
+        self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)
+
+
+def _duration(start, end) -> timedelta | None:
+    return end - start if start and end else None

@@ -1,0 +1,75 @@
+"""System checks (`manage.py check`, and before `runjobs`): job models and databases."""
+
+from django.core.checks import Error, Tags, Warning, register
+from django.db import connections, router
+
+from jobs.backends import BACKENDS
+from jobs.models import Job
+from jobs.registry import job_models
+from jobs.validation import validate_max_attempts, validate_priority, validate_queue_name
+
+OPTION_VALIDATORS = {
+    "queue": validate_queue_name,
+    "priority": validate_priority,
+    "max_attempts": validate_max_attempts,
+}
+
+
+@register(Tags.models)
+def check_job_models(app_configs=None, **kwargs) -> list:
+    """Catch a job model that could never run, before a worker finds out at 3 a.m."""
+    errors = []
+    for model in job_models():
+        if app_configs is not None and model._meta.app_config not in app_configs:
+            continue
+        if model.perform is Job.perform:
+            errors.append(
+                Error(
+                    f"{model._meta.label} does not define perform().",
+                    hint="Add a perform(self) method with the job's work.",
+                    obj=model,
+                    id="jobs.E001",
+                )
+            )
+        for option, validate in OPTION_VALIDATORS.items():
+            try:
+                validate(model._meta.get_field(option).default)
+            except ValueError as exc:
+                errors.append(
+                    Error(
+                        f"{model._meta.label}.{option}: {exc}",
+                        obj=model,
+                        id="jobs.E002",
+                    )
+                )
+    return errors
+
+
+@register(Tags.database)
+def check_job_databases(app_configs=None, databases=None, **kwargs) -> list:
+    """The databases job models write to must be ones jobs can claim from safely."""
+    problems = []
+    for alias in sorted({router.db_for_write(model) for model in job_models()}):
+        connection = connections[alias]
+        if connection.vendor not in BACKENDS:
+            problems.append(
+                Error(
+                    f"Job models are stored in database {alias!r} ({connection.vendor}), "
+                    f"which jobs does not support.",
+                    hint=f"Use {' or '.join(sorted(BACKENDS))}.",
+                    id="jobs.E003",
+                )
+            )
+        elif (
+            connection.vendor == "sqlite"
+            and connection.settings_dict.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
+        ):
+            problems.append(
+                Warning(
+                    f"SQLite database {alias!r} does not set transaction_mode IMMEDIATE.",
+                    hint="Add 'transaction_mode': 'IMMEDIATE' to its OPTIONS, or concurrent "
+                    "run() calls may fail with 'database is locked' instead of waiting.",
+                    id="jobs.W001",
+                )
+            )
+    return problems

@@ -1,0 +1,21 @@
+"""The framework's exceptions: each message says what happened and what to do next."""
+
+
+class JobError(Exception):
+    """Base class for every error this framework raises on purpose."""
+
+
+class JobNotRunnable(JobError):
+    """`run()` refused: the row is not new or pending (already running, or finished).
+
+    This is the idempotency contract at work, not a failure: whoever got here second
+    must not perform the job again.
+    """
+
+
+class JobStateError(JobError):
+    """A lifecycle verb was used on a row in a state it does not apply to."""
+
+
+class ConfigurationError(JobError):
+    """The framework cannot run with the configuration it was given."""

@@ -1,0 +1,457 @@
+"""The abstract `Job` model: the lifecycle every domain job shares.
+
+A job is a row of its own table, so enqueueing is a write in the application's database: it
+commits or rolls back with the data it belongs to. Every change of `state` goes through
+`JobQuerySet._transition`, one guarded UPDATE that names the states it may come from, so two
+processes racing on the same row cannot both win.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from django.db import models, router, transaction
+from django.db.backends.utils import names_digest
+from django.db.models.base import ModelBase
+
+from jobs import clock
+from jobs.errors import JobNotRunnable, JobStateError
+from jobs.identity import worker_identity
+from jobs.validation import validate_priority, validate_queue_name
+
+logger = logging.getLogger("jobs")
+
+
+class JobState(models.TextChoices):
+    NEW = "new"
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# For each state, the states a row may enter it from. `_transition` refuses anything else,
+# so no code path (admin, shell, worker) can make an impossible move.
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    JobState.PENDING: frozenset(
+        {JobState.NEW, JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}
+    ),
+    JobState.RUNNING: frozenset({JobState.NEW, JobState.PENDING}),
+    JobState.SUCCEEDED: frozenset({JobState.RUNNING}),
+    JobState.FAILED: frozenset({JobState.RUNNING}),
+    JobState.CANCELLED: frozenset({JobState.NEW, JobState.PENDING}),
+}
+
+RUNNABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
+REQUEUEABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
+CANCELLABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
+
+# Fields only the lifecycle verbs write. `save()` never touches them, so a stale instance
+# (an admin form, a shell session, `perform()` saving its own domain fields) cannot undo a
+# state change another process made in the meantime.
+LIFECYCLE_FIELDS = frozenset(
+    {
+        "state",
+        "requested_at",
+        "run_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "claimed_by",
+        "error_type",
+        "error_message",
+        "error_traceback",
+    }
+)
+
+# Class attributes a job model may set to give its rows defaults (`queue = "emails"`).
+ROW_OPTIONS = ("queue", "priority", "max_attempts")
+
+ERROR_MESSAGE_LIMIT = 2_000
+TRACEBACK_LIMIT = 16_000
+RETRY_BASE_DELAY = timedelta(seconds=10)
+RETRY_MAX_DELAY = timedelta(hours=1)
+
+
+class JobQuerySet(models.QuerySet):
+    """The verbs people use on job tables: `Model.objects.failed().requeue()`."""
+
+    def pending(self) -> Self:
+        return self.filter(state=JobState.PENDING)
+
+    def running(self) -> Self:
+        return self.filter(state=JobState.RUNNING)
+
+    def succeeded(self) -> Self:
+        return self.filter(state=JobState.SUCCEEDED)
+
+    def failed(self) -> Self:
+        return self.filter(state=JobState.FAILED)
+
+    def cancelled(self) -> Self:
+        return self.filter(state=JobState.CANCELLED)
+
+    def runnable(self, now: datetime | None = None) -> Self:
+        """Pending rows whose `run_at` has come: what a worker would claim next."""
+        return self.pending().filter(run_at__lte=now or clock.now())
+
+    def requeue(self) -> int:
+        """Failed or cancelled rows go back to pending with a fresh set of attempts.
+
+        Other rows are left alone; the return value says how many changed.
+        """
+        now = clock.now()
+        return self._transition(
+            REQUEUEABLE_STATES,
+            JobState.PENDING,
+            attempts=0,
+            requested_at=now,
+            run_at=now,
+            started_at=None,
+            finished_at=None,
+            claimed_by="",
+        )
+
+    def cancel(self) -> int:
+        """New or pending rows become cancelled; running and finished rows are left alone."""
+        return self._transition(CANCELLABLE_STATES, JobState.CANCELLED, finished_at=clock.now())
+
+    def _transition(self, from_states: frozenset[str], to_state: str, **changes: Any) -> int:
+        """The one place `state` changes: an UPDATE guarded by the states it may come from."""
+        if not from_states <= ALLOWED_FROM[to_state]:
+            raise JobStateError(f"no transition to {to_state} from {sorted(from_states)}")
+        return self.filter(state__in=from_states).update(state=to_state, **changes)
+
+
+class JobBase(ModelBase):
+    """Turns `queue = "emails"` on a job model into the default of its `queue` field.
+
+    Plain Django would read a class attribute named like an inherited field as removing
+    that field; here it sets the field's default instead, so every row still carries its
+    own queue, priority and max_attempts that `enqueue()` can override. It also gives every
+    concrete job table its partial index of pending rows.
+    """
+
+    def __new__(mcs, name: str, bases: tuple, attrs: dict, **kwargs: Any) -> type:
+        defaults = {
+            option: attrs.pop(option)
+            for option in ROW_OPTIONS
+            if option in attrs and not isinstance(attrs[option], models.Field)
+        }
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        for option, value in defaults.items():
+            field = cls._meta.get_field(option)
+            field.default = value
+            field.__dict__.pop("_get_default", None)  # Django caches the default getter
+        if not cls._meta.abstract and not cls._meta.proxy and not cls._meta.parents:
+            index = _pending_index(cls._meta.db_table, cls._meta.pk.name)
+            cls._meta.indexes = [*cls._meta.indexes, index]
+            # Migrations read Meta options from original_attrs, so the index must be there too.
+            cls._meta.original_attrs["indexes"] = cls._meta.indexes
+        return cls
+
+
+def _pending_index(db_table: str, pk_name: str) -> models.Index:
+    """Index of pending rows only, in claim order: it stays as small as the backlog.
+
+    A table with millions of finished rows still answers "the next runnable job of queue q"
+    from an index holding just the pending ones. Django caps index names at 30 characters,
+    hence the digest.
+    """
+    return models.Index(
+        fields=["queue", "-priority", "run_at", pk_name],
+        condition=models.Q(state=JobState.PENDING),
+        name=f"{db_table[:16]}_{names_digest(db_table, length=8)}_pend",
+    )
+
+
+class Job(models.Model, metaclass=JobBase):
+    """Base of every job model: subclass it, add domain fields, define `perform()`.
+
+    Subclasses may set `queue`, `priority` and `max_attempts` as class attributes; they
+    become the defaults of each new row.
+    """
+
+    state = models.CharField(
+        max_length=16, choices=JobState.choices, default=JobState.NEW, editable=False
+    )
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0, help_text="Higher runs first (-100 to 100).")
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    run_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Not to be started before this time."
+    )
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(
+        max_length=255, blank=True, editable=False, help_text="host:pid:thread of the worker."
+    )
+    error_type = models.CharField(max_length=255, blank=True, editable=False)
+    error_message = models.TextField(blank=True, editable=False)
+    error_traceback = models.TextField(blank=True, editable=False)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} #{self.pk}"
+
+    def save(self, **kwargs: Any) -> None:
+        """Save domain fields; lifecycle fields change only through the lifecycle verbs.
+
+        A new row is inserted in state `new` (call `enqueue()` to queue it). On an existing
+        row, `save()` writes every field except the lifecycle ones, and naming a lifecycle
+        field in `update_fields` is an error.
+        """
+        if self._state.adding:
+            if self.state != JobState.NEW:
+                raise JobStateError(
+                    f"a new {type(self).__name__} row must be created in state 'new', not "
+                    f"{self.state!r}: create it, then call enqueue()"
+                )
+        elif kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name not in LIFECYCLE_FIELDS
+            ]
+        elif lifecycle := LIFECYCLE_FIELDS.intersection(kwargs["update_fields"]):
+            raise JobStateError(
+                f"save() does not write lifecycle fields ({', '.join(sorted(lifecycle))}); "
+                "use enqueue(), run(), requeue() or cancel()"
+            )
+        super().save(**kwargs)
+
+    @property
+    def label(self) -> str:
+        """`app.Model#pk`, how logs name a job."""
+        return f"{self._meta.label}#{self.pk}"
+
+    def perform(self) -> None:
+        """The work. Subclasses define it.
+
+        It runs outside any transaction and may run again after a crash (delivery is
+        at least once), so write it to pick up where the row says it is.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    def retry_delay(self, attempt: int) -> timedelta:
+        """How long to wait before retrying after failed attempt number `attempt`.
+
+        Exponential (10 s, 20 s, 40 s, ... capped at an hour) with "equal jitter": a random
+        half of the delay, so jobs that failed together do not retry together.
+        """
+        ceiling = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
+        return ceiling / 2 + ceiling / 2 * random.random()
+
+    def enqueue(
+        self,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+    ) -> Self:
+        """Mark this new row pending, so a worker will run it at `run_at` (default: now).
+
+        Inside `transaction.atomic()` it commits or rolls back with the caller's data: a
+        worker never sees a job whose transaction did not commit. An unsaved instance is
+        inserted. `priority` and `queue` override the row's values.
+        """
+        now = clock.now()
+        changes: dict[str, Any] = {"requested_at": now, "run_at": _start_time(now, run_at, delay)}
+        if priority is not None:
+            changes["priority"] = validate_priority(priority)
+        if queue is not None:
+            changes["queue"] = validate_queue_name(queue)
+        if self._state.adding:
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.state = JobState.PENDING
+            models.Model.save(self, using=router.db_for_write(type(self), instance=self))
+        elif not self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes):
+            raise JobStateError(
+                f"{self.label} cannot be enqueued: it is {self._current_state()}, and enqueue() "
+                "takes a new row (use requeue() for failed or cancelled ones)"
+            )
+        return self
+
+    def run(self) -> Self:
+        """Perform this job now, in this thread, unless someone else already started it.
+
+        Takes the row lock (`SELECT ... FOR UPDATE`), checks the row is new or pending,
+        marks it running and commits before calling `perform()`, so two concurrent calls
+        never both perform it: the second raises `JobNotRunnable`. Returns the job with its
+        outcome (`succeeded`, `failed`, or `pending` for a retry); an exception raised by
+        `perform()` is recorded on the row, not re-raised.
+        """
+        self._claim_for_run()
+        self._execute()
+        return self
+
+    def requeue(self) -> Self:
+        """Put this failed or cancelled job back in the queue with fresh attempts."""
+        return self._apply(JobQuerySet.requeue, "requeued (only failed or cancelled jobs can be)")
+
+    def cancel(self) -> Self:
+        """Cancel this job if it has not started; a running or finished job is not touched."""
+        return self._apply(JobQuerySet.cancel, "cancelled (only new or pending jobs can be)")
+
+    def _apply(self, verb: Any, refusal: str) -> Self:
+        if not verb(self._same_row()):
+            raise JobStateError(f"{self.label} is {self._current_state()} and cannot be {refusal}")
+        self.refresh_from_db(fields=sorted(LIFECYCLE_FIELDS))
+        return self
+
+    def _same_row(self, **guard: Any) -> JobQuerySet:
+        using = self._state.db or router.db_for_write(type(self), instance=self)
+        return JobQuerySet(model=type(self), using=using).filter(pk=self.pk, **guard)
+
+    def _current_state(self) -> str:
+        state = self._same_row().values_list("state", flat=True).first()
+        return "deleted" if state is None else state
+
+    def _transition_row(
+        self,
+        from_states: frozenset[str],
+        to_state: str,
+        *,
+        guard: dict | None = None,
+        **changes: Any,
+    ) -> bool:
+        """Move this row (and this instance) to `to_state` if it is still in `from_states`."""
+        moved = self._same_row(**(guard or {}))._transition(from_states, to_state, **changes)
+        if moved:
+            self.state = to_state
+            for name, value in changes.items():
+                setattr(self, name, value)
+        return bool(moved)
+
+    def _claim_for_run(self) -> None:
+        rows = self._same_row().select_for_update()
+        with transaction.atomic(using=rows.db):
+            current = rows.values("state", "attempts", "requested_at").first()
+            if current is None:
+                raise JobNotRunnable(f"{self.label} does not exist (deleted?)")
+            if current["state"] not in RUNNABLE_STATES:
+                raise JobNotRunnable(f"{self.label} is {current['state']}, not new or pending")
+            now = clock.now()
+            self._transition_row(
+                RUNNABLE_STATES,
+                JobState.RUNNING,
+                attempts=current["attempts"] + 1,
+                requested_at=current["requested_at"] or now,
+                started_at=now,
+                finished_at=None,
+                claimed_by=worker_identity(),
+            )
+
+    def _execute(self) -> None:
+        """Perform an attempt this process has claimed, and record how it ended.
+
+        The outcome is written only if the row is still this attempt's (same attempt number
+        and claimant): a worker that lost its claim cannot overwrite a newer attempt.
+        """
+        logger.info(
+            "%s started (queue %s, attempt %d of %d)",
+            self.label,
+            self.queue,
+            self.attempts,
+            self.max_attempts,
+        )
+        began = time.monotonic()
+        try:
+            self.perform()
+        except Exception as exc:
+            to_state, changes = self._failure_outcome(exc)
+        else:
+            to_state, changes = JobState.SUCCEEDED, {"finished_at": clock.now()}
+        took = time.monotonic() - began
+        claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
+        if not self._transition_row(
+            frozenset({JobState.RUNNING}), to_state, guard=claim, **changes
+        ):
+            logger.warning(
+                "%s attempt %d ended after %.3fs but the row moved on (now %s); "
+                "outcome not recorded",
+                self.label,
+                self.attempts,
+                took,
+                self._current_state(),
+            )
+        elif to_state == JobState.SUCCEEDED:
+            logger.info("%s succeeded in %.3fs", self.label, took)
+        else:
+            retry = (
+                f"; retry at {self.run_at:%Y-%m-%d %H:%M:%S}"
+                if to_state == JobState.PENDING
+                else ""
+            )
+            logger.warning(
+                "%s failed in %.3fs: %s: %s%s",
+                self.label,
+                took,
+                self.error_type,
+                self.error_message,
+                retry,
+            )
+
+    def _failure_outcome(self, exc: Exception) -> tuple[str, dict[str, Any]]:
+        now = clock.now()
+        changes: dict[str, Any] = {
+            "error_type": _qualified_name(type(exc)),
+            "error_message": _bounded(str(exc), ERROR_MESSAGE_LIMIT),
+            "error_traceback": _bounded(traceback.format_exc(), TRACEBACK_LIMIT, keep_end=True),
+        }
+        if self.attempts < self.max_attempts:
+            return JobState.PENDING, {**changes, "run_at": now + self.retry_delay(self.attempts)}
+        return JobState.FAILED, {**changes, "finished_at": now}
+
+
+def _start_time(
+    now: datetime, run_at: datetime | None, delay: timedelta | float | None
+) -> datetime:
+    if run_at is not None and delay is not None:
+        raise ValueError("pass run_at or delay to enqueue(), not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+            raise ValueError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+        return run_at
+    if delay is None:
+        return now
+    if isinstance(delay, bool) or not isinstance(delay, timedelta | int | float):
+        raise ValueError(f"delay must be a timedelta or a number of seconds, got {delay!r}")
+    if not isinstance(delay, timedelta):
+        delay = timedelta(seconds=delay)
+    if delay < timedelta(0):
+        raise ValueError(f"delay must not be negative, got {delay}")
+    return now + delay
+
+
+def _qualified_name(cls: type) -> str:
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
+    """Cut long text to `limit` characters, saying how much was cut.
+
+    A message is best read from its start; a traceback from its end, where the frame that
+    raised is.
+    """
+    if len(text) <= limit:
+        return text
+    marker = f"[{len(text) - limit} characters cut]"
+    kept = limit - len(marker) - 1
+    return f"{marker}\n{text[-kept:]}" if keep_end else f"{text[:kept]}\n{marker}"

@@ -1,0 +1,36 @@
+"""Every concrete job model in the installed apps, found through Django's app registry.
+
+Nothing registers itself at import time: the list is computed from `apps.get_models()`, so
+it is always exactly what INSTALLED_APPS says.
+"""
+
+from django.apps import apps
+from django.db import connections, router
+
+from jobs.models import Job
+
+
+def job_models() -> list[type[Job]]:
+    """Concrete, non-proxy job models in a stable order (by app label and model name)."""
+    found = [
+        model for model in apps.get_models() if issubclass(model, Job) and not model._meta.proxy
+    ]
+    return sorted(found, key=lambda model: model._meta.label_lower)
+
+
+def queues_with_defaults() -> set[str]:
+    """Queues some job model sends its rows to unless a row says otherwise."""
+    return {model._meta.get_field("queue").default for model in job_models()}
+
+
+def models_without_tables(models: list[type[Job]]) -> list[type[Job]]:
+    """Job models whose table does not exist yet, i.e. `migrate` has not been run."""
+    tables: dict[str, list[str]] = {}
+    missing = []
+    for model in models:
+        using = router.db_for_write(model)
+        if using not in tables:
+            tables[using] = connections[using].introspection.table_names()
+        if model._meta.db_table not in tables[using]:
+            missing.append(model)
+    return missing

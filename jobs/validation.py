@@ -1,0 +1,49 @@
+"""Checks of what people pass to enqueue() and runjobs, with messages that say how to fix it."""
+
+import re
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+
+
+def validate_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise ValueError(
+            f"queue name {name!r} is invalid: use 1 to 100 letters, digits, '_', '-', '.' or ':'"
+        )
+    return name
+
+
+def validate_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValueError(f"priority must be an integer, got {priority!r}")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValueError(
+            f"priority {priority} is out of range: use {PRIORITY_MIN} to {PRIORITY_MAX} "
+            "(higher runs first)"
+        )
+    return priority
+
+
+def validate_max_attempts(max_attempts: object) -> int:
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an integer of at least 1, got {max_attempts!r}")
+    return max_attempts
+
+
+def parse_queue_list(text: str) -> list[str]:
+    """Parse `--queues a,b`: order is precedence, so duplicates and blanks are mistakes."""
+    names = [part.strip() for part in text.split(",")]
+    if not any(names):
+        raise ValueError(
+            f"{text!r} names no queue; give names separated by commas, e.g. urgent,default"
+        )
+    if "" in names:
+        raise ValueError(f"{text!r} has an empty queue name between commas")
+    for name in names:
+        validate_queue_name(name)
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{text!r} lists {', '.join(duplicates)} more than once")
+    return names

@@ -1,0 +1,66 @@
+"""The example domain: servers a customer asks for, and the job that provisions each one."""
+
+from django.db import models
+
+from jobs.models import Job
+from project.instances import provider
+
+
+class Instance(models.Model):
+    class State(models.TextChoices):
+        REQUESTED = "requested"
+        BOOTING = "booting"
+        READY = "ready"
+
+    name = models.CharField(max_length=63)
+    provider_id = models.CharField(max_length=64, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.REQUESTED)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InstanceProvision(Job):
+    """Creates the instance's server at the provider, waits for it to boot, attaches an IP.
+
+    Re-entrant: each step first looks at what the instance row already records, and the
+    server is created with an idempotency token, so a re-run after a crash continues the
+    same server instead of creating a second one.
+    """
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="provisions")
+
+    queue = "average_slow"
+    max_attempts = 5
+
+    def perform(self) -> None:
+        instance = self.instance
+        if not instance.provider_id:
+            instance.provider_id = provider.create_server(
+                instance.name, client_token=f"instance-{instance.pk}"
+            )
+            instance.state = Instance.State.BOOTING
+            instance.save(update_fields=["provider_id", "state"])
+        provider.wait_until_ready(instance.provider_id)
+        if not instance.ip_address:
+            instance.ip_address = provider.attach_ip(instance.provider_id)
+        instance.state = Instance.State.READY
+        instance.save(update_fields=["ip_address", "state"])
+
+
+class ProviderServer(models.Model):
+    """The simulated cloud's own records (it would live at the provider, not in our database)."""
+
+    client_token = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=63)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.provider_id
+
+    @property
+    def provider_id(self) -> str:
+        return f"srv-{self.pk:06d}"

@@ -1,0 +1,43 @@
+"""factory-boy factories for job and domain rows; `enqueue=True` queues a job once created."""
+
+import factory
+
+from project.instances.models import Instance, InstanceProvision
+from tests.testapp.models import RecordingJob, UrgentJob
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        abstract = True
+        skip_postgeneration_save = True
+
+    @factory.post_generation
+    def enqueue(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.enqueue(**kwargs)
+
+
+class RecordingJobFactory(JobFactory):
+    class Meta:
+        model = RecordingJob
+
+    label_text = factory.Sequence(lambda n: f"job-{n}")
+
+
+class UrgentJobFactory(JobFactory):
+    class Meta:
+        model = UrgentJob
+
+
+class InstanceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Instance
+
+    name = factory.Sequence(lambda n: f"web-{n}")
+
+
+class InstanceProvisionFactory(JobFactory):
+    class Meta:
+        model = InstanceProvision
+
+    instance = factory.SubFactory(InstanceFactory)

@@ -1,0 +1,70 @@
+"""Job models for the tests: each performance leaves a row in Effect, so tests can count."""
+
+import time
+
+from django.db import models
+
+from jobs.models import Job
+
+
+class Effect(models.Model):
+    """One row per perform() call: how tests prove "exactly once"."""
+
+    job_model = models.CharField(max_length=100)
+    job_id = models.BigIntegerField()
+    attempt = models.PositiveSmallIntegerField()
+    worker = models.CharField(max_length=255)
+
+    def __str__(self) -> str:
+        return f"{self.job_model}#{self.job_id} attempt {self.attempt}"
+
+
+class Boom(Exception):
+    """What a RecordingJob with fail=True raises."""
+
+
+class RecordingJob(Job):
+    label_text = models.CharField(max_length=50, blank=True)
+    sleep_seconds = models.FloatField(default=0)
+    fail = models.BooleanField(default=False)
+
+    max_attempts = 1
+
+    def perform(self) -> None:
+        Effect.objects.create(
+            job_model=self._meta.label,
+            job_id=self.pk,
+            attempt=self.attempts,
+            worker=self.claimed_by,
+        )
+        if self.sleep_seconds:
+            time.sleep(self.sleep_seconds)
+        if self.fail:
+            raise Boom(f"boom in {self.label_text or self.pk}")
+
+
+class HugeErrorJob(RecordingJob):
+    """Fails with an error far larger than the row keeps."""
+
+    class Meta:
+        proxy = True
+
+    def perform(self) -> None:
+        raise ValueError("x" * 40_000)
+
+
+class UrgentJob(Job):
+    """A second job model with its own default queue and priority."""
+
+    note = models.CharField(max_length=50, blank=True)
+
+    queue = "urgent"
+    priority = 10
+
+    def perform(self) -> None:
+        Effect.objects.create(
+            job_model=self._meta.label,
+            job_id=self.pk,
+            attempt=self.attempts,
+            worker=self.claimed_by,
+        )

@@ -18,30 +18,30 @@ OPTION_VALIDATORS = {
 @register(Tags.models)
 def check_job_models(app_configs=None, **kwargs) -> list:
     """Catch a job model that could never run, before a worker finds out at 3 a.m."""
+    return [
+        error
+        for model in job_models()
+        if app_configs is None or model._meta.app_config in app_configs
+        for error in job_model_errors(model)
+    ]
+
+
+def job_model_errors(model: type[Job]) -> list[Error]:
     errors = []
-    for model in job_models():
-        if app_configs is not None and model._meta.app_config not in app_configs:
-            continue
-        if model.perform is Job.perform:
-            errors.append(
-                Error(
-                    f"{model._meta.label} does not define perform().",
-                    hint="Add a perform(self) method with the job's work.",
-                    obj=model,
-                    id="jobs.E001",
-                )
+    if model.perform is Job.perform:
+        errors.append(
+            Error(
+                f"{model._meta.label} does not define perform().",
+                hint="Add a perform(self) method with the job's work.",
+                obj=model,
+                id="jobs.E001",
             )
-        for option, validate in OPTION_VALIDATORS.items():
-            try:
-                validate(model._meta.get_field(option).default)
-            except ValueError as exc:
-                errors.append(
-                    Error(
-                        f"{model._meta.label}.{option}: {exc}",
-                        obj=model,
-                        id="jobs.E002",
-                    )
-                )
+        )
+    for option, validate in OPTION_VALIDATORS.items():
+        try:
+            validate(model._meta.get_field(option).default)
+        except ValueError as exc:
+            errors.append(Error(f"{model._meta.label}.{option}: {exc}", obj=model, id="jobs.E002"))
     return errors
 
 

@@ -1,0 +1,61 @@
+"""System checks: a broken job model or an unsafe database is reported by `manage.py check`."""
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, models
+from django.test.utils import isolate_apps
+
+from jobs.backends import BACKENDS, backend_for
+from jobs.checks import check_job_databases, job_model_errors
+from jobs.errors import ConfigurationError
+from jobs.models import Job
+
+
+@isolate_apps("tests.testapp")
+def test_job_model_without_perform_is_an_error():
+    class Forgetful(Job):
+        note = models.TextField()
+
+        class Meta:
+            app_label = "testapp"
+
+    assert [error.id for error in job_model_errors(Forgetful)] == ["jobs.E001"]
+
+
+@isolate_apps("tests.testapp")
+def test_invalid_class_defaults_are_errors_naming_the_option():
+    class Misconfigured(Job):
+        queue = "has spaces"
+        priority = 500
+        max_attempts = 0
+
+        class Meta:
+            app_label = "testapp"
+
+        def perform(self):
+            return None
+
+    errors = job_model_errors(Misconfigured)
+    assert [error.id for error in errors] == ["jobs.E002"] * 3
+    messages = " ".join(error.msg for error in errors)
+    assert "testapp.Misconfigured.queue: queue name 'has spaces' is invalid" in messages
+    assert "priority 500 is out of range" in messages
+    assert "max_attempts must be an integer of at least 1, got 0" in messages
+
+
+def test_installed_job_models_pass_the_checks():
+    call_command("check", "--fail-level", "WARNING")
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="a SQLite setting")
+def test_sqlite_without_immediate_transactions_is_warned_about(monkeypatch):
+    assert check_job_databases() == []
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"timeout": 20})
+    assert [warning.id for warning in check_job_databases()] == ["jobs.W001"]
+
+
+def test_a_database_jobs_cannot_claim_from_is_an_error(monkeypatch):
+    monkeypatch.delitem(BACKENDS, connection.vendor)
+    assert [error.id for error in check_job_databases()] == ["jobs.E003"]
+    with pytest.raises(ConfigurationError, match=f"database 'default' is {connection.vendor}"):
+        backend_for("default")

@@ -131,16 +131,20 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Requeue selected failed or cancelled jobs", permissions=["change"])
     def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._report(request, queryset, queryset.requeue(), "requeued", "failed or cancelled")
+        selected = queryset.count()
+        self._report(request, selected, queryset.requeue(), "requeued", "failed or cancelled")
 
     @admin.action(description="Cancel selected jobs that have not started", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._report(request, queryset, queryset.cancel(), "cancelled", "new or pending")
+        selected = queryset.count()
+        self._report(request, selected, queryset.cancel(), "cancelled", "new or pending")
 
     def _report(
-        self, request: HttpRequest, queryset: QuerySet, changed: int, verb: str, applies_to: str
+        self, request: HttpRequest, selected: int, changed: int, verb: str, applies_to: str
     ) -> None:
-        skipped = queryset.count() - changed  # the selection still holds every row
+        """Counted before the change: the selection carries the changelist's filters, which
+        the changed rows may no longer match."""
+        skipped = selected - changed
         message = f"{changed} job{'s' if changed != 1 else ''} {verb}."
         if skipped:
             message += f" {skipped} skipped: only {applies_to} jobs can be {verb}."

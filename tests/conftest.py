@@ -3,16 +3,31 @@
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from jobs import clock
+
 REPO = Path(__file__).resolve().parent.parent
+NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (row locks across sessions)"
 )
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    """Pin the framework's clock at NOON; tests move it by assigning `frozen.now`."""
+
+    class Clock:
+        now = NOON
+
+    monkeypatch.setattr(clock, "now", lambda: Clock.now)
+    return Clock
 
 
 def database_url() -> str:

@@ -1,30 +1,17 @@
 """The Job lifecycle through its public verbs, on whichever database the suite runs on."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import transaction
 
-from jobs import clock
 from jobs.errors import JobNotRunnable, JobStateError
 from jobs.models import ERROR_MESSAGE_LIMIT, TRACEBACK_LIMIT, JobState
+from tests.conftest import NOON
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Effect, HugeErrorJob, RecordingJob, UrgentJob
 
 pytestmark = pytest.mark.django_db
-
-NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    """Pin the framework's clock at NOON; tests move it by assigning `frozen.now`."""
-
-    class Clock:
-        now = NOON
-
-    monkeypatch.setattr(clock, "now", lambda: Clock.now)
-    return Clock
 
 
 def test_created_job_is_new_and_not_queued():

@@ -18,6 +18,12 @@ class Effect(models.Model):
     def __str__(self) -> str:
         return f"{self.job_model}#{self.job_id} attempt {self.attempt}"
 
+    @classmethod
+    def record(cls, job: Job) -> "Effect":
+        return cls.objects.create(
+            job_model=job._meta.label, job_id=job.pk, attempt=job.attempts, worker=job.claimed_by
+        )
+
 
 class Boom(Exception):
     """What a RecordingJob with fail=True raises."""
@@ -31,12 +37,7 @@ class RecordingJob(Job):
     max_attempts = 1
 
     def perform(self) -> None:
-        Effect.objects.create(
-            job_model=self._meta.label,
-            job_id=self.pk,
-            attempt=self.attempts,
-            worker=self.claimed_by,
-        )
+        Effect.record(self)
         if self.sleep_seconds:
             time.sleep(self.sleep_seconds)
         if self.fail:

@@ -1,0 +1,454 @@
+"""The InstanceProvision admin (a `JobAdmin`) through the test client, as a browser drives it."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib import messages
+from django.contrib.admin import site
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from jobs import clock
+from jobs.models import JobState
+from project.instances.models import InstanceProvision
+from tests.conftest import NOON
+from tests.factories import InstanceProvisionFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:instances_instanceprovision_changelist")
+BADGE = re.compile(r'<span class="job-state" style="[^"]*background:(#[0-9a-f]{6})[^"]*">(\w+)<')
+
+
+# Helpers: users, jobs in a given state, and reading the admin's answers.
+
+
+def staff_user(django_user_model, *codenames: str):
+    user = django_user_model.objects.create_user(
+        username=f"staff-{'-'.join(codenames) or 'none'}", password="x", is_staff=True
+    )
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="instances", codename__in=codenames)
+    )
+    return user
+
+
+def change_url(job) -> str:
+    return reverse("admin:instances_instanceprovision_change", args=[job.pk])
+
+
+def failed_provision(name: str = "Bad_Name!") -> InstanceProvision:
+    """A provision that really failed: the provider refuses the name, and one attempt is all."""
+    job = InstanceProvisionFactory(instance__name=name, max_attempts=1, enqueue=True).run()
+    assert job.state == JobState.FAILED
+    return job
+
+
+def provision_in(state: str, **fields) -> InstanceProvision:
+    """A provision brought to `state` the way the framework gets it there."""
+    if state == JobState.NEW:
+        return InstanceProvisionFactory(**fields)
+    if state == JobState.FAILED:
+        return failed_provision()
+    job = InstanceProvisionFactory(enqueue=True, **fields)
+    if state == JobState.SUCCEEDED:
+        job.run()
+    elif state == JobState.CANCELLED:
+        job.cancel()
+    elif state == JobState.RUNNING:
+        # As a worker leaves the row while perform() is under way in another process.
+        InstanceProvision.objects.filter(pk=job.pk).update(
+            state=JobState.RUNNING, started_at=clock.now(), attempts=1, claimed_by="elsewhere:1:1"
+        )
+    assert state_of(job) == state
+    return job
+
+
+def state_of(job) -> str:
+    return InstanceProvision.objects.values_list("state", flat=True).get(pk=job.pk)
+
+
+def listed(response) -> list[int]:
+    """The primary keys the changelist shows, in its order."""
+    assert response.status_code == 200
+    return [job.pk for job in response.context["cl"].result_list]
+
+
+def pks(*jobs) -> list[int]:
+    return [job.pk for job in jobs]
+
+
+def messages_of(response) -> list[tuple[int, str]]:
+    return [(message.level, message.message) for message in get_messages(response.wsgi_request)]
+
+
+def run_action(client, action: str, *jobs, view: str = ""):
+    """Select `jobs` on the changelist (as filtered by the querystring `view`), run `action`."""
+    url = f"{CHANGELIST}?{view}" if view else CHANGELIST
+    return client.post(url, {"action": action, "_selected_action": pks(*jobs), "index": "0"})
+
+
+def timed_provision(wait: timedelta, run: timedelta) -> InstanceProvision:
+    """A finished provision that queued for `wait` and ran for `run`."""
+    job = provision_in(JobState.SUCCEEDED)
+    requested = NOON - timedelta(days=1)
+    InstanceProvision.objects.filter(pk=job.pk).update(
+        requested_at=requested,
+        run_at=requested,
+        started_at=requested + wait,
+        finished_at=requested + wait + run,
+    )
+    return job
+
+
+def column_index(client, name: str) -> int:
+    """What `?o=` numbers a column by: its place among the changelist's columns."""
+    return list(client.get(CHANGELIST).context["cl"].list_display).index(name)
+
+
+def change_form_data(job, **overrides) -> dict:
+    """What the change form posts back for `job` as it is now, with `overrides` applied."""
+    data = {
+        "instance": job.instance_id,
+        "queue": job.queue,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "_save": "Save",
+    }
+    return {**data, **overrides}
+
+
+@pytest.fixture
+def viewer(client, django_user_model):
+    """A client logged in as staff with only the view permission on provisions."""
+    client.force_login(staff_user(django_user_model, "view_instanceprovision"))
+    return client
+
+
+# Changelist
+
+
+def test_changelist_renders_for_staff_with_only_the_view_permission(viewer):
+    job = provision_in(JobState.PENDING)
+    response = viewer.get(CHANGELIST)
+    assert listed(response) == [job.pk]
+    assert job.instance.name in response.content.decode()
+
+
+def test_changelist_shows_a_coloured_badge_per_state(admin_client):
+    provision_in(JobState.PENDING)
+    provision_in(JobState.SUCCEEDED)
+    failed_provision()
+    badges = BADGE.findall(admin_client.get(CHANGELIST).content.decode())
+    assert sorted(badges) == [
+        ("#0d6efd", "Pending"),
+        ("#198754", "Succeeded"),
+        ("#dc3545", "Failed"),
+    ]
+
+
+def test_changelist_shows_attempts_out_of_the_maximum(admin_client):
+    provision_in(JobState.SUCCEEDED)
+    assert "1 of 5" in admin_client.get(CHANGELIST).content.decode()
+
+
+def test_state_filter_lists_only_rows_in_that_state(admin_client):
+    failed = [failed_provision(), failed_provision()]
+    provision_in(JobState.PENDING)
+    provision_in(JobState.SUCCEEDED)
+    response = admin_client.get(CHANGELIST, {"state__exact": "failed"})
+    assert sorted(listed(response)) == pks(*failed)
+
+
+def test_queue_filter_offers_each_queue_present_once_and_lists_only_that_queue(admin_client):
+    eu = provision_in(JobState.PENDING, enqueue__queue="provision_eu")
+    provision_in(JobState.PENDING)  # the model's default queue, average_slow
+    provision_in(JobState.SUCCEEDED)
+    page = admin_client.get(CHANGELIST).content.decode()
+    # AllValuesFieldListFilter filters on the bare field name: ?queue=..., not queue__exact.
+    assert page.count('href="?queue=provision_eu"') == 1
+    assert page.count('href="?queue=average_slow"') == 1
+    assert listed(admin_client.get(CHANGELIST, {"queue": "provision_eu"})) == [eu.pk]
+
+
+def test_state_and_queue_filters_combine(admin_client):
+    wanted = provision_in(JobState.CANCELLED, enqueue__queue="provision_eu")
+    provision_in(JobState.PENDING, enqueue__queue="provision_eu")
+    provision_in(JobState.CANCELLED)
+    response = admin_client.get(CHANGELIST, {"state__exact": "cancelled", "queue": "provision_eu"})
+    assert listed(response) == [wanted.pk]
+
+
+@pytest.mark.parametrize(("column", "field"), [("wait_time", "wait"), ("run_time", "run")])
+def test_sorting_by_a_duration_column_orders_by_that_duration(admin_client, column, field):
+    short = timedelta(seconds=3)
+    medium = timedelta(minutes=2)
+    long = timedelta(hours=2)
+    other = timedelta(minutes=10)  # the duration that is not sorted on, between the others
+    jobs = {
+        duration: timed_provision(
+            **{field: duration, ("run" if field == "wait" else "wait"): other}
+        )
+        for duration in (medium, long, short)
+    }
+    index = column_index(admin_client, column)
+    ascending = listed(admin_client.get(CHANGELIST, {"o": str(index)}))
+    descending = listed(admin_client.get(CHANGELIST, {"o": f"-{index}"}))
+    assert ascending == pks(jobs[short], jobs[medium], jobs[long])
+    assert descending == pks(jobs[long], jobs[medium], jobs[short])
+
+
+def test_duration_columns_read_in_human_units(admin_client):
+    timed_provision(wait=timedelta(seconds=90), run=timedelta(hours=2, minutes=5))
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert "1 min 30 s" in page
+    assert "2 h 5 min" in page
+
+
+def test_search_by_instance_name_lists_only_that_instance(admin_client):
+    wanted = InstanceProvisionFactory(instance__name="api-gateway", enqueue=True)
+    InstanceProvisionFactory(instance__name="db-primary", enqueue=True)
+    assert listed(admin_client.get(CHANGELIST, {"q": "gateway"})) == [wanted.pk]
+
+
+def test_search_by_job_id_finds_that_job(admin_client):
+    jobs = [InstanceProvisionFactory(instance__name=name) for name in ("alpha", "beta", "gamma")]
+    assert listed(admin_client.get(CHANGELIST, {"q": str(jobs[1].pk)})) == [jobs[1].pk]
+
+
+# Change page
+
+
+def test_change_page_shows_the_lifecycle_timeline(admin_client, frozen):
+    job = InstanceProvisionFactory(enqueue=True)
+    frozen.now = NOON + timedelta(seconds=90)
+    job.run()
+    page = admin_client.get(change_url(job)).content.decode()
+    assert ">Lifecycle</h2>" in page
+    for label in ("Requested at", "Run at", "Started at", "Finished at", "Attempts", "Claimed by"):
+        assert f"{label}:</label>" in page
+    assert "Succeeded" in page
+    assert "1 min 30 s" in page  # waited from NOON to NOON + 90 s
+    assert job.claimed_by in page
+
+
+def test_change_page_shows_the_last_error_with_its_traceback(admin_client):
+    job = failed_provision("Bad_Name!")
+    page = admin_client.get(change_url(job)).content.decode()
+    assert ">Last error</h2>" in page
+    assert "project.instances.provider.ProviderError" in page
+    assert "invalid server name &#x27;Bad_Name!&#x27;: use lowercase letters" in page
+    assert "Traceback (most recent call last):" in page
+    assert "in create_server" in page
+    assert "raise ProviderError(" in page
+
+
+def test_change_page_escapes_the_error_message_and_traceback(admin_client):
+    job = failed_provision("<script>alert(1)</script>")
+    assert "<script>alert(1)</script>" in job.error_message
+    assert "<script>alert(1)</script>" in job.error_traceback
+    page = admin_client.get(change_url(job)).content.decode()
+    assert "<script>alert(1)</script>" not in page
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    # Once in the message, once as the last line of the traceback.
+    assert page.count(f"invalid server name &#x27;{escaped}&#x27;") == 2
+
+
+def test_change_page_of_a_job_that_never_failed_shows_no_traceback(admin_client):
+    job = provision_in(JobState.SUCCEEDED)
+    page = admin_client.get(change_url(job)).content.decode()
+    assert "Traceback (most recent call last)" not in page
+    assert re.search(r'<label>Traceback:</label>\s*<div class="readonly">-</div>', page)
+
+
+def test_change_form_has_no_inputs_for_lifecycle_fields(admin_client):
+    job = provision_in(JobState.PENDING)
+    form = admin_client.get(change_url(job)).context["adminform"].form
+    assert set(form.fields) == {"instance", "queue", "priority", "max_attempts"}
+
+
+def test_posting_lifecycle_fields_changes_nothing_but_domain_fields_save(admin_client):
+    job = provision_in(JobState.PENDING)
+    data = change_form_data(job, priority=7, state="succeeded", attempts=4, claimed_by="me")
+    response = admin_client.post(change_url(job), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    saved = InstanceProvision.objects.get(pk=job.pk)
+    assert (saved.state, saved.attempts, saved.claimed_by) == (JobState.PENDING, 0, "")
+    assert saved.priority == 7
+
+
+def test_saving_a_form_loaded_before_the_job_finished_keeps_the_finished_state(admin_client):
+    job = provision_in(JobState.PENDING)
+    admin_client.get(change_url(job))  # someone opens the form...
+    InstanceProvision.objects.get(pk=job.pk).run()  # ...a worker runs the job meanwhile...
+    response = admin_client.post(change_url(job), change_form_data(job, priority=3))  # ...save
+    assert response.status_code == 302
+    saved = InstanceProvision.objects.get(pk=job.pk)
+    assert (saved.state, saved.attempts, saved.priority) == (JobState.SUCCEEDED, 1, 3)
+    assert saved.finished_at is not None
+
+
+def test_a_job_finishing_while_the_admin_saves_it_keeps_its_finished_state(
+    admin_client, monkeypatch
+):
+    """The narrowest race: the admin already holds the row as pending when the job succeeds."""
+    job = provision_in(JobState.PENDING)
+    admin_class = type(site._registry[InstanceProvision])
+    save_model = admin_class.save_model
+
+    def save_after_the_worker_finished(self, request, obj, form, change):
+        assert obj.state == JobState.PENDING  # the admin's copy is stale from here on
+        InstanceProvision.objects.get(pk=obj.pk).run()
+        save_model(self, request, obj, form, change)
+
+    monkeypatch.setattr(admin_class, "save_model", save_after_the_worker_finished)
+    response = admin_client.post(change_url(job), change_form_data(job, priority=3))
+    assert response.status_code == 302
+    saved = InstanceProvision.objects.get(pk=job.pk)
+    assert (saved.state, saved.attempts, saved.priority) == (JobState.SUCCEEDED, 1, 3)
+
+
+def test_adding_a_job_in_the_admin_creates_it_new_and_not_queued(admin_client):
+    instance = InstanceProvisionFactory().instance
+    data = {"instance": instance.pk, "queue": "average_slow", "priority": 0, "max_attempts": 5}
+    response = admin_client.post(reverse("admin:instances_instanceprovision_add"), data)
+    assert response.status_code == 302
+    added = InstanceProvision.objects.latest("pk")
+    assert (added.instance, added.state, added.requested_at) == (instance, JobState.NEW, None)
+
+
+# Actions
+
+
+def test_requeue_action_requeues_failed_and_cancelled_rows_and_skips_the_rest(admin_client):
+    failed = failed_provision()
+    cancelled = provision_in(JobState.CANCELLED)
+    succeeded = provision_in(JobState.SUCCEEDED)
+    pending = provision_in(JobState.PENDING)
+    response = run_action(admin_client, "requeue_jobs", failed, cancelled, succeeded, pending)
+    assert response.status_code == 302
+    assert messages_of(response) == [
+        (
+            messages.SUCCESS,
+            "2 jobs requeued. 2 skipped: only failed or cancelled jobs can be requeued.",
+        )
+    ]
+    assert [state_of(job) for job in (failed, cancelled, succeeded, pending)] == [
+        JobState.PENDING,
+        JobState.PENDING,
+        JobState.SUCCEEDED,
+        JobState.PENDING,
+    ]
+    requeued = InstanceProvision.objects.get(pk=failed.pk)
+    assert (requeued.attempts, requeued.finished_at, requeued.claimed_by) == (0, None, "")
+    assert InstanceProvision.objects.get(pk=succeeded.pk).attempts == 1
+
+
+def test_requeue_action_touches_only_the_selected_rows(admin_client):
+    selected, other = failed_provision(), failed_provision()
+    response = run_action(admin_client, "requeue_jobs", selected)
+    assert messages_of(response) == [(messages.SUCCESS, "1 job requeued.")]
+    assert (state_of(selected), state_of(other)) == (JobState.PENDING, JobState.FAILED)
+
+
+def test_requeue_action_skipping_every_row_is_a_warning(admin_client):
+    succeeded = provision_in(JobState.SUCCEEDED)
+    response = run_action(admin_client, "requeue_jobs", succeeded)
+    assert messages_of(response) == [
+        (
+            messages.WARNING,
+            "0 jobs requeued. 1 skipped: only failed or cancelled jobs can be requeued.",
+        )
+    ]
+    assert state_of(succeeded) == JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("view", "message"),
+    [
+        ("state__exact=failed", "2 jobs requeued."),
+        (
+            "requested_at__year=2020",
+            "2 jobs requeued. 1 skipped: only failed or cancelled jobs can be requeued.",
+        ),
+    ],
+    ids=["state-filter", "date-hierarchy"],
+)
+def test_requeue_action_on_a_filtered_changelist_reports_true_counts(admin_client, view, message):
+    """Requeueing moves rows out of a state or date filter; they were still selected."""
+    failed = [failed_provision(), failed_provision()]
+    succeeded = provision_in(JobState.SUCCEEDED)
+    InstanceProvision.objects.update(requested_at=datetime(2020, 1, 15, tzinfo=UTC))
+    response = run_action(admin_client, "requeue_jobs", *failed, succeeded, view=view)
+    assert messages_of(response) == [(messages.SUCCESS, message)]
+    assert [state_of(job) for job in failed] == [JobState.PENDING, JobState.PENDING]
+
+
+def test_cancel_action_on_the_pending_filter_reports_true_counts(admin_client):
+    pending = [provision_in(JobState.PENDING), provision_in(JobState.PENDING)]
+    response = run_action(admin_client, "cancel_jobs", *pending, view="state__exact=pending")
+    assert messages_of(response) == [(messages.SUCCESS, "2 jobs cancelled.")]
+    assert [state_of(job) for job in pending] == [JobState.CANCELLED, JobState.CANCELLED]
+
+
+def test_cancel_action_cancels_new_and_pending_rows_and_leaves_started_ones(admin_client):
+    new = provision_in(JobState.NEW)
+    pending = provision_in(JobState.PENDING)
+    running = provision_in(JobState.RUNNING)
+    succeeded = provision_in(JobState.SUCCEEDED)
+    response = run_action(admin_client, "cancel_jobs", new, pending, running, succeeded)
+    assert messages_of(response) == [
+        (
+            messages.SUCCESS,
+            "2 jobs cancelled. 2 skipped: only new or pending jobs can be cancelled.",
+        )
+    ]
+    assert [state_of(job) for job in (new, pending, running, succeeded)] == [
+        JobState.CANCELLED,
+        JobState.CANCELLED,
+        JobState.RUNNING,
+        JobState.SUCCEEDED,
+    ]
+
+
+def test_actions_run_for_staff_with_the_change_permission(client, django_user_model):
+    client.force_login(
+        staff_user(django_user_model, "view_instanceprovision", "change_instanceprovision")
+    )
+    failed = failed_provision()
+    response = run_action(client, "requeue_jobs", failed)
+    assert messages_of(response) == [(messages.SUCCESS, "1 job requeued.")]
+    assert state_of(failed) == JobState.PENDING
+
+
+def test_actions_are_not_offered_to_staff_with_only_the_view_permission(viewer):
+    provision_in(JobState.PENDING)
+    response = viewer.get(CHANGELIST)
+    assert response.context["action_form"] is None
+    page = response.content.decode()
+    assert "requeue_jobs" not in page
+    assert "cancel_jobs" not in page
+
+
+@pytest.mark.parametrize("action", ["requeue_jobs", "cancel_jobs"])
+def test_staff_with_only_the_view_permission_cannot_run_actions(viewer, action):
+    failed, pending = failed_provision(), provision_in(JobState.PENDING)
+    response = run_action(viewer, action, failed, pending)
+    assert not any("requeued" in text or "cancelled" in text for _, text in messages_of(response))
+    assert (state_of(failed), state_of(pending)) == (JobState.FAILED, JobState.PENDING)
+
+
+@pytest.mark.parametrize("who", ["anonymous", "non-staff"])
+@pytest.mark.parametrize("action", ["requeue_jobs", "cancel_jobs"])
+def test_actions_redirect_anonymous_and_non_staff_users_to_login(
+    client, django_user_model, who, action
+):
+    if who == "non-staff":
+        client.force_login(django_user_model.objects.create_user(username="customer"))
+    failed, pending = failed_provision(), provision_in(JobState.PENDING)
+    response = run_action(client, action, failed, pending)
+    assert response.status_code == 302
+    assert response["Location"].startswith(f"{reverse('admin:login')}?next=")
+    assert (state_of(failed), state_of(pending)) == (JobState.FAILED, JobState.PENDING)

@@ -13,7 +13,9 @@ from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from jobs.models import LIFECYCLE_FIELDS, ROW_OPTIONS, JobState
+from jobs import clock
+from jobs.conf import lease_duration
+from jobs.models import LIFECYCLE_FIELDS, ROW_OPTIONS, JobState, Worker
 
 STATE_COLOURS = {
     JobState.NEW: "#6c757d",
@@ -153,3 +155,37 @@ class JobAdmin(admin.ModelAdmin):
 
 def _duration(start, end) -> timedelta | None:
     return end - start if start and end else None
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    """Worker processes as their heartbeats report them; rows are written by workers only."""
+
+    list_display = (
+        "name",
+        "state",
+        "alive",
+        "queues_served",
+        "started_at",
+        "last_heartbeat_at",
+        "jobs_in_flight",
+        "jobs_performed",
+    )
+    list_filter = ("state", "host")
+    search_fields = ("name",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(boolean=True, description="alive")
+    def alive(self, worker: Worker) -> bool:
+        """Running, with a heartbeat fresher than a lease: a worker past that is presumed dead."""
+        fresh = worker.last_heartbeat_at > clock.now() - lease_duration()
+        return worker.state == Worker.State.RUNNING and fresh
+
+    @admin.display(description="queues")
+    def queues_served(self, worker: Worker) -> str:
+        return worker.queues or "all"

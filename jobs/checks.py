@@ -4,6 +4,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
 
 from jobs.backends import BACKENDS
+from jobs.conf import lease_seconds
 from jobs.models import Job
 from jobs.registry import job_models
 from jobs.validation import validate_max_attempts, validate_priority, validate_queue_name
@@ -43,6 +44,20 @@ def job_model_errors(model: type[Job]) -> list[Error]:
         except ValueError as exc:
             errors.append(Error(f"{model._meta.label}.{option}: {exc}", obj=model, id="jobs.E002"))
     return errors
+
+
+@register()
+def check_settings(app_configs=None, **kwargs) -> list:
+    seconds = lease_seconds()
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 1:
+        return [
+            Error(
+                f"JOBS_LEASE_SECONDS is {seconds!r}; it must be a number of seconds, at least 1.",
+                hint="Workers renew leases every quarter of it; 60 is the default.",
+                id="jobs.E004",
+            )
+        ]
+    return []
 
 
 @register(Tags.database)

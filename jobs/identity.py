@@ -5,6 +5,11 @@ import socket
 import threading
 
 
+def process_identity() -> str:
+    """`host:pid`: names a worker process (its `Worker` row)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def worker_identity() -> str:
     """`host:pid:thread`, unique among live workers, readable in the admin and in `ps`."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+    return f"{process_identity()}:{threading.current_thread().name}"

@@ -20,8 +20,10 @@ from django.db.backends.utils import names_digest
 from django.db.models.base import ModelBase
 
 from jobs import clock
+from jobs.conf import lease_duration
 from jobs.errors import JobNotRunnable, JobStateError
 from jobs.identity import worker_identity
+from jobs.lease import LeaseKeeper
 from jobs.validation import validate_priority, validate_queue_name
 
 logger = logging.getLogger("jobs")
@@ -64,6 +66,7 @@ LIFECYCLE_FIELDS = frozenset(
         "finished_at",
         "attempts",
         "claimed_by",
+        "lease_expires_at",
         "error_type",
         "error_message",
         "error_traceback",
@@ -73,6 +76,7 @@ LIFECYCLE_FIELDS = frozenset(
 # Class attributes a job model may set to give its rows defaults (`queue = "emails"`).
 ROW_OPTIONS = ("queue", "priority", "max_attempts")
 
+WORKER_LOST = "jobs.WorkerLost"
 ERROR_MESSAGE_LIMIT = 2_000
 TRACEBACK_LIMIT = 16_000
 RETRY_BASE_DELAY = timedelta(seconds=10)
@@ -122,6 +126,30 @@ class JobQuerySet(models.QuerySet):
         """New or pending rows become cancelled; running and finished rows are left alone."""
         return self._transition(CANCELLABLE_STATES, JobState.CANCELLED, finished_at=clock.now())
 
+    def rescue(self, now: datetime | None = None) -> int:
+        """Running rows whose lease ran out: their worker was killed, crashed or froze.
+
+        The attempt already counted when it was claimed, so a row with attempts left goes
+        back to pending, and one without fails ("worker lost"): a job that kills its worker
+        every time cannot take workers down forever. Returns how many rows moved.
+        """
+        now = now or clock.now()
+        expired = self.filter(lease_expires_at__lt=now)
+        lost = {
+            "lease_expires_at": None,
+            "error_type": WORKER_LOST,
+            "error_message": "the worker running this attempt stopped renewing its lease "
+            "(killed, crashed, or frozen)",
+            "error_traceback": "",
+        }
+        retried = expired.filter(attempts__lt=models.F("max_attempts"))._transition(
+            frozenset({JobState.RUNNING}), JobState.PENDING, run_at=now, claimed_by="", **lost
+        )
+        failed = expired.filter(attempts__gte=models.F("max_attempts"))._transition(
+            frozenset({JobState.RUNNING}), JobState.FAILED, finished_at=now, **lost
+        )
+        return retried + failed
+
     def _transition(self, from_states: frozenset[str], to_state: str, **changes: Any) -> int:
         """The one place `state` changes: an UPDATE guarded by the states it may come from."""
         if not from_states <= ALLOWED_FROM[to_state]:
@@ -150,25 +178,34 @@ class JobBase(ModelBase):
             field.default = value
             field.__dict__.pop("_get_default", None)  # Django caches the default getter
         if not cls._meta.abstract and not cls._meta.proxy and not cls._meta.parents:
-            index = _pending_index(cls._meta.db_table, cls._meta.pk.name)
-            cls._meta.indexes = [*cls._meta.indexes, index]
+            indexes = _lifecycle_indexes(cls._meta.db_table, cls._meta.pk.name)
+            cls._meta.indexes = [*cls._meta.indexes, *indexes]
             # Migrations read Meta options from original_attrs, so the index must be there too.
             cls._meta.original_attrs["indexes"] = cls._meta.indexes
         return cls
 
 
-def _pending_index(db_table: str, pk_name: str) -> models.Index:
-    """Index of pending rows only, in claim order: it stays as small as the backlog.
+def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
+    """Indexes of pending rows (in claim order) and running rows (by lease), nothing else.
 
-    A table with millions of finished rows still answers "the next runnable job of queue q"
-    from an index holding just the pending ones. Django caps index names at 30 characters,
-    hence the digest.
+    Both stay as small as the backlog and the work in flight: a table with millions of
+    finished rows still answers "the next runnable job of queue q" and "the running jobs
+    whose lease ran out" from a few index pages. Django caps index names at 30
+    characters, hence the digest.
     """
-    return models.Index(
-        fields=["queue", "-priority", "run_at", pk_name],
-        condition=models.Q(state=JobState.PENDING),
-        name=f"{db_table[:16]}_{names_digest(db_table, length=8)}_pend",
-    )
+    prefix = f"{db_table[:16]}_{names_digest(db_table, length=8)}"
+    return [
+        models.Index(
+            fields=["queue", "-priority", "run_at", pk_name],
+            condition=models.Q(state=JobState.PENDING),
+            name=f"{prefix}_pend",
+        ),
+        models.Index(
+            fields=["lease_expires_at"],
+            condition=models.Q(state=JobState.RUNNING),
+            name=f"{prefix}_run",
+        ),
+    ]
 
 
 class Job(models.Model, metaclass=JobBase):
@@ -193,6 +230,12 @@ class Job(models.Model, metaclass=JobBase):
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
     claimed_by = models.CharField(
         max_length=255, blank=True, editable=False, help_text="host:pid:thread of the worker."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="A running job whose worker stops renewing this is rescued after it.",
     )
     error_type = models.CharField(max_length=255, blank=True, editable=False)
     error_message = models.TextField(blank=True, editable=False)
@@ -296,7 +339,9 @@ class Job(models.Model, metaclass=JobBase):
         `perform()` is recorded on the row, not re-raised.
         """
         self._claim_for_run()
-        self._execute()
+        with LeaseKeeper() as leases:
+            leases.hold(self)
+            self._execute()
         return self
 
     def requeue(self) -> Self:
@@ -337,6 +382,11 @@ class Job(models.Model, metaclass=JobBase):
                 setattr(self, name, value)
         return bool(moved)
 
+    def _renew_lease(self, until: datetime) -> bool:
+        """Extend this attempt's lease; False if the row is no longer this attempt's."""
+        claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
+        return bool(self._same_row(state=JobState.RUNNING, **claim).update(lease_expires_at=until))
+
     def _claim_for_run(self) -> None:
         rows = self._same_row().select_for_update()
         with transaction.atomic(using=rows.db):
@@ -354,6 +404,7 @@ class Job(models.Model, metaclass=JobBase):
                 started_at=now,
                 finished_at=None,
                 claimed_by=worker_identity(),
+                lease_expires_at=now + lease_duration(),
             )
 
     def _execute(self) -> None:
@@ -455,3 +506,28 @@ def _bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
     marker = f"[{len(text) - limit} characters cut]"
     kept = limit - len(marker) - 1
     return f"{marker}\n{text[-kept:]}" if keep_end else f"{text[:kept]}\n{marker}"
+
+
+class Worker(models.Model):
+    """A `runjobs` process, as long as its heartbeat says it is alive."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        STOPPED = "stopped"
+
+    name = models.CharField(max_length=255, unique=True, help_text="host:pid")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.CharField(max_length=1000, blank=True, help_text="Empty: all queues.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    started_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    jobs_in_flight = models.JSONField(default=list, blank=True)
+    jobs_performed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-started_at",)
+
+    def __str__(self) -> str:
+        return self.name

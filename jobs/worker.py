@@ -8,22 +8,29 @@ only one of them can win (see `jobs.backends`).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from types import FrameType
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from jobs import clock
 from jobs.backends import backend_for
-from jobs.identity import worker_identity
-from jobs.models import Job
+from jobs.identity import process_identity, worker_identity
+from jobs.lease import LeaseKeeper
+from jobs.models import Job, JobQuerySet
+from jobs.models import Worker as WorkerRow
 from jobs.registry import job_models
 
 logger = logging.getLogger("jobs.worker")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Rows of workers silent for this long are deleted; until then the admin shows them stale.
+DEAD_WORKER_RETENTION = timedelta(hours=1)
 
 
 class Worker:
@@ -51,37 +58,94 @@ class Worker:
         self._stop = threading.Event()
         self._first_model = 0  # whose turn it is to be asked first, for round robin
         self._backend = backend_for(using)
+        self.name = process_identity()
 
     def run(self) -> int:
         """Work until stopped (or, with `burst`, until nothing is runnable). Returns jobs performed.
 
         In the main thread, SIGTERM and SIGINT stop the loop after the job in hand; a
-        second SIGINT interrupts that job (it stays running until it is rescued).
+        second SIGINT interrupts that job (it stays running until its lease runs out and
+        it is rescued). While it runs, the worker keeps its `Worker` row's heartbeat and its
+        job's lease fresh, and rescues other workers' orphaned jobs.
         """
         previous = self._install_signal_handlers()
+        self._register()
         logger.info(
             "worker %s serving %s from %d job model(s)%s",
-            worker_identity(),
+            self.name,
             ", ".join(self.queues) if self.queues else "all queues",
             len(self.models),
             " until drained" if self.burst else "",
         )
         try:
-            while not self._stop.is_set():
-                job = self.claim_next()
-                if job is not None:
-                    job._execute()
-                    self.performed += 1
-                    self._close_broken_connections()
-                elif self.burst:
-                    break
-                else:
-                    self._stop.wait(self.interval)
+            with LeaseKeeper(on_beat=self._housekeeping) as leases:
+                self._leases = leases
+                self._rescue(clock.now())
+                self._serve(leases)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        logger.info("worker %s stopped after %d job(s)", worker_identity(), self.performed)
+            WorkerRow.objects.filter(name=self.name).update(
+                state=WorkerRow.State.STOPPED,
+                stopped_at=clock.now(),
+                jobs_in_flight=[],
+                jobs_performed=self.performed,
+            )
+        logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
+
+    def _serve(self, leases: LeaseKeeper) -> None:
+        while not self._stop.is_set():
+            job = self.claim_next()
+            if job is not None:
+                leases.hold(job)
+                try:
+                    job._execute()
+                finally:
+                    leases.release(job)
+                self.performed += 1
+                self._close_broken_connections()
+            elif self.burst:
+                break
+            else:
+                self._stop.wait(self.interval)
+
+    def _register(self) -> None:
+        now = clock.now()
+        WorkerRow.objects.update_or_create(
+            name=self.name,
+            defaults={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": ",".join(self.queues or []),
+                "state": WorkerRow.State.RUNNING,
+                "started_at": now,
+                "last_heartbeat_at": now,
+                "stopped_at": None,
+                "jobs_in_flight": [],
+                "jobs_performed": 0,
+            },
+        )
+
+    def _housekeeping(self) -> None:
+        """Each heartbeat: say we are alive, rescue orphans, forget long-dead workers."""
+        now = clock.now()
+        WorkerRow.objects.filter(name=self.name).update(
+            last_heartbeat_at=now,
+            jobs_in_flight=[job.label for job in self._leases.held()],
+            jobs_performed=self.performed,
+        )
+        self._rescue(now)
+        WorkerRow.objects.filter(last_heartbeat_at__lt=now - DEAD_WORKER_RETENTION).delete()
+
+    def _rescue(self, now: datetime) -> None:
+        for model in self.models:
+            if rescued := JobQuerySet(model=model, using=self.using).rescue(now):
+                logger.warning(
+                    "rescued %d %s job(s) whose worker stopped renewing its lease",
+                    rescued,
+                    model._meta.label,
+                )
 
     def stop(self) -> None:
         """Finish the job in hand, then leave `run()`. Safe from signal handlers and threads."""

@@ -112,5 +112,8 @@ LOGGING = {
     },
 }
 
+# Seconds a running job's claim lasts without renewal before other workers rescue it.
+JOBS_LEASE_SECONDS = env.float("JOBS_LEASE_SECONDS", default=60)
+
 # How long the simulated cloud provider of the example domain takes to boot a server.
 PROVIDER_BOOT_SECONDS = env.float("PROVIDER_BOOT_SECONDS", default=0.2)

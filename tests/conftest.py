@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +29,20 @@ def frozen(monkeypatch):
 
     monkeypatch.setattr(clock, "now", lambda: Clock.now)
     return Clock
+
+
+def in_thread(worker) -> threading.Thread:
+    """Run `worker` on a thread that closes its own database connection when done."""
+
+    def serve():
+        try:
+            worker.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return thread
 
 
 def database_url() -> str:

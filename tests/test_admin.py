@@ -11,7 +11,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from jobs import clock
-from jobs.models import JobState
+from jobs.models import JobState, Worker
 from project.instances.models import InstanceProvision
 from tests.conftest import NOON
 from tests.factories import InstanceProvisionFactory
@@ -452,3 +452,32 @@ def test_actions_redirect_anonymous_and_non_staff_users_to_login(
     assert response.status_code == 302
     assert response["Location"].startswith(f"{reverse('admin:login')}?next=")
     assert (state_of(failed), state_of(pending)) == (JobState.FAILED, JobState.PENDING)
+
+
+# Workers
+
+
+def test_workers_page_flags_live_and_stale_workers(admin_client):
+    now = clock.now()
+    for name, heartbeat in [("live:1", now), ("stale:2", now - timedelta(minutes=5))]:
+        Worker.objects.create(
+            name=name, host=name.split(":")[0], pid=1, started_at=now, last_heartbeat_at=heartbeat
+        )
+    page = admin_client.get(reverse("admin:jobs_worker_changelist")).content.decode()
+    live_row = page[page.index("live:1") :]
+    stale_row = page[page.index("stale:2") :]
+    assert 'alt="True"' in live_row.split("</tr>")[0]
+    assert 'alt="False"' in stale_row.split("</tr>")[0]
+
+
+def test_workers_cannot_be_added_or_edited_in_the_admin(admin_client):
+    assert admin_client.get(reverse("admin:jobs_worker_add")).status_code == 403
+    now = clock.now()
+    worker = Worker.objects.create(
+        name="w:1", host="w", pid=1, started_at=now, last_heartbeat_at=now
+    )
+    response = admin_client.post(
+        reverse("admin:jobs_worker_change", args=[worker.pk]), {"name": "renamed"}
+    )
+    assert response.status_code == 403
+    assert Worker.objects.get(pk=worker.pk).name == "w:1"

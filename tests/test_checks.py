@@ -6,7 +6,7 @@ from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from jobs.backends import BACKENDS, backend_for
-from jobs.checks import check_job_databases, job_model_errors
+from jobs.checks import check_job_databases, check_settings, job_model_errors
 from jobs.errors import ConfigurationError
 from jobs.models import Job
 
@@ -59,3 +59,11 @@ def test_a_database_jobs_cannot_claim_from_is_an_error(monkeypatch):
     assert [error.id for error in check_job_databases()] == ["jobs.E003"]
     with pytest.raises(ConfigurationError, match=f"database 'default' is {connection.vendor}"):
         backend_for("default")
+
+
+@pytest.mark.parametrize("value", ["soon", 0.5, None, True])
+def test_an_unusable_lease_setting_is_an_error(settings, value):
+    settings.JOBS_LEASE_SECONDS = value
+    errors = check_settings()
+    assert [error.id for error in errors] == ["jobs.E004"]
+    assert f"JOBS_LEASE_SECONDS is {value!r}" in errors[0].msg

@@ -1,34 +1,19 @@
 """The worker loop in-process: what it claims, in which order, and how it stops."""
 
 import logging
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
 from jobs import clock
 from jobs.models import JobState
 from jobs.worker import Worker
+from tests.conftest import in_thread
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Effect, RecordingJob, UrgentJob
 
 pytestmark = pytest.mark.django_db
-
-
-def in_thread(worker: Worker) -> threading.Thread:
-    """Run `worker` on a thread that closes its own database connection when done."""
-
-    def serve():
-        try:
-            worker.run()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    return thread
 
 
 def performed_order() -> list[tuple[str, int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from jobs.conf import lease_duration
 from jobs.models import JobState
 
 if TYPE_CHECKING:
@@ -35,7 +36,8 @@ class Backend:
 
         Runnable means pending with `run_at` come; the order is priority (higher first),
         then `run_at`, then id. The row comes back running, its attempt counted, stamped
-        with `started_at` and `worker`, with all its fields loaded for `perform()`.
+        with `started_at`, `worker` and a fresh lease, with all its fields loaded for
+        `perform()`.
         """
         sql, params = self._claim_statement(model, queue=queue, worker=worker, now=now)
         claimed = list(model._base_manager.raw(sql, params, using=self.connection.alias))
@@ -53,7 +55,7 @@ class Backend:
             f"UPDATE {quote(model._meta.db_table)}"
             f" SET {column['state']} = %s, {column['attempts']} = {column['attempts']} + 1,"
             f" {column['started_at']} = %s, {column['finished_at']} = NULL,"
-            f" {column['claimed_by']} = %s"
+            f" {column['claimed_by']} = %s, {column['lease_expires_at']} = %s"
             f" WHERE {pk} = ("
             f"SELECT {pk} FROM {quote(model._meta.db_table)}"
             f" WHERE {column['state']} = %s AND {column['run_at']} <= %s{queue_filter}"
@@ -62,7 +64,8 @@ class Backend:
             f") AND {column['state']} = %s"
             f" RETURNING {', '.join(column.values())}"
         )
-        params = [JobState.RUNNING, stamp, worker, JobState.PENDING, stamp]
+        lease = self.connection.ops.adapt_datetimefield_value(now + lease_duration())
+        params = [JobState.RUNNING, stamp, worker, lease, JobState.PENDING, stamp]
         if queue is not None:
             params.append(queue)
         params.append(JobState.PENDING)

@@ -1,5 +1,7 @@
 """Job models for the tests: each performance leaves a row in Effect, so tests can count."""
 
+import os
+import signal
 import time
 
 from django.db import models
@@ -33,11 +35,14 @@ class RecordingJob(Job):
     label_text = models.CharField(max_length=50, blank=True)
     sleep_seconds = models.FloatField(default=0)
     fail = models.BooleanField(default=False)
+    kill_worker = models.BooleanField(default=False, help_text="SIGKILL the process running it.")
 
     max_attempts = 1
 
     def perform(self) -> None:
         Effect.record(self)
+        if self.kill_worker:
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.sleep_seconds:
             time.sleep(self.sleep_seconds)
         if self.fail:

@@ -3,8 +3,10 @@
 import argparse
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Model
 
 from jobs.errors import ConfigurationError
+from jobs.models import Worker as WorkerRow
 from jobs.registry import job_models, models_without_tables, queues_with_defaults
 from jobs.validation import parse_queue_list
 from jobs.worker import Worker
@@ -27,7 +29,7 @@ def positive_seconds(text: str) -> float:
     return seconds
 
 
-def require_tables(models: list) -> None:
+def require_tables(models: list[type[Model]]) -> None:
     """A worker started before `migrate` should say so, not crash on its first claim."""
     if missing := models_without_tables(models):
         labels = ", ".join(model._meta.label for model in missing)
@@ -63,7 +65,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "no job models are installed: subclass jobs.models.Job in an installed app"
             )
-        require_tables(models)
+        require_tables([*models, WorkerRow])
         for queue in sorted(set(queues or ()) - queues_with_defaults()):
             self.stderr.write(
                 f"warning: no job model defaults to queue {queue!r}; only rows enqueued "

@@ -1,0 +1,27 @@
+"""The framework's settings, read in one place, with their defaults.
+
+`JOBS_LEASE_SECONDS` (default 60): how long a running job's claim stays valid without a
+heartbeat. Workers renew the leases of the jobs they run every quarter of it; a job whose
+lease has run out is taken to be orphaned (its worker died) and is rescued. Shorter means
+faster rescue after a crash, and more renewal writes.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+def lease_seconds() -> object:
+    """The setting as given; `manage.py check` (jobs.E004) says if it is not usable."""
+    return getattr(settings, "JOBS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=lease_seconds())
+
+
+def heartbeat_interval() -> float:
+    """Seconds between lease renewals: four chances to renew before a lease runs out."""
+    return lease_duration().total_seconds() / 4

@@ -1,0 +1,82 @@
+"""Leases: how a running job proves its worker is still alive.
+
+A claimed job's row carries `lease_expires_at`. While the job runs, a background thread
+renews the lease every quarter of `JOBS_LEASE_SECONDS`; a process that is killed, crashes
+or freezes stops renewing, the lease runs out, and any worker rescues the job
+(`JobQuerySet.rescue`). Renewal is guarded by the attempt number and claimant, so it never
+revives a lease on a row that has moved on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DatabaseError, connections
+
+from jobs import clock
+from jobs.conf import heartbeat_interval, lease_duration
+
+logger = logging.getLogger("jobs.lease")
+
+
+class LeaseKeeper:
+    """Renews the leases of the jobs it holds until stopped; `on_beat` runs after each renewal.
+
+    Use it as a context manager around the jobs' execution. The thread has its own database
+    connection, so renewals do not wait for a job's long transaction.
+    """
+
+    def __init__(self, *, on_beat: Callable[[], None] | None = None) -> None:
+        self._on_beat = on_beat
+        self._held: dict[tuple[str, Any], Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobs-lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def hold(self, job: Any) -> None:
+        with self._lock:
+            self._held[(job._meta.label, job.pk)] = job
+
+    def release(self, job: Any) -> None:
+        with self._lock:
+            self._held.pop((job._meta.label, job.pk), None)
+
+    def held(self) -> list:
+        with self._lock:
+            return list(self._held.values())
+
+    def beat(self) -> None:
+        """Renew every held lease, then run `on_beat`."""
+        until = clock.now() + lease_duration()
+        for job in self.held():
+            if not job._renew_lease(until):
+                logger.warning(
+                    "%s lost its claim while running; its outcome won't be kept", job.label
+                )
+                self.release(job)
+        if self._on_beat is not None:
+            self._on_beat()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(heartbeat_interval()):
+                try:
+                    self.beat()
+                except DatabaseError as exc:
+                    # The database is away: keep trying every beat; leases run out only
+                    # if it stays away longer than a lease.
+                    logger.warning("lease renewal failed: %s", exc)
+                    connections.close_all()
+        finally:
+            connections.close_all()

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from jobs.models import JobState
-from tests.conftest import manage, start_manage
+from tests.conftest import manage, start_manage, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
@@ -83,13 +83,6 @@ def test_malformed_database_url_is_one_line_of_configuration_error(url, fragment
 def test_worker_on_an_unmigrated_database_says_to_migrate(tmp_path):
     result = manage("runjobs", "--burst", DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     assert_one_line_error(result, 1, "run `python manage.py migrate` first")
-
-
-def wait_for(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_sigterm_stops_an_idle_worker_cleanly():

@@ -6,20 +6,13 @@ import time
 import pytest
 
 from jobs.models import WORKER_LOST, JobState
-from tests.conftest import manage, start_manage
+from tests.conftest import manage, start_manage, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 SHORT_LEASE = {"JOBS_LEASE_SECONDS": "1", "JOBS_LOG_LEVEL": "WARNING"}
-
-
-def wait_for(predicate, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_job_of_a_sigkilled_worker_is_rescued_and_run_by_another():

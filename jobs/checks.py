@@ -7,12 +7,18 @@ from jobs.backends import BACKENDS
 from jobs.conf import lease_seconds
 from jobs.models import Job
 from jobs.registry import job_models
-from jobs.validation import validate_max_attempts, validate_priority, validate_queue_name
+from jobs.validation import (
+    validate_max_attempts,
+    validate_priority,
+    validate_queue_name,
+    validate_timeout,
+)
 
 OPTION_VALIDATORS = {
     "queue": validate_queue_name,
     "priority": validate_priority,
     "max_attempts": validate_max_attempts,
+    "timeout": validate_timeout,
 }
 
 

@@ -19,3 +19,7 @@ class JobStateError(JobError):
 
 class ConfigurationError(JobError):
     """The framework cannot run with the configuration it was given."""
+
+
+class JobTimeout(JobError):
+    """An attempt overran its job's `timeout`: recorded on the row, then retried or failed."""

@@ -21,7 +21,7 @@ from django.db.models.base import ModelBase
 
 from jobs import clock
 from jobs.conf import lease_duration
-from jobs.errors import JobNotRunnable, JobStateError
+from jobs.errors import JobNotRunnable, JobStateError, JobTimeout
 from jobs.identity import worker_identity
 from jobs.lease import LeaseKeeper
 from jobs.validation import validate_priority, validate_queue_name
@@ -74,7 +74,7 @@ LIFECYCLE_FIELDS = frozenset(
 )
 
 # Class attributes a job model may set to give its rows defaults (`queue = "emails"`).
-ROW_OPTIONS = ("queue", "priority", "max_attempts")
+ROW_OPTIONS = ("queue", "priority", "max_attempts", "timeout")
 
 WORKER_LOST = "jobs.WorkerLost"
 ERROR_MESSAGE_LIMIT = 2_000
@@ -221,6 +221,12 @@ class Job(models.Model, metaclass=JobBase):
     queue = models.CharField(max_length=100, default="default")
     priority = models.SmallIntegerField(default=0, help_text="Higher runs first (-100 to 100).")
     max_attempts = models.PositiveSmallIntegerField(default=3)
+    timeout = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Seconds an attempt may run before it is stopped and counted as failed.",
+    )
     attempts = models.PositiveSmallIntegerField(default=0, editable=False)
     requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     run_at = models.DateTimeField(
@@ -411,7 +417,10 @@ class Job(models.Model, metaclass=JobBase):
         """Perform an attempt this process has claimed, and record how it ended.
 
         The outcome is written only if the row is still this attempt's (same attempt number
-        and claimant): a worker that lost its claim cannot overwrite a newer attempt.
+        and claimant): a worker that lost its claim cannot overwrite a newer attempt. A
+        `SystemExit` or `KeyboardInterrupt` from `perform()` is recorded as a failure like
+        any other (so a job that exits every time still runs out of attempts), then raised
+        again for the caller.
         """
         logger.info(
             "%s started (queue %s, attempt %d of %d)",
@@ -423,10 +432,38 @@ class Job(models.Model, metaclass=JobBase):
         began = time.monotonic()
         try:
             self.perform()
-        except Exception as exc:
-            to_state, changes = self._failure_outcome(exc)
+        except BaseException as exc:
+            self._record(self._failure_outcome(exc, traceback.format_exc()), began)
+            if not isinstance(exc, Exception):
+                raise
         else:
-            to_state, changes = JobState.SUCCEEDED, {"finished_at": clock.now()}
+            self._record((JobState.SUCCEEDED, {"finished_at": clock.now()}), began)
+
+    def _time_out(self, began: float, stack: str) -> None:
+        """Record that this attempt overran its timeout; `stack` shows where it was stuck."""
+        exc = JobTimeout(f"{self.label} ran longer than its timeout of {self.timeout} s")
+        self._record(
+            self._failure_outcome(exc, f"Stack of the job at its timeout:\n{stack}"), began
+        )
+
+    def _hand_back(self) -> bool:
+        """Return an attempt this worker cannot finish (shutdown) to the queue, uncounted."""
+        claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
+        handed_back = self._transition_row(
+            frozenset({JobState.RUNNING}),
+            JobState.PENDING,
+            guard=claim,
+            attempts=self.attempts - 1,
+            run_at=clock.now(),
+            claimed_by="",
+            lease_expires_at=None,
+        )
+        if handed_back:
+            logger.warning("%s handed back to the queue unfinished", self.label)
+        return handed_back
+
+    def _record(self, outcome: tuple[str, dict[str, Any]], began: float) -> None:
+        to_state, changes = outcome
         took = time.monotonic() - began
         claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
         if not self._transition_row(
@@ -457,12 +494,14 @@ class Job(models.Model, metaclass=JobBase):
                 retry,
             )
 
-    def _failure_outcome(self, exc: Exception) -> tuple[str, dict[str, Any]]:
+    def _failure_outcome(
+        self, exc: BaseException, formatted_traceback: str
+    ) -> tuple[str, dict[str, Any]]:
         now = clock.now()
         changes: dict[str, Any] = {
             "error_type": _qualified_name(type(exc)),
             "error_message": _bounded(str(exc), ERROR_MESSAGE_LIMIT),
-            "error_traceback": _bounded(traceback.format_exc(), TRACEBACK_LIMIT, keep_end=True),
+            "error_traceback": _bounded(formatted_traceback, TRACEBACK_LIMIT, keep_end=True),
         }
         if self.attempts < self.max_attempts:
             return JobState.PENDING, {**changes, "run_at": now + self.retry_delay(self.attempts)}

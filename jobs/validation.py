@@ -47,3 +47,11 @@ def parse_queue_list(text: str) -> list[str]:
     if duplicates:
         raise ValueError(f"{text!r} lists {', '.join(duplicates)} more than once")
     return names
+
+
+def validate_timeout(timeout: object) -> int | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise ValueError(f"timeout must be None or a whole number of seconds >= 1, got {timeout!r}")
+    return timeout

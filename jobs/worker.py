@@ -12,23 +12,33 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import FrameType
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 
 from jobs import clock
 from jobs.backends import backend_for
 from jobs.identity import process_identity, worker_identity
+from jobs.job_thread import JobThread, close_broken_connections
 from jobs.lease import LeaseKeeper
 from jobs.models import Job, JobQuerySet
 from jobs.models import Worker as WorkerRow
 from jobs.registry import job_models
+from jobs.resources import resident_memory_mb
 
 logger = logging.getLogger("jobs.worker")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PAUSE_SIGNAL = signal.SIGUSR2
+RESUME_SIGNAL = signal.SIGCONT
+# How often the main thread looks up from a running job (timeouts, grace, signals).
+WATCH_INTERVAL = 0.05
+
+EXIT_OK = 0
+EXIT_RECYCLE = 3  # please start a fresh worker: a job timed out, or a --max-* limit was hit
+EXIT_INTERRUPTED = 130
 # Rows of workers silent for this long are deleted; until then the admin shows them stale.
 DEAD_WORKER_RETENTION = timedelta(hours=1)
 
@@ -47,26 +57,35 @@ class Worker:
         models: Sequence[type[Job]] | None = None,
         interval: float = 1.0,
         burst: bool = False,
+        grace: float = 30.0,
+        max_jobs: int | None = None,
+        max_memory_mb: float | None = None,
         using: str = DEFAULT_DB_ALIAS,
     ) -> None:
         self.queues = list(queues) if queues else None
         self.models = list(models if models is not None else job_models())
         self.interval = interval
         self.burst = burst
+        self.grace = grace
+        self.max_jobs = max_jobs
+        self.max_memory_mb = max_memory_mb
         self.using = using
+        self.name = process_identity()
         self.performed = 0
+        self.exit_code = EXIT_OK
         self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._paused = threading.Event()
         self._first_model = 0  # whose turn it is to be asked first, for round robin
         self._backend = backend_for(using)
-        self.name = process_identity()
 
     def run(self) -> int:
         """Work until stopped (or, with `burst`, until nothing is runnable). Returns jobs performed.
 
-        In the main thread, SIGTERM and SIGINT stop the loop after the job in hand; a
-        second SIGINT interrupts that job (it stays running until its lease runs out and
-        it is rescued). While it runs, the worker keeps its `Worker` row's heartbeat and its
-        job's lease fresh, and rescues other workers' orphaned jobs.
+        Sets `exit_code`: EXIT_OK, EXIT_RECYCLE (a job timed out, or --max-jobs or
+        --max-memory was reached: start a fresh process) or EXIT_INTERRUPTED. While it runs,
+        the worker keeps its `Worker` row's heartbeat and its job's lease fresh, and rescues
+        other workers' orphaned jobs.
         """
         previous = self._install_signal_handlers()
         self._register()
@@ -77,12 +96,14 @@ class Worker:
             len(self.models),
             " until drained" if self.burst else "",
         )
+        job_thread = JobThread()
         try:
             with LeaseKeeper(on_beat=self._housekeeping) as leases:
                 self._leases = leases
                 self._rescue(clock.now())
-                self._serve(leases)
+                self._serve(leases, job_thread)
         finally:
+            job_thread.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             WorkerRow.objects.filter(name=self.name).update(
@@ -94,21 +115,97 @@ class Worker:
         logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
 
-    def _serve(self, leases: LeaseKeeper) -> None:
+    def stop(self) -> None:
+        """Stop claiming; let the job in hand finish within the grace period. Signal-safe."""
+        self._stop.set()
+
+    def abort(self) -> None:
+        """Stop now: hand the job in hand back to the queue unfinished. Signal-safe."""
+        self._abort.set()
+        self._stop.set()
+
+    def pause(self) -> None:
+        """Stop claiming until `resume()`; the job in hand goes on."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def claim_next(self) -> Job | None:
+        """Claim one runnable job: first queue first; within a queue, job models in turn.
+
+        The model after the one that supplied the last job is asked first next time.
+        """
+        now = clock.now()
+        count = len(self.models)
+        for queue in self.queues or [None]:
+            for offset in range(count):
+                index = (self._first_model + offset) % count
+                job = self._backend.claim(
+                    self.models[index], queue=queue, worker=worker_identity(), now=now
+                )
+                if job is not None:
+                    self._first_model = (index + 1) % count
+                    return job
+        return None
+
+    def _serve(self, leases: LeaseKeeper, job_thread: JobThread) -> None:
         while not self._stop.is_set():
-            job = self.claim_next()
-            if job is not None:
-                leases.hold(job)
-                try:
-                    job._execute()
-                finally:
-                    leases.release(job)
-                self.performed += 1
-                self._close_broken_connections()
-            elif self.burst:
-                break
-            else:
+            if self._paused.is_set():
                 self._stop.wait(self.interval)
+                continue
+            job = self.claim_next()
+            if job is None:
+                if self.burst:
+                    return
+                self._stop.wait(self.interval)
+                continue
+            leases.hold(job)
+            try:
+                finished = self._perform(job, job_thread)
+            finally:
+                leases.release(job)
+            self.performed += 1
+            close_broken_connections()
+            if not finished or self._should_recycle():
+                return
+
+    def _perform(self, job: Job, job_thread: JobThread) -> bool:
+        """Run `job` on the job thread and watch it; False if the thread had to be given up.
+
+        Gives it up when the job overruns its timeout (recorded as a failure, then the
+        process recycles) or outlives the shutdown grace period (handed back to the queue).
+        """
+        began = time.monotonic()
+        grace_ends = None
+        job_thread.perform(job)
+        while not job_thread.wait(WATCH_INTERVAL):
+            now = time.monotonic()
+            if self._stop.is_set() and grace_ends is None:
+                grace_ends = now + self.grace
+                logger.info("waiting up to %.0fs for %s to finish", self.grace, job.label)
+            if self._abort.is_set() or (grace_ends is not None and now >= grace_ends):
+                job._hand_back()
+                self.exit_code = EXIT_INTERRUPTED if self._abort.is_set() else EXIT_OK
+                return False
+            if job.timeout is not None and now - began >= job.timeout:
+                job._time_out(began, job_thread.stack())
+                logger.warning("recycling the worker: %s left its job thread stuck", job.label)
+                self.exit_code = EXIT_RECYCLE
+                return False
+        return True
+
+    def _should_recycle(self) -> bool:
+        """--max-jobs and --max-memory: leave between jobs so a fresh process takes over."""
+        if self.max_jobs is not None and self.performed >= self.max_jobs:
+            reason = f"performed {self.performed} job(s) (--max-jobs {self.max_jobs})"
+        elif self.max_memory_mb is not None and resident_memory_mb() > self.max_memory_mb:
+            reason = f"holds {resident_memory_mb():.0f} MB (--max-memory {self.max_memory_mb:.0f})"
+        else:
+            return False
+        logger.info("recycling the worker: it %s", reason)
+        self.exit_code = EXIT_RECYCLE
+        return True
 
     def _register(self) -> None:
         now = clock.now()
@@ -147,45 +244,33 @@ class Worker:
                     model._meta.label,
                 )
 
-    def stop(self) -> None:
-        """Finish the job in hand, then leave `run()`. Safe from signal handlers and threads."""
-        self._stop.set()
-
-    def claim_next(self) -> Job | None:
-        """Claim one runnable job: first queue first; within a queue, job models in turn.
-
-        The model after the one that supplied the last job is asked first next time.
-        """
-        now = clock.now()
-        count = len(self.models)
-        for queue in self.queues or [None]:
-            for offset in range(count):
-                index = (self._first_model + offset) % count
-                job = self._backend.claim(
-                    self.models[index], queue=queue, worker=worker_identity(), now=now
-                )
-                if job is not None:
-                    self._first_model = (index + 1) % count
-                    return job
-        return None
-
     def _install_signal_handlers(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        return {signum: signal.signal(signum, self._on_stop_signal) for signum in STOP_SIGNALS}
+        handlers = {
+            signal.SIGTERM: self._on_stop_signal,
+            signal.SIGINT: self._on_stop_signal,
+            PAUSE_SIGNAL: self._on_pause_signal,
+            RESUME_SIGNAL: self._on_pause_signal,
+        }
+        return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        logger.info("%s received: stopping after the job in hand", signal.Signals(signum).name)
+            logger.info("second SIGINT: handing the job in hand back and stopping now")
+            self.abort()
+            return
+        logger.info(
+            "%s received: no new jobs; the job in hand has %.0fs to finish",
+            signal.Signals(signum).name,
+            self.grace,
+        )
         self.stop()
 
-    def _close_broken_connections(self) -> None:
-        """Drop connections a job left unusable, so the next claim reconnects.
-
-        Only after an error: Django's close_old_connections() would also close healthy
-        connections when CONN_MAX_AGE is 0, costing a reconnect per job.
-        """
-        for connection in connections.all(initialized_only=True):
-            if connection.errors_occurred:
-                connection.close_if_unusable_or_obsolete()
+    def _on_pause_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == PAUSE_SIGNAL:
+            logger.info("paused (SIGUSR2): no new jobs until SIGCONT")
+            self.pause()
+        else:
+            logger.info("resumed (SIGCONT)")
+            self.resume()

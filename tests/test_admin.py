@@ -266,7 +266,7 @@ def test_change_page_of_a_job_that_never_failed_shows_no_traceback(admin_client)
 def test_change_form_has_no_inputs_for_lifecycle_fields(admin_client):
     job = provision_in(JobState.PENDING)
     form = admin_client.get(change_url(job)).context["adminform"].form
-    assert set(form.fields) == {"instance", "queue", "priority", "max_attempts"}
+    assert set(form.fields) == {"instance", "queue", "priority", "max_attempts", "timeout"}
 
 
 def test_posting_lifecycle_fields_changes_nothing_but_domain_fields_save(admin_client):

@@ -94,7 +94,7 @@ def test_sigterm_stops_an_idle_worker_cleanly():
     finally:
         worker.kill()
     assert worker.returncode == 0, stderr
-    assert "SIGTERM received: stopping after the job in hand" in stderr
+    assert "SIGTERM received: no new jobs; the job in hand has 30s to finish" in stderr
 
 
 def test_sigterm_lets_the_job_in_hand_finish_then_exits():
@@ -108,3 +108,18 @@ def test_sigterm_lets_the_job_in_hand_finish_then_exits():
         worker.kill()
     assert worker.returncode == 0, stderr
     assert RecordingJob.objects.get(pk=job.pk).state == JobState.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--grace", "later"], "'later' is not a number of seconds greater than 0"),
+        (["--max-jobs", "0"], "'0' is not a whole number of jobs greater than 0"),
+        (["--max-jobs", "1.5"], "'1.5' is not a whole number of jobs greater than 0"),
+        (["--max-memory", "lots"], "'lots' is not a number of megabytes greater than 0"),
+    ],
+)
+def test_bad_lifecycle_options_fail_with_one_clear_line(args, fragment):
+    RecordingJobFactory(enqueue=True)
+    assert_one_line_error(manage("runjobs", "--burst", *args), 2, fragment)
+    assert not Effect.objects.exists()

@@ -13,7 +13,8 @@ from tests.conftest import in_thread
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Effect, RecordingJob, UrgentJob
 
-pytestmark = pytest.mark.django_db
+# The worker performs jobs on its own thread and connection, so test data must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def performed_order() -> list[tuple[str, int]]:
@@ -81,7 +82,6 @@ def test_each_job_start_and_end_is_logged_with_its_duration(caplog):
     assert f"testapp.RecordingJob#{failing.pk} failed in 0." in caplog.text
 
 
-@pytest.mark.django_db(transaction=True)
 def test_stop_ends_an_idle_worker_within_one_poll():
     worker = Worker(interval=0.2)
     thread = in_thread(worker)
@@ -93,7 +93,6 @@ def test_stop_ends_an_idle_worker_within_one_poll():
     assert time.monotonic() - began < 1
 
 
-@pytest.mark.django_db(transaction=True)
 def test_idle_worker_picks_up_a_job_enqueued_later():
     worker = Worker(interval=0.05)
     thread = in_thread(worker)
@@ -108,3 +107,27 @@ def test_idle_worker_picks_up_a_job_enqueued_later():
         thread.join(timeout=5)
     assert RecordingJob.objects.get(pk=job.pk).state == JobState.SUCCEEDED
     assert worker.performed == 1
+
+
+def test_a_job_raising_system_exit_is_recorded_and_the_worker_goes_on():
+    exiting = RecordingJobFactory(enqueue=True, behaviour="exit")
+    after = RecordingJobFactory(enqueue=True, enqueue__priority=-1)
+    assert Worker(burst=True).run() == 2
+    exiting.refresh_from_db()
+    assert (exiting.state, exiting.error_type) == (JobState.FAILED, "SystemExit")
+    assert RecordingJob.objects.get(pk=after.pk).state == JobState.SUCCEEDED
+
+
+def test_a_job_opening_its_own_transaction_and_enqueueing_follow_ups_commits_them_together():
+    parent = RecordingJobFactory(enqueue=True, behaviour="chain")
+    assert Worker(burst=True).run() == 3
+    assert RecordingJob.objects.get(pk=parent.pk).state == JobState.SUCCEEDED
+    assert RecordingJob.objects.filter(label_text=f"child of {parent.pk}").count() == 2
+    assert set(RecordingJob.objects.values_list("state", flat=True)) == {JobState.SUCCEEDED}
+
+
+def test_a_job_whose_row_is_deleted_while_it_runs_ends_without_error(caplog):
+    job = RecordingJobFactory(enqueue=True, behaviour="delete_itself")
+    assert Worker(burst=True).run() == 1
+    assert not RecordingJob.objects.filter(pk=job.pk).exists()
+    assert "the row moved on (now deleted)" in caplog.text

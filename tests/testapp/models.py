@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from django.db import models
+from django.db import models, transaction
 
 from jobs.models import Job
 
@@ -36,6 +36,15 @@ class RecordingJob(Job):
     sleep_seconds = models.FloatField(default=0)
     fail = models.BooleanField(default=False)
     kill_worker = models.BooleanField(default=False, help_text="SIGKILL the process running it.")
+    behaviour = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=[
+            ("exit", "call sys.exit()"),
+            ("chain", "enqueue two follow-up jobs in a transaction of its own"),
+            ("delete_itself", "delete its own row, as an operator might"),
+        ],
+    )
 
     max_attempts = 1
 
@@ -45,8 +54,21 @@ class RecordingJob(Job):
             os.kill(os.getpid(), signal.SIGKILL)
         if self.sleep_seconds:
             time.sleep(self.sleep_seconds)
+        if self.behaviour:
+            getattr(self, f"_{self.behaviour}")()
         if self.fail:
             raise Boom(f"boom in {self.label_text or self.pk}")
+
+    def _exit(self) -> None:
+        raise SystemExit(3)
+
+    def _chain(self) -> None:
+        with transaction.atomic():
+            for _ in range(2):
+                RecordingJob.objects.create(label_text=f"child of {self.pk}").enqueue()
+
+    def _delete_itself(self) -> None:
+        RecordingJob.objects.filter(pk=self.pk).delete()
 
 
 class HugeErrorJob(RecordingJob):

@@ -1,6 +1,7 @@
 """`manage.py runjobs`: parse options, check the ground, build a Worker, run it."""
 
 import argparse
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Model
@@ -9,7 +10,7 @@ from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
 from jobs.registry import job_models, models_without_tables, queues_with_defaults
 from jobs.validation import parse_queue_list
-from jobs.worker import Worker
+from jobs.worker import EXIT_OK, EXIT_RECYCLE, Worker
 
 
 def queue_list(text: str) -> list[str]:
@@ -19,14 +20,20 @@ def queue_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds greater than 0")
-    return seconds
+def positive_number(unit: str, *, whole: bool = False):
+    """An argparse type for a finite number greater than 0, named by its unit in errors."""
+    kind = "whole number" if whole else "number"
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = 0
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind} of {unit} greater than 0")
+        return value
+
+    return parse
 
 
 def require_tables(models: list[type[Model]]) -> None:
@@ -53,13 +60,36 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--interval",
-            type=positive_seconds,
+            type=positive_number("seconds"),
             default=1.0,
             metavar="SECONDS",
             help="How long an idle worker sleeps between polls (default: 1).",
         )
+        parser.add_argument(
+            "--grace",
+            type=positive_number("seconds"),
+            default=30.0,
+            metavar="SECONDS",
+            help="On SIGTERM/SIGINT, how long the job in hand may take to finish before it is "
+            "handed back to the queue (default: 30).",
+        )
+        parser.add_argument(
+            "--max-jobs",
+            type=positive_number("jobs", whole=True),
+            metavar="N",
+            help=f"Exit with status {EXIT_RECYCLE} after N jobs, for a fresh process to take over.",
+        )
+        parser.add_argument(
+            "--max-memory",
+            type=positive_number("megabytes"),
+            metavar="MB",
+            help=f"Exit with status {EXIT_RECYCLE} after a job that leaves the process above MB "
+            "of resident memory.",
+        )
 
-    def handle(self, *args, queues, burst, interval, **options) -> None:
+    def handle(
+        self, *args, queues, burst, interval, grace, max_jobs, max_memory, **options
+    ) -> None:
         models = job_models()
         if not models:
             raise CommandError(
@@ -72,10 +102,17 @@ class Command(BaseCommand):
                 f"to it explicitly will run"
             )
         try:
-            Worker(queues=queues, models=models, interval=interval, burst=burst).run()
+            worker = Worker(
+                queues=queues,
+                models=models,
+                interval=interval,
+                burst=burst,
+                grace=grace,
+                max_jobs=max_jobs,
+                max_memory_mb=max_memory,
+            )
+            worker.run()
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
-        except KeyboardInterrupt:
-            raise CommandError(
-                "interrupted: the job in hand was left running", returncode=130
-            ) from None
+        if worker.exit_code != EXIT_OK:
+            sys.exit(worker.exit_code)

@@ -17,6 +17,8 @@ import traceback
 
 from django.db import connections
 
+from jobs.outage import CONNECTION_ERRORS, close_broken_connections
+
 logger = logging.getLogger("jobs.worker")
 
 
@@ -50,6 +52,13 @@ class JobThread:
             while (job := self._inbox.get()) is not None:
                 try:
                     job._execute()
+                except CONNECTION_ERRORS as exc:
+                    logger.warning(
+                        "could not record the outcome of %s (%s); it will be rescued when its "
+                        "lease runs out",
+                        job.label,
+                        exc,
+                    )
                 except BaseException:
                     # perform() raised SystemExit or KeyboardInterrupt: already recorded on
                     # the row; on this thread it must not end the worker's only job thread.
@@ -59,14 +68,3 @@ class JobThread:
                     self._done.set()
         finally:
             connections.close_all()
-
-
-def close_broken_connections() -> None:
-    """Drop this thread's connections that a job or a claim left unusable.
-
-    Only after an error: Django's close_old_connections() would also close healthy
-    connections when CONN_MAX_AGE is 0, costing a reconnect per job.
-    """
-    for connection in connections.all(initialized_only=True):
-        if connection.errors_occurred:
-            connection.close_if_unusable_or_obsolete()

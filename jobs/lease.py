@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import connections
 
 from jobs import clock
 from jobs.conf import heartbeat_interval, lease_duration
+from jobs.outage import CONNECTION_ERRORS, Outage
 
 logger = logging.getLogger("jobs.lease")
 
@@ -69,14 +70,16 @@ class LeaseKeeper:
             self._on_beat()
 
     def _run(self) -> None:
+        # The database may be away: keep trying every beat. Leases run out only if it stays
+        # away longer than a lease, and then rescue is the right outcome anyway.
+        outage = Outage("renewing leases")
         try:
             while not self._stop.wait(heartbeat_interval()):
                 try:
                     self.beat()
-                except DatabaseError as exc:
-                    # The database is away: keep trying every beat; leases run out only
-                    # if it stays away longer than a lease.
-                    logger.warning("lease renewal failed: %s", exc)
-                    connections.close_all()
+                except CONNECTION_ERRORS as exc:
+                    outage.failed(exc)
+                else:
+                    outage.succeeded()
         finally:
             connections.close_all()

@@ -389,9 +389,14 @@ class Job(models.Model, metaclass=JobBase):
         return bool(moved)
 
     def _renew_lease(self, until: datetime) -> bool:
-        """Extend this attempt's lease; False if the row is no longer this attempt's."""
+        """Extend this attempt's lease; False if the row was taken from this attempt.
+
+        An attempt that has just recorded its own outcome has nothing to renew, and has not
+        lost anything.
+        """
         claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
-        return bool(self._same_row(state=JobState.RUNNING, **claim).update(lease_expires_at=until))
+        renewed = self._same_row(state=JobState.RUNNING, **claim).update(lease_expires_at=until)
+        return bool(renewed) or self.state != JobState.RUNNING
 
     def _claim_for_run(self) -> None:
         rows = self._same_row().select_for_update()

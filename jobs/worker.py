@@ -22,10 +22,11 @@ from django.db import DEFAULT_DB_ALIAS
 from jobs import clock
 from jobs.backends import backend_for
 from jobs.identity import process_identity, worker_identity
-from jobs.job_thread import JobThread, close_broken_connections
+from jobs.job_thread import JobThread
 from jobs.lease import LeaseKeeper
 from jobs.models import Job, JobQuerySet
 from jobs.models import Worker as WorkerRow
+from jobs.outage import CONNECTION_ERRORS, Outage, close_broken_connections
 from jobs.registry import job_models
 from jobs.resources import resident_memory_mb
 
@@ -78,6 +79,7 @@ class Worker:
         self._paused = threading.Event()
         self._first_model = 0  # whose turn it is to be asked first, for round robin
         self._backend = backend_for(using)
+        self._outage = Outage("claiming")
 
     def run(self) -> int:
         """Work until stopped (or, with `burst`, until nothing is runnable). Returns jobs performed.
@@ -106,12 +108,7 @@ class Worker:
             job_thread.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            WorkerRow.objects.filter(name=self.name).update(
-                state=WorkerRow.State.STOPPED,
-                stopped_at=clock.now(),
-                jobs_in_flight=[],
-                jobs_performed=self.performed,
-            )
+            self._mark_stopped()
         logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
 
@@ -154,7 +151,12 @@ class Worker:
             if self._paused.is_set():
                 self._stop.wait(self.interval)
                 continue
-            job = self.claim_next()
+            try:
+                job = self.claim_next()
+            except CONNECTION_ERRORS as exc:
+                self._stop.wait(self._outage.failed(exc))
+                continue
+            self._outage.succeeded()
             if job is None:
                 if self.burst:
                     return
@@ -206,6 +208,17 @@ class Worker:
         logger.info("recycling the worker: it %s", reason)
         self.exit_code = EXIT_RECYCLE
         return True
+
+    def _mark_stopped(self) -> None:
+        try:
+            WorkerRow.objects.filter(name=self.name).update(
+                state=WorkerRow.State.STOPPED,
+                stopped_at=clock.now(),
+                jobs_in_flight=[],
+                jobs_performed=self.performed,
+            )
+        except CONNECTION_ERRORS as exc:
+            logger.warning("could not mark worker %s stopped: %s", self.name, exc)
 
     def _register(self) -> None:
         now = clock.now()

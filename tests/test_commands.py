@@ -123,3 +123,8 @@ def test_bad_lifecycle_options_fail_with_one_clear_line(args, fragment):
     RecordingJobFactory(enqueue=True)
     assert_one_line_error(manage("runjobs", "--burst", *args), 2, fragment)
     assert not Effect.objects.exists()
+
+
+def test_an_unreachable_database_is_one_line_and_exit_1():
+    result = manage("runjobs", "--burst", DATABASE_URL="postgres://postgres@127.0.0.1:1/nothing")
+    assert_one_line_error(result, 1, "cannot reach the database: connection failed")

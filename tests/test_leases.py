@@ -194,3 +194,13 @@ def test_heartbeats_refresh_the_worker_row_and_forget_long_dead_workers(settings
     finally:
         worker.stop()
         thread.join()
+
+
+def test_a_job_that_finished_while_its_lease_was_being_renewed_is_not_reported_lost(caplog):
+    RecordingJobFactory(enqueue=True)
+    job = claim_as("a:1:T")
+    keeper = LeaseKeeper()
+    keeper.hold(job)
+    job._execute()  # finishes before the keeper lets go of it
+    keeper.beat()
+    assert "lost its claim" not in caplog.text

@@ -8,6 +8,7 @@ from django.db.models import Model
 
 from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
+from jobs.outage import CONNECTION_ERRORS
 from jobs.registry import job_models, models_without_tables, queues_with_defaults
 from jobs.validation import parse_queue_list
 from jobs.worker import EXIT_OK, EXIT_RECYCLE, Worker
@@ -95,13 +96,8 @@ class Command(BaseCommand):
             raise CommandError(
                 "no job models are installed: subclass jobs.models.Job in an installed app"
             )
-        require_tables([*models, WorkerRow])
-        for queue in sorted(set(queues or ()) - queues_with_defaults()):
-            self.stderr.write(
-                f"warning: no job model defaults to queue {queue!r}; only rows enqueued "
-                f"to it explicitly will run"
-            )
         try:
+            require_tables([*models, WorkerRow])
             worker = Worker(
                 queues=queues,
                 models=models,
@@ -111,8 +107,16 @@ class Command(BaseCommand):
                 max_jobs=max_jobs,
                 max_memory_mb=max_memory,
             )
-            worker.run()
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
+        except CONNECTION_ERRORS as exc:
+            reason = " ".join(str(exc).split())
+            raise CommandError(f"cannot reach the database: {reason}") from exc
+        for queue in sorted(set(queues or ()) - queues_with_defaults()):
+            self.stderr.write(
+                f"warning: no job model defaults to queue {queue!r}; only rows enqueued "
+                f"to it explicitly will run"
+            )
+        worker.run()
         if worker.exit_code != EXIT_OK:
             sys.exit(worker.exit_code)

@@ -1,0 +1,52 @@
+"""A worker whose database connections are cut keeps going, and no job is lost."""
+
+import time
+
+import pytest
+from django.db import connection
+
+from jobs.models import JobState
+from tests.conftest import on_postgresql, start_manage, wait_for
+from tests.testapp.models import RecordingJob
+
+pytestmark = [pytest.mark.integration, on_postgresql, pytest.mark.django_db(transaction=True)]
+
+JOBS = 300
+
+
+def cut_other_connections() -> int:
+    """Terminate every other session on the test database, as a server restart would."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_worker_survives_its_connections_being_cut_and_every_job_finishes():
+    for n in range(JOBS):
+        RecordingJob.objects.create(
+            label_text=f"job-{n}", sleep_seconds=0.01, max_attempts=5
+        ).enqueue()
+    worker = start_manage(
+        "runjobs", "--interval", "0.1", JOBS_LEASE_SECONDS="1", JOBS_LOG_LEVEL="WARNING"
+    )
+    try:
+        cuts = 0
+        for _ in range(6):
+            time.sleep(0.4)
+            cuts += cut_other_connections()
+        wait_for(
+            lambda: RecordingJob.objects.filter(state=JobState.SUCCEEDED).count() == JOBS,
+            timeout=120,
+        )
+        assert worker.poll() is None, "the worker died"
+    finally:
+        worker.terminate()
+        _, stderr = worker.communicate(timeout=30)
+    assert cuts > 0
+    assert worker.returncode == 0, stderr
+    assert "database unavailable while" in stderr
+    assert "Traceback" not in stderr
+    assert "lost its claim" not in stderr or "could not record" in stderr

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.contrib import admin, messages
 from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from jobs import clock
 from jobs.conf import lease_duration
@@ -37,7 +37,7 @@ TIMELINE_FIELDS = (
     "attempts",
     "claimed_by",
 )
-ERROR_FIELDS = ("error_type", "error_message", "error_traceback_display")
+ERROR_FIELDS = ("error_type", "error_message", "error_traceback_display", "error_history_display")
 
 
 def format_duration(duration: timedelta | None) -> str:
@@ -130,6 +130,31 @@ class JobAdmin(admin.ModelAdmin):
         if not job.error_traceback:
             return "-"
         return format_html('<pre style="white-space:pre-wrap">{}</pre>', job.error_traceback)
+
+    @admin.display(description="earlier failures")
+    def error_history_display(self, job) -> str:
+        """Each kept failure, newest first, so "failed 3 times, here is each" is one look."""
+        if not job.error_history:
+            return "-"
+        return format_html(
+            "<ol reversed>{}</ol>",
+            format_html_join(
+                "",
+                "<li><strong>attempt {} at {} on {}</strong>: {}: {}"
+                '<pre style="white-space:pre-wrap">{}</pre></li>',
+                (
+                    (
+                        entry["attempt"],
+                        entry["at"],
+                        entry["worker"] or "-",
+                        entry["type"],
+                        entry["message"],
+                        entry["traceback"],
+                    )
+                    for entry in reversed(job.error_history)
+                ),
+            ),
+        )
 
     @admin.action(description="Requeue selected failed or cancelled jobs", permissions=["change"])
     def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -44,6 +44,19 @@ def job_model_errors(model: type[Job]) -> list[Error]:
                 id="jobs.E001",
             )
         )
+    for rule in ("retry_on", "discard_on"):
+        classes = getattr(model, rule)
+        if not isinstance(classes, tuple) or not all(
+            isinstance(cls, type) and issubclass(cls, BaseException) for cls in classes
+        ):
+            errors.append(
+                Error(
+                    f"{model._meta.label}.{rule} must be a tuple of exception classes, "
+                    f"got {classes!r}.",
+                    obj=model,
+                    id="jobs.E005",
+                )
+            )
     for option, validate in OPTION_VALIDATORS.items():
         try:
             validate(model._meta.get_field(option).default)

@@ -23,3 +23,14 @@ class ConfigurationError(JobError):
 
 class JobTimeout(JobError):
     """An attempt overran its job's `timeout`: recorded on the row, then retried or failed."""
+
+
+class Snooze(BaseException):
+    """Raised by `Job.snooze()`: run this job again after `delay`, without counting an attempt.
+
+    A BaseException, like SystemExit, so an `except Exception` in `perform()` lets it pass.
+    """
+
+    def __init__(self, delay) -> None:
+        super().__init__(f"snoozed for {delay}")
+        self.delay = delay

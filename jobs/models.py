@@ -13,7 +13,7 @@ import random
 import time
 import traceback
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from django.db import models, router, transaction
 from django.db.backends.utils import names_digest
@@ -21,7 +21,7 @@ from django.db.models.base import ModelBase
 
 from jobs import clock
 from jobs.conf import lease_duration
-from jobs.errors import JobNotRunnable, JobStateError, JobTimeout
+from jobs.errors import JobNotRunnable, JobStateError, JobTimeout, Snooze
 from jobs.identity import worker_identity
 from jobs.lease import LeaseKeeper
 from jobs.validation import validate_priority, validate_queue_name
@@ -70,6 +70,7 @@ LIFECYCLE_FIELDS = frozenset(
         "error_type",
         "error_message",
         "error_traceback",
+        "error_history",
     }
 )
 
@@ -79,6 +80,8 @@ ROW_OPTIONS = ("queue", "priority", "max_attempts", "timeout")
 WORKER_LOST = "jobs.WorkerLost"
 ERROR_MESSAGE_LIMIT = 2_000
 TRACEBACK_LIMIT = 16_000
+ERROR_HISTORY_LIMIT = 10
+HISTORY_TRACEBACK_LIMIT = 4_000
 RETRY_BASE_DELAY = timedelta(seconds=10)
 RETRY_MAX_DELAY = timedelta(hours=1)
 
@@ -247,6 +250,18 @@ class Job(models.Model, metaclass=JobBase):
     error_message = models.TextField(blank=True, editable=False)
     error_traceback = models.TextField(blank=True, editable=False)
 
+    error_history = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="The last failures, oldest first: attempt, time, worker, error.",
+    )
+
+    # Which exceptions from perform() are retried (while attempts remain); one matching
+    # discard_on fails the job at once (bad input will not get better by retrying).
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    discard_on: tuple[type[BaseException], ...] = ()
+
     objects = JobQuerySet.as_manager()
 
     class Meta:
@@ -293,6 +308,13 @@ class Job(models.Model, metaclass=JobBase):
         at least once), so write it to pick up where the row says it is.
         """
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    def snooze(self, delay: timedelta | float) -> NoReturn:
+        """Call from `perform()` to stop here and run again after `delay`, without it counting.
+
+        Not a failure and not an attempt: for "the thing I wait for is not ready yet".
+        """
+        raise Snooze(_start_time(clock.now(), None, delay) - clock.now())
 
     def retry_delay(self, attempt: int) -> timedelta:
         """How long to wait before retrying after failed attempt number `attempt`.
@@ -437,6 +459,8 @@ class Job(models.Model, metaclass=JobBase):
         began = time.monotonic()
         try:
             self.perform()
+        except Snooze as snooze:
+            self._record(self._snooze_outcome(snooze), began)
         except BaseException as exc:
             self._record(self._failure_outcome(exc, traceback.format_exc()), began)
             if not isinstance(exc, Exception):
@@ -499,18 +523,40 @@ class Job(models.Model, metaclass=JobBase):
                 retry,
             )
 
+    def _snooze_outcome(self, snooze: Snooze) -> tuple[str, dict[str, Any]]:
+        """Back to pending after the delay; the attempt is given back, no error recorded."""
+        return JobState.PENDING, {
+            "attempts": self.attempts - 1,
+            "run_at": clock.now() + snooze.delay,
+            "claimed_by": "",
+            "lease_expires_at": None,
+        }
+
     def _failure_outcome(
         self, exc: BaseException, formatted_traceback: str
     ) -> tuple[str, dict[str, Any]]:
+        """Retry later or fail for good, with the error kept on the row and in its history."""
         now = clock.now()
-        changes: dict[str, Any] = {
+        error = {
             "error_type": _qualified_name(type(exc)),
             "error_message": _bounded(str(exc), ERROR_MESSAGE_LIMIT),
             "error_traceback": _bounded(formatted_traceback, TRACEBACK_LIMIT, keep_end=True),
         }
-        if self.attempts < self.max_attempts:
+        entry = {
+            "attempt": self.attempts,
+            "at": now.isoformat(),
+            "worker": self.claimed_by,
+            "type": error["error_type"],
+            "message": error["error_message"],
+            "traceback": _bounded(formatted_traceback, HISTORY_TRACEBACK_LIMIT, keep_end=True),
+        }
+        changes = {**error, "error_history": [*self.error_history, entry][-ERROR_HISTORY_LIMIT:]}
+        if self.attempts < self.max_attempts and self._retries_after(exc):
             return JobState.PENDING, {**changes, "run_at": now + self.retry_delay(self.attempts)}
         return JobState.FAILED, {**changes, "finished_at": now}
+
+    def _retries_after(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.retry_on) and not isinstance(exc, self.discard_on)
 
 
 def _start_time(

@@ -252,8 +252,15 @@ def test_change_page_escapes_the_error_message_and_traceback(admin_client):
     page = admin_client.get(change_url(job)).content.decode()
     assert "<script>alert(1)</script>" not in page
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
-    # Once in the message, once as the last line of the traceback.
-    assert page.count(f"invalid server name &#x27;{escaped}&#x27;") == 2
+    # In the message and the traceback's last line, then again in the history entry.
+    assert page.count(f"invalid server name &#x27;{escaped}&#x27;") == 4
+
+
+def test_change_page_lists_each_earlier_failure(admin_client):
+    job = failed_provision("Bad_Name!")
+    page = admin_client.get(change_url(job)).content.decode()
+    assert "Earlier failures" in page
+    assert f"attempt 1 at {job.error_history[0]['at']}" in page
 
 
 def test_change_page_of_a_job_that_never_failed_shows_no_traceback(admin_client):

@@ -6,6 +6,7 @@ import time
 
 from django.db import models, transaction
 
+from jobs.errors import JobTimeout
 from jobs.models import Job
 
 
@@ -43,10 +44,15 @@ class RecordingJob(Job):
             ("exit", "call sys.exit()"),
             ("chain", "enqueue two follow-up jobs in a transaction of its own"),
             ("delete_itself", "delete its own row, as an operator might"),
+            ("snooze", "ask to run again in 30 s, from inside an `except Exception`"),
+            ("forbidden", "raise PermissionError, which discard_on fails at once"),
+            ("value_error", "raise ValueError, which retry_on does not retry"),
         ],
     )
 
     max_attempts = 1
+    retry_on = (Boom, ConnectionError, JobTimeout)
+    discard_on = (PermissionError,)
 
     def perform(self) -> None:
         Effect.record(self)
@@ -69,6 +75,18 @@ class RecordingJob(Job):
 
     def _delete_itself(self) -> None:
         RecordingJob.objects.filter(pk=self.pk).delete()
+
+    def _snooze(self) -> None:
+        try:
+            self.snooze(30)
+        except Exception:  # a broad handler in perform() must not swallow a snooze
+            raise AssertionError("snooze was caught as an Exception") from None
+
+    def _forbidden(self) -> None:
+        raise PermissionError("not allowed")
+
+    def _value_error(self) -> None:
+        raise ValueError("bad value")
 
 
 class HugeErrorJob(RecordingJob):

@@ -4,13 +4,14 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
 
 from jobs.backends import BACKENDS
-from jobs.conf import lease_seconds
+from jobs.conf import lease_seconds, retention_days
 from jobs.models import Job
 from jobs.registry import job_models
 from jobs.validation import (
     validate_max_attempts,
     validate_priority,
     validate_queue_name,
+    validate_retention,
     validate_timeout,
 )
 
@@ -57,6 +58,10 @@ def job_model_errors(model: type[Job]) -> list[Error]:
                     id="jobs.E005",
                 )
             )
+    try:
+        validate_retention(model.retention)
+    except ValueError as exc:
+        errors.append(Error(f"{model._meta.label}: {exc}", obj=model, id="jobs.E006"))
     for option, validate in OPTION_VALIDATORS.items():
         try:
             validate(model._meta.get_field(option).default)
@@ -67,16 +72,21 @@ def job_model_errors(model: type[Job]) -> list[Error]:
 
 @register()
 def check_settings(app_configs=None, **kwargs) -> list:
+    errors = []
+    try:
+        validate_retention(retention_days())
+    except ValueError as exc:
+        errors.append(Error(f"JOBS_RETENTION: {exc}", id="jobs.E006"))
     seconds = lease_seconds()
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 1:
-        return [
+        errors.append(
             Error(
                 f"JOBS_LEASE_SECONDS is {seconds!r}; it must be a number of seconds, at least 1.",
                 hint="Workers renew leases every quarter of it; 60 is the default.",
                 id="jobs.E004",
             )
-        ]
-    return []
+        )
+    return errors
 
 
 @register(Tags.database)

@@ -13,14 +13,14 @@ import random
 import time
 import traceback
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, Self
+from typing import Any, ClassVar, NoReturn, Self
 
 from django.db import models, router, transaction
 from django.db.backends.utils import names_digest
 from django.db.models.base import ModelBase
 
 from jobs import clock
-from jobs.conf import lease_duration
+from jobs.conf import lease_duration, retention_days
 from jobs.errors import JobNotRunnable, JobStateError, JobTimeout, Snooze
 from jobs.identity import worker_identity
 from jobs.lease import LeaseKeeper
@@ -53,6 +53,7 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
 RUNNABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
 REQUEUEABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
 CANCELLABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
+FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 # Fields only the lifecycle verbs write. `save()` never touches them, so a stale instance
 # (an admin form, a shell session, `perform()` saving its own domain fields) cannot undo a
@@ -153,6 +154,25 @@ class JobQuerySet(models.QuerySet):
         )
         return retried + failed
 
+    def prune(self, retention: dict[str, float | None], *, batch: int = 1000) -> int:
+        """Delete one batch of finished rows older than `retention` (days, per state).
+
+        One short DELETE by primary key per call, so a big backlog never locks the table for
+        long; call again while it returns `batch`. Returns how many rows it deleted.
+        """
+        now = clock.now()
+        expired = models.Q(pk__in=[])
+        for state in FINISHED_STATES:
+            if (days := retention.get(state)) is not None:
+                cutoff = now - timedelta(days=days)
+                expired |= models.Q(state=state, finished_at__lt=cutoff)
+        doomed = list(
+            self.filter(expired).order_by("finished_at").values_list("pk", flat=True)[:batch]
+        )
+        if not doomed:
+            return 0
+        return self.filter(pk__in=doomed)._raw_delete(self.db)
+
     def _transition(self, from_states: frozenset[str], to_state: str, **changes: Any) -> int:
         """The one place `state` changes: an UPDATE guarded by the states it may come from."""
         if not from_states <= ALLOWED_FROM[to_state]:
@@ -189,11 +209,12 @@ class JobBase(ModelBase):
 
 
 def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
-    """Indexes of pending rows (in claim order) and running rows (by lease), nothing else.
+    """Indexes for the claim, the rescue and the pruning, each as narrow as its query.
 
-    Both stay as small as the backlog and the work in flight: a table with millions of
-    finished rows still answers "the next runnable job of queue q" and "the running jobs
-    whose lease ran out" from a few index pages. Django caps index names at 30
+    The pending and running indexes stay as small as the backlog and the work in flight: a
+    table with millions of finished rows still answers "the next runnable job of queue q"
+    and "the running jobs whose lease ran out" from a few index pages. Pruning finds the
+    oldest finished rows of a state without scanning the table. Django caps index names at 30
     characters, hence the digest.
     """
     prefix = f"{db_table[:16]}_{names_digest(db_table, length=8)}"
@@ -208,6 +229,7 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
             condition=models.Q(state=JobState.RUNNING),
             name=f"{prefix}_run",
         ),
+        models.Index(fields=["state", "finished_at"], name=f"{prefix}_fin"),
     ]
 
 
@@ -257,10 +279,13 @@ class Job(models.Model, metaclass=JobBase):
         help_text="The last failures, oldest first: attempt, time, worker, error.",
     )
 
+    # Days to keep finished rows, per state, over JOBS_RETENTION (e.g. {"succeeded": 1}).
+    retention: ClassVar[dict[str, float | None]] = {}
+
     # Which exceptions from perform() are retried (while attempts remain); one matching
     # discard_on fails the job at once (bad input will not get better by retrying).
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
-    discard_on: tuple[type[BaseException], ...] = ()
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
+    discard_on: ClassVar[tuple[type[BaseException], ...]] = ()
 
     objects = JobQuerySet.as_manager()
 
@@ -295,6 +320,11 @@ class Job(models.Model, metaclass=JobBase):
                 "use enqueue(), run(), requeue() or cancel()"
             )
         super().save(**kwargs)
+
+    @classmethod
+    def retention_policy(cls) -> dict[str, float | None]:
+        """Days to keep finished rows of each state: JOBS_RETENTION, then this model's own."""
+        return {**retention_days(), **cls.retention}
 
     @property
     def label(self) -> str:

@@ -55,3 +55,20 @@ def validate_timeout(timeout: object) -> int | None:
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
         raise ValueError(f"timeout must be None or a whole number of seconds >= 1, got {timeout!r}")
     return timeout
+
+
+def validate_retention(retention: object) -> dict:
+    """A mapping of finished state to days (a number >= 0, or None for "keep forever")."""
+    states = ("succeeded", "failed", "cancelled")
+    if not isinstance(retention, dict):
+        raise ValueError(f"retention must be a dict of state to days, got {retention!r}")
+    for state, days in retention.items():
+        if state not in states:
+            raise ValueError(
+                f"retention names {state!r}; the finished states are {', '.join(states)}"
+            )
+        if days is not None and (
+            isinstance(days, bool) or not isinstance(days, int | float) or days < 0
+        ):
+            raise ValueError(f"retention for {state} must be None or days >= 0, got {days!r}")
+    return retention

@@ -42,6 +42,9 @@ EXIT_RECYCLE = 3  # please start a fresh worker: a job timed out, or a --max-* l
 EXIT_INTERRUPTED = 130
 # Rows of workers silent for this long are deleted; until then the admin shows them stale.
 DEAD_WORKER_RETENTION = timedelta(hours=1)
+# Finished rows deleted per model per heartbeat, and the pause once none are left to delete.
+PRUNE_BATCH = 500
+PRUNE_PAUSE_SECONDS = 600
 
 
 class Worker:
@@ -80,6 +83,7 @@ class Worker:
         self._first_model = 0  # whose turn it is to be asked first, for round robin
         self._backend = backend_for(using)
         self._outage = Outage("claiming")
+        self._next_prune = 0.0  # monotonic time of the next pruning pass
 
     def run(self) -> int:
         """Work until stopped (or, with `burst`, until nothing is runnable). Returns jobs performed.
@@ -247,6 +251,23 @@ class Worker:
         )
         self._rescue(now)
         WorkerRow.objects.filter(last_heartbeat_at__lt=now - DEAD_WORKER_RETENTION).delete()
+        self._prune()
+
+    def _prune(self) -> None:
+        """One batch per model per heartbeat while a backlog lasts, then a pause.
+
+        Small enough that a heartbeat is never late enough to let a lease run out.
+        """
+        if time.monotonic() < self._next_prune:
+            return
+        backlog = False
+        for model in self.models:
+            pruned = JobQuerySet(model=model, using=self.using).prune(
+                model.retention_policy(), batch=PRUNE_BATCH
+            )
+            backlog |= pruned == PRUNE_BATCH
+        if not backlog:
+            self._next_prune = time.monotonic() + PRUNE_PAUSE_SECONDS
 
     def _rescue(self, now: datetime) -> None:
         for model in self.models:

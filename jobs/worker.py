@@ -96,11 +96,12 @@ class Worker:
         previous = self._install_signal_handlers()
         self._register()
         logger.info(
-            "worker %s serving %s from %d job model(s)%s",
+            "worker %s serving %s from %d job model(s): %s%s",
             self.name,
             ", ".join(self.queues) if self.queues else "all queues",
             len(self.models),
-            " until drained" if self.burst else "",
+            ", ".join(model._meta.label for model in self.models),
+            " (until drained)" if self.burst else "",
         )
         job_thread = JobThread()
         try:

@@ -72,6 +72,12 @@ def test_worker_serves_only_the_models_it_is_given():
     assert performed_order() == [("testapp.UrgentJob", urgent.pk)]
 
 
+def test_the_worker_logs_which_job_models_it_serves(caplog):
+    with caplog.at_level(logging.INFO, logger="jobs.worker"):
+        Worker(models=[UrgentJob], burst=True).run()
+    assert "from 1 job model(s): testapp.UrgentJob" in caplog.text
+
+
 def test_each_job_start_and_end_is_logged_with_its_duration(caplog):
     job = RecordingJobFactory(enqueue=True)
     failing = RecordingJobFactory(enqueue=True, fail=True)
@@ -109,12 +115,16 @@ def test_idle_worker_picks_up_a_job_enqueued_later():
     assert worker.performed == 1
 
 
-def test_a_job_raising_system_exit_is_recorded_and_the_worker_goes_on():
-    exiting = RecordingJobFactory(enqueue=True, behaviour="exit")
+@pytest.mark.parametrize(
+    ("behaviour", "error_type"),
+    [("exit", "SystemExit"), ("interrupt", "KeyboardInterrupt"), ("out_of_memory", "MemoryError")],
+)
+def test_a_job_raising_a_fatal_exception_is_recorded_and_the_worker_goes_on(behaviour, error_type):
+    fatal = RecordingJobFactory(enqueue=True, behaviour=behaviour)
     after = RecordingJobFactory(enqueue=True, enqueue__priority=-1)
     assert Worker(burst=True).run() == 2
-    exiting.refresh_from_db()
-    assert (exiting.state, exiting.error_type) == (JobState.FAILED, "SystemExit")
+    fatal.refresh_from_db()
+    assert (fatal.state, fatal.error_type) == (JobState.FAILED, error_type)
     assert RecordingJob.objects.get(pk=after.pk).state == JobState.SUCCEEDED
 
 

@@ -42,6 +42,8 @@ class RecordingJob(Job):
         blank=True,
         choices=[
             ("exit", "call sys.exit()"),
+            ("interrupt", "raise KeyboardInterrupt"),
+            ("out_of_memory", "raise MemoryError"),
             ("chain", "enqueue two follow-up jobs in a transaction of its own"),
             ("delete_itself", "delete its own row, as an operator might"),
             ("snooze", "ask to run again in 30 s, from inside an `except Exception`"),
@@ -67,6 +69,12 @@ class RecordingJob(Job):
 
     def _exit(self) -> None:
         raise SystemExit(3)
+
+    def _interrupt(self) -> None:
+        raise KeyboardInterrupt
+
+    def _out_of_memory(self) -> None:
+        raise MemoryError("simulated")
 
     def _chain(self) -> None:
         with transaction.atomic():

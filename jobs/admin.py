@@ -119,11 +119,11 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="wait", ordering="wait_duration")
     def wait_time(self, job) -> str:
         """From requested to started: how long the job queued."""
-        return format_duration(_duration(job.requested_at, job.started_at))
+        return format_duration(job.wait_duration)
 
     @admin.display(description="run time", ordering="run_duration")
     def run_time(self, job) -> str:
-        return format_duration(_duration(job.started_at, job.finished_at))
+        return format_duration(job.run_duration)
 
     @admin.display(description="traceback")
     def error_traceback_display(self, job) -> str:
@@ -176,10 +176,6 @@ class JobAdmin(admin.ModelAdmin):
         if skipped:
             message += f" {skipped} skipped: only {applies_to} jobs can be {verb}."
         self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)
-
-
-def _duration(start, end) -> timedelta | None:
-    return end - start if start and end else None
 
 
 @admin.register(Worker)

@@ -13,9 +13,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import FrameType
+from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS
 
@@ -31,6 +32,7 @@ from jobs.registry import job_models
 from jobs.resources import resident_memory_mb
 
 logger = logging.getLogger("jobs.worker")
+T = TypeVar("T")
 
 PAUSE_SIGNAL = signal.SIGUSR2
 RESUME_SIGNAL = signal.SIGCONT
@@ -82,7 +84,7 @@ class Worker:
         self._paused = threading.Event()
         self._first_model = 0  # whose turn it is to be asked first, for round robin
         self._backend = backend_for(using)
-        self._outage = Outage("claiming")
+        self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
         self._next_prune = 0.0  # monotonic time of the next pruning pass
 
     def run(self) -> int:
@@ -94,7 +96,7 @@ class Worker:
         other workers' orphaned jobs.
         """
         previous = self._install_signal_handlers()
-        self._register()
+        self._while_reachable(self._register)
         logger.info(
             "worker %s serving %s from %d job model(s): %s%s",
             self.name,
@@ -107,7 +109,7 @@ class Worker:
         try:
             with LeaseKeeper(on_beat=self._housekeeping) as leases:
                 self._leases = leases
-                self._rescue(clock.now())
+                self._while_reachable(lambda: self._rescue(clock.now()))
                 self._serve(leases, job_thread)
         finally:
             job_thread.close()
@@ -156,12 +158,7 @@ class Worker:
             if self._paused.is_set():
                 self._stop.wait(self.interval)
                 continue
-            try:
-                job = self.claim_next()
-            except CONNECTION_ERRORS as exc:
-                self._stop.wait(self._outage.failed(exc))
-                continue
-            self._outage.succeeded()
+            job = self._while_reachable(self.claim_next)
             if job is None:
                 if self.burst:
                     return
@@ -176,6 +173,18 @@ class Worker:
             close_broken_connections()
             if not finished or self._should_recycle():
                 return
+
+    def _while_reachable(self, call: Callable[[], T]) -> T | None:
+        """Call until the database answers (None if stopped first): outages are waited out."""
+        while not self._stop.is_set():
+            try:
+                result = call()
+            except CONNECTION_ERRORS as exc:
+                self._stop.wait(self._outage.failed(exc))
+            else:
+                self._outage.succeeded()
+                return result
+        return None
 
     def _perform(self, job: Job, job_thread: JobThread) -> bool:
         """Run `job` on the job thread and watch it; False if the thread had to be given up.

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 
 from jobs.models import JobState
+from jobs.models import Worker as WorkerRow
 from tests.conftest import on_postgresql, start_manage, wait_for
 from tests.testapp.models import RecordingJob
 
@@ -33,10 +34,12 @@ def test_worker_survives_its_connections_being_cut_and_every_job_finishes():
         "runjobs", "--interval", "0.1", JOBS_LEASE_SECONDS="1", JOBS_LOG_LEVEL="WARNING"
     )
     try:
+        # Cut only once the worker runs: before that, refusing to start is the design.
+        wait_for(lambda: WorkerRow.objects.exists())
         cuts = 0
         for _ in range(6):
-            time.sleep(0.4)
             cuts += cut_other_connections()
+            time.sleep(0.4)
         wait_for(
             lambda: RecordingJob.objects.filter(state=JobState.SUCCEEDED).count() == JOBS,
             timeout=120,

@@ -9,6 +9,11 @@ because someone may still want to read why they failed.
 heartbeat. Workers renew the leases of the jobs they run every quarter of it; a job whose
 lease has run out is taken to be orphaned (its worker died) and is rescued. Shorter means
 faster rescue after a crash, and more renewal writes.
+
+`JOBS_LISTEN` (default True): on PostgreSQL, enqueueing sends a NOTIFY on commit and idle
+workers LISTEN, so they start new jobs within milliseconds. Set it to False behind a
+connection pooler in transaction mode (PgBouncer), where LISTEN does not work; workers then
+poll every `--interval`.
 """
 
 from datetime import timedelta
@@ -41,3 +46,7 @@ def retention_days() -> object:
     if not isinstance(configured, dict):
         return configured
     return {**DEFAULT_RETENTION_DAYS, **configured}
+
+
+def listen_enabled() -> bool:
+    return bool(getattr(settings, "JOBS_LISTEN", True))

@@ -1,10 +1,10 @@
-"""The thread a worker performs jobs on, so its main thread stays free to keep time.
+"""The threads a worker performs jobs on, so its main thread stays free to claim and keep time.
 
-Python cannot stop a thread. The worker's main thread therefore only waits on this one:
-when a job overruns its timeout or a shutdown's grace period, the main thread records the
-outcome (or hands the job back) and the process exits, taking the stuck thread with it.
-The thread is a daemon for that reason, and it keeps one database connection for all the
-jobs it performs.
+Python cannot stop a thread. The worker's main thread therefore only watches these: when a
+job overruns its timeout or a shutdown's grace period, the main thread records the outcome
+(or hands the job back), gives the thread up, and the process exits, taking the stuck thread
+with it. The threads are daemons for that reason, and each keeps one database connection
+for all the jobs it performs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ import logging
 import queue
 import sys
 import threading
+import time
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from django.db import connections
 
@@ -23,20 +26,32 @@ logger = logging.getLogger("jobs.worker")
 
 
 class JobThread:
-    def __init__(self) -> None:
+    """One job at a time: `perform()` hands it over, `on_done` says when it has finished."""
+
+    def __init__(self, name: str, *, on_done: Callable[[], None]) -> None:
+        self.name = name
+        self.job: Any = None  # the job in hand, until the worker collects it
+        self.began = 0.0  # monotonic time the job in hand was handed over
+        self._on_done = on_done
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="jobs-job", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def perform(self, job) -> None:
-        """Start `job._execute()` on the thread; `wait()` tells when it has finished."""
+    def perform(self, job: Any) -> None:
+        """Start `job._execute()` on the thread; `finished()` tells when it is recorded."""
+        self.job = job
+        self.began = time.monotonic()
         self._done.clear()
         self._inbox.put(job)
 
-    def wait(self, timeout: float) -> bool:
-        """True once the job handed to `perform()` has finished (its outcome recorded)."""
-        return self._done.wait(timeout)
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def collect(self) -> Any:
+        """Take back the finished job, leaving the thread free for the next one."""
+        job, self.job = self.job, None
+        return job
 
     def stack(self) -> str:
         """Where the job is right now: what a timeout reports, to show where it hung."""
@@ -61,10 +76,11 @@ class JobThread:
                     )
                 except BaseException:
                     # perform() raised SystemExit or KeyboardInterrupt: already recorded on
-                    # the row; on this thread it must not end the worker's only job thread.
+                    # the row; on this thread it must not end the worker.
                     logger.warning("%s raised %s", job.label, sys.exc_info()[0].__name__)
                 finally:
                     close_broken_connections()
                     self._done.set()
+                    self._on_done()
         finally:
             connections.close_all()

@@ -9,9 +9,12 @@ processes racing on the same row cannot both win.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 import traceback
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, Self
 
@@ -20,40 +23,25 @@ from django.db.backends.utils import names_digest
 from django.db.models.base import ModelBase
 
 from jobs import clock
+from jobs.backends import backend_for
 from jobs.conf import lease_duration, retention_days
 from jobs.errors import JobNotRunnable, JobStateError, JobTimeout, Snooze
 from jobs.identity import worker_identity
 from jobs.lease import LeaseKeeper
+from jobs.outage import CONNECTION_ERRORS
+from jobs.states import (
+    ALLOWED_FROM,
+    CANCELLABLE_STATES,
+    FINISHED_STATES,
+    REQUEUEABLE_STATES,
+    RUNNABLE_STATES,
+    JobState,
+)
 from jobs.validation import validate_priority, validate_queue_name
+from jobs.wakeup import ANY_QUEUE, wake_workers_on_commit
 
 logger = logging.getLogger("jobs")
 
-
-class JobState(models.TextChoices):
-    NEW = "new"
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-# For each state, the states a row may enter it from. `_transition` refuses anything else,
-# so no code path (admin, shell, worker) can make an impossible move.
-ALLOWED_FROM: dict[str, frozenset[str]] = {
-    JobState.PENDING: frozenset(
-        {JobState.NEW, JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}
-    ),
-    JobState.RUNNING: frozenset({JobState.NEW, JobState.PENDING}),
-    JobState.SUCCEEDED: frozenset({JobState.RUNNING}),
-    JobState.FAILED: frozenset({JobState.RUNNING}),
-    JobState.CANCELLED: frozenset({JobState.NEW, JobState.PENDING}),
-}
-
-RUNNABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
-REQUEUEABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
-CANCELLABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
-FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 # Fields only the lifecycle verbs write. `save()` never touches them, so a stale instance
 # (an admin form, a shell session, `perform()` saving its own domain fields) cannot undo a
@@ -85,6 +73,7 @@ ERROR_HISTORY_LIMIT = 10
 HISTORY_TRACEBACK_LIMIT = 4_000
 RETRY_BASE_DELAY = timedelta(seconds=10)
 RETRY_MAX_DELAY = timedelta(hours=1)
+BULK_BATCH_SIZE = 1000
 
 
 class JobQuerySet(models.QuerySet):
@@ -154,6 +143,50 @@ class JobQuerySet(models.QuerySet):
         )
         return retried + failed
 
+    def bulk_enqueue(
+        self,
+        jobs: Iterable[Job],
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        batch_size: int = BULK_BATCH_SIZE,
+    ) -> list[Job]:
+        """Insert many new jobs as pending, in one transaction, and wake workers once.
+
+        `jobs` are unsaved instances of this model (`Model(field=...)`); `run_at`/`delay`,
+        `priority` and `queue` apply to all of them, as in `enqueue()`. Rows are written with
+        `bulk_create`, `batch_size` per INSERT, so save() and signals do not run. Returns the
+        jobs with their primary keys set.
+        """
+        jobs = list(jobs)
+        for job in jobs:
+            if type(job) is not self.model or not job._state.adding or job.state != JobState.NEW:
+                raise JobStateError(
+                    f"bulk_enqueue() takes new, unsaved {self.model.__name__} instances, "
+                    f"got {job!r}"
+                )
+        changes = _enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
+        for job in jobs:
+            for name, value in changes.items():
+                setattr(job, name, value)
+            job.state = JobState.PENDING
+        with transaction.atomic(using=self.db):
+            created = self.bulk_create(jobs, batch_size=batch_size)
+            wake_workers_on_commit(self.db, {job.queue for job in created})
+        return created
+
+    def next_run_at(self, queues: Sequence[str] | None = None) -> datetime | None:
+        """When the earliest pending row of `queues` (all if None) becomes runnable.
+
+        What an idle worker sleeps until, so a scheduled job starts on time without polling.
+        """
+        rows = self.pending()
+        if queues is not None:
+            rows = rows.filter(queue__in=queues)
+        return rows.order_by("run_at").values_list("run_at", flat=True).first()
+
     def prune(self, retention: dict[str, float | None], *, batch: int = 1000) -> int:
         """Delete one batch of finished rows older than `retention` (days, per state).
 
@@ -173,11 +206,30 @@ class JobQuerySet(models.QuerySet):
             return 0
         return self.filter(pk__in=doomed)._raw_delete(self.db)
 
-    def _transition(self, from_states: frozenset[str], to_state: str, **changes: Any) -> int:
-        """The one place `state` changes: an UPDATE guarded by the states it may come from."""
-        if not from_states <= ALLOWED_FROM[to_state]:
-            raise JobStateError(f"no transition to {to_state} from {sorted(from_states)}")
-        return self.filter(state__in=from_states).update(state=to_state, **changes)
+    def _transition(
+        self,
+        from_states: frozenset[str],
+        to_state: str,
+        *,
+        queue_hint: str = ANY_QUEUE,
+        **changes: Any,
+    ) -> int:
+        """The one place `state` changes: an UPDATE guarded by the states it may come from.
+
+        Rows that become pending wake idle workers on commit; `queue_hint` names the rows'
+        queue when the caller knows it, so workers of other queues can sleep on.
+        """
+        check_transition(from_states, to_state)
+        moved = self.filter(state__in=from_states).update(state=to_state, **changes)
+        if moved and to_state == JobState.PENDING:
+            wake_workers_on_commit(self.db, [changes.get("queue", queue_hint)])
+        return moved
+
+
+def check_transition(from_states: frozenset[str], to_state: str) -> None:
+    """Refuse a move `ALLOWED_FROM` does not list: the guard every state change passes."""
+    if not from_states <= ALLOWED_FROM[to_state]:
+        raise JobStateError(f"no transition to {to_state} from {sorted(from_states)}")
 
 
 class JobBase(ModelBase):
@@ -212,8 +264,11 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
     """Indexes for the claim, the rescue and the pruning, each as narrow as its query.
 
     The pending and running indexes stay as small as the backlog and the work in flight: a
-    table with millions of finished rows still answers "the next runnable job of queue q"
-    and "the running jobs whose lease ran out" from a few index pages. Pruning finds the
+    table with millions of finished rows still answers "the next runnable jobs of queue q"
+    (`_pend`), "... of any queue" (`_any`, for workers serving every queue), "when is the
+    next pending row due" (`_due`, what an idle worker sleeps until) and "the running jobs
+    whose lease ran out" (`_run`) from a few index pages, each read in its own order rather
+    than sorted. Pruning finds the
     oldest finished rows of a state without scanning the table. Django caps index names at 30
     characters, hence the digest.
     """
@@ -228,6 +283,14 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
             fields=["lease_expires_at"],
             condition=models.Q(state=JobState.RUNNING),
             name=f"{prefix}_run",
+        ),
+        models.Index(
+            fields=["-priority", "run_at", pk_name],
+            condition=models.Q(state=JobState.PENDING),
+            name=f"{prefix}_any",
+        ),
+        models.Index(
+            fields=["run_at"], condition=models.Q(state=JobState.PENDING), name=f"{prefix}_due"
         ),
         models.Index(fields=["state", "finished_at"], name=f"{prefix}_fin"),
     ]
@@ -369,17 +432,14 @@ class Job(models.Model, metaclass=JobBase):
         worker never sees a job whose transaction did not commit. An unsaved instance is
         inserted. `priority` and `queue` override the row's values.
         """
-        now = clock.now()
-        changes: dict[str, Any] = {"requested_at": now, "run_at": _start_time(now, run_at, delay)}
-        if priority is not None:
-            changes["priority"] = validate_priority(priority)
-        if queue is not None:
-            changes["queue"] = validate_queue_name(queue)
+        changes = _enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
         if self._state.adding:
             for name, value in changes.items():
                 setattr(self, name, value)
             self.state = JobState.PENDING
-            models.Model.save(self, using=router.db_for_write(type(self), instance=self))
+            using = router.db_for_write(type(self), instance=self)
+            models.Model.save(self, using=using)
+            wake_workers_on_commit(using, [self.queue])
         elif not self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes):
             raise JobStateError(
                 f"{self.label} cannot be enqueued: it is {self._current_state()}, and enqueue() "
@@ -433,7 +493,13 @@ class Job(models.Model, metaclass=JobBase):
         **changes: Any,
     ) -> bool:
         """Move this row (and this instance) to `to_state` if it is still in `from_states`."""
-        moved = self._same_row(**(guard or {}))._transition(from_states, to_state, **changes)
+        check_transition(from_states, to_state)
+        using = self._state.db or router.db_for_write(type(self), instance=self)
+        moved = backend_for(using).move_row(
+            self, from_states, to_state, guard=guard or {}, changes=changes
+        )
+        if moved and to_state == JobState.PENDING:
+            wake_workers_on_commit(using, [self.queue])
         if moved:
             self.state = to_state
             for name, value in changes.items():
@@ -589,6 +655,23 @@ class Job(models.Model, metaclass=JobBase):
         return isinstance(exc, self.retry_on) and not isinstance(exc, self.discard_on)
 
 
+def _enqueue_changes(
+    *,
+    run_at: datetime | None,
+    delay: timedelta | float | None,
+    priority: int | None,
+    queue: str | None,
+) -> dict[str, Any]:
+    """The fields `enqueue()` and `bulk_enqueue()` set, with their arguments validated."""
+    now = clock.now()
+    changes: dict[str, Any] = {"requested_at": now, "run_at": _start_time(now, run_at, delay)}
+    if priority is not None:
+        changes["priority"] = validate_priority(priority)
+    if queue is not None:
+        changes["queue"] = validate_queue_name(queue)
+    return changes
+
+
 def _start_time(
     now: datetime, run_at: datetime | None, delay: timedelta | float | None
 ) -> datetime:
@@ -629,7 +712,11 @@ def _bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
 
 
 class Worker(models.Model):
-    """A `runjobs` process, as long as its heartbeat says it is alive."""
+    """A `runjobs` process, as long as its heartbeat says it is alive.
+
+    With `--processes`, the supervisor has a row of its own and each worker process it
+    starts has one pointing to it.
+    """
 
     class State(models.TextChoices):
         RUNNING = "running"
@@ -639,6 +726,17 @@ class Worker(models.Model):
     host = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()
     queues = models.CharField(max_length=1000, blank=True, help_text="Empty: all queues.")
+    supervisor = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="processes",
+        help_text="The runjobs --processes supervisor that started this worker process.",
+    )
+    threads = models.PositiveSmallIntegerField(
+        default=1, help_text="Jobs it runs at once (per process, for a supervisor)."
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
     started_at = models.DateTimeField()
     last_heartbeat_at = models.DateTimeField()
@@ -651,3 +749,36 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def register(
+        cls, name: str, *, queues: Sequence[str] | None, threads: int, supervisor: str | None
+    ) -> None:
+        """Create or take over this process's row, `name` (`host:pid`; pids get reused)."""
+        now = clock.now()
+        cls.objects.update_or_create(
+            name=name,
+            defaults={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": ",".join(queues or []),
+                "supervisor": cls.objects.filter(name=supervisor).first() if supervisor else None,
+                "threads": threads,
+                "state": cls.State.RUNNING,
+                "started_at": now,
+                "last_heartbeat_at": now,
+                "stopped_at": None,
+                "jobs_in_flight": [],
+                "jobs_performed": 0,
+            },
+        )
+
+    @classmethod
+    def mark_stopped(cls, name: str, **final: Any) -> None:
+        """Say process `name` has stopped (on its way out), with its final counts."""
+        try:
+            cls.objects.filter(name=name).update(
+                state=cls.State.STOPPED, stopped_at=clock.now(), jobs_in_flight=[], **final
+            )
+        except CONNECTION_ERRORS as exc:
+            logger.warning("could not mark worker %s stopped: %s", name, exc)

@@ -37,6 +37,11 @@ class Outage:
         close_broken_connections()
         return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self._failures - 1))
 
+    @property
+    def ongoing(self) -> bool:
+        """Whether the database is away (a call failed and none has succeeded since)."""
+        return self._began is not None
+
     def succeeded(self) -> None:
         if self._began is not None:
             logger.warning(

@@ -1,20 +1,23 @@
-"""One worker's loop: claim a runnable job, perform it, repeat; sleep when there is none.
+"""One worker process's loop: claim runnable jobs for its free threads, perform, repeat.
 
 Knows nothing of HTTP, the admin or the command line. Any number of workers, on any
 number of hosts, may run against the same database: each claim is a single statement that
-only one of them can win (see `jobs.backends`).
+only one of them can win (see `jobs.backends`). The main thread claims and keeps time; the
+jobs run on job threads (`jobs.job_thread`), a lease keeper renews their leases
+(`jobs.lease`), and on PostgreSQL a listener wakes the idle worker (`jobs.listener`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from types import FrameType
 from typing import TypeVar
 
@@ -22,12 +25,14 @@ from django.db import DEFAULT_DB_ALIAS
 
 from jobs import clock
 from jobs.backends import backend_for
-from jobs.identity import process_identity, worker_identity
+from jobs.conf import listen_enabled
+from jobs.identity import process_identity
 from jobs.job_thread import JobThread
 from jobs.lease import LeaseKeeper
+from jobs.listener import Listener
 from jobs.models import Job, JobQuerySet
 from jobs.models import Worker as WorkerRow
-from jobs.outage import CONNECTION_ERRORS, Outage, close_broken_connections
+from jobs.outage import CONNECTION_ERRORS, Outage
 from jobs.registry import job_models
 from jobs.resources import resident_memory_mb
 
@@ -36,8 +41,9 @@ T = TypeVar("T")
 
 PAUSE_SIGNAL = signal.SIGUSR2
 RESUME_SIGNAL = signal.SIGCONT
-# How often the main thread looks up from a running job (timeouts, grace, signals).
-WATCH_INTERVAL = 0.05
+# The shortest idle sleep when a pending row is already due but was not claimable (another
+# worker holds it mid-claim): long enough not to spin, short enough not to be noticed.
+MIN_IDLE_WAIT = 0.01
 
 EXIT_OK = 0
 EXIT_RECYCLE = 3  # please start a fresh worker: a job timed out, or a --max-* limit was hit
@@ -52,8 +58,9 @@ PRUNE_PAUSE_SECONDS = 600
 class Worker:
     """Serves `queues` in order of precedence (all queues if None) from every job model.
 
-    Within one queue, job models take turns (round robin), so a flood of one job type
-    cannot starve another; within one model, higher priority first, then oldest `run_at`.
+    Runs up to `threads` jobs at once. Within one queue, job models take turns (round
+    robin), so a flood of one job type cannot starve another; within one model, higher
+    priority first, then oldest `run_at`.
     """
 
     def __init__(
@@ -61,20 +68,24 @@ class Worker:
         *,
         queues: Sequence[str] | None = None,
         models: Sequence[type[Job]] | None = None,
+        threads: int = 1,
         interval: float = 1.0,
         burst: bool = False,
         grace: float = 30.0,
         max_jobs: int | None = None,
         max_memory_mb: float | None = None,
+        supervisor: str | None = None,
         using: str = DEFAULT_DB_ALIAS,
     ) -> None:
         self.queues = list(queues) if queues else None
         self.models = list(models if models is not None else job_models())
+        self.threads = threads
         self.interval = interval
         self.burst = burst
         self.grace = grace
         self.max_jobs = max_jobs
         self.max_memory_mb = max_memory_mb
+        self.supervisor = supervisor
         self.using = using
         self.name = process_identity()
         self.performed = 0
@@ -82,8 +93,13 @@ class Worker:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._paused = threading.Event()
+        self._wakeup = threading.Event()  # set by finished jobs, wake-ups and signals
+        self._idle: list[JobThread] = []
+        self._busy: list[JobThread] = []
+        self._grace_ends: float | None = None
+        self._parent_pid = os.getppid() if supervisor else None
         self._first_model = 0  # whose turn it is to be asked first, for round robin
-        self._backend = backend_for(using)
+        backend_for(using)  # refuse an unsupported database now, not at the first claim
         self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
         self._next_prune = 0.0  # monotonic time of the next pruning pass
 
@@ -92,87 +108,215 @@ class Worker:
 
         Sets `exit_code`: EXIT_OK, EXIT_RECYCLE (a job timed out, or --max-jobs or
         --max-memory was reached: start a fresh process) or EXIT_INTERRUPTED. While it runs,
-        the worker keeps its `Worker` row's heartbeat and its job's lease fresh, and rescues
+        the worker keeps its `Worker` row's heartbeat and its jobs' leases fresh, and rescues
         other workers' orphaned jobs.
         """
         previous = self._install_signal_handlers()
-        self._while_reachable(self._register)
+        self._while_reachable(
+            partial(
+                WorkerRow.register,
+                self.name,
+                queues=self.queues,
+                threads=self.threads,
+                supervisor=self.supervisor,
+            )
+        )
         logger.info(
-            "worker %s serving %s from %d job model(s): %s%s",
+            "worker %s (%d thread(s)) serving %s from %d job model(s): %s%s",
             self.name,
+            self.threads,
             ", ".join(self.queues) if self.queues else "all queues",
             len(self.models),
             ", ".join(model._meta.label for model in self.models),
             " (until drained)" if self.burst else "",
         )
-        job_thread = JobThread()
+        self._idle = [
+            JobThread(f"jobs-{number}", on_done=self._wakeup.set)
+            for number in range(1, self.threads + 1)
+        ]
         try:
-            with LeaseKeeper(on_beat=self._housekeeping) as leases:
+            with LeaseKeeper(on_beat=self._housekeeping) as leases, self._listener():
                 self._leases = leases
                 self._while_reachable(lambda: self._rescue(clock.now()))
-                self._serve(leases, job_thread)
+                self._serve()
         finally:
-            job_thread.close()
+            for job_thread in self._idle + self._busy:
+                job_thread.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            self._mark_stopped()
+            WorkerRow.mark_stopped(self.name, jobs_performed=self.performed)
         logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
 
     def stop(self) -> None:
-        """Stop claiming; let the job in hand finish within the grace period. Signal-safe."""
+        """Stop claiming; let the jobs in hand finish within the grace period. Signal-safe."""
         self._stop.set()
+        self._wakeup.set()
 
     def abort(self) -> None:
-        """Stop now: hand the job in hand back to the queue unfinished. Signal-safe."""
+        """Stop now: hand the jobs in hand back to the queue unfinished. Signal-safe."""
         self._abort.set()
-        self._stop.set()
+        self.stop()
 
     def pause(self) -> None:
-        """Stop claiming until `resume()`; the job in hand goes on."""
+        """Stop claiming until `resume()`; the jobs in hand go on."""
         self._paused.set()
 
     def resume(self) -> None:
         self._paused.clear()
+        self._wakeup.set()
 
-    def claim_next(self) -> Job | None:
-        """Claim one runnable job: first queue first; within a queue, job models in turn.
+    def claim(self, limit: int = 1) -> list[Job]:
+        """Claim up to `limit` runnable jobs: first queue first; within a queue, models in turn.
 
-        The model after the one that supplied the last job is asked first next time.
+        One statement per (queue, model) asked, each taking as many rows as are still
+        wanted. The model after the one that supplied the last job is asked first next time.
         """
         now = clock.now()
         count = len(self.models)
+        claimed: list[Job] = []
         for queue in self.queues or [None]:
             for offset in range(count):
+                if len(claimed) >= limit:
+                    return claimed
                 index = (self._first_model + offset) % count
-                job = self._backend.claim(
-                    self.models[index], queue=queue, worker=worker_identity(), now=now
+                jobs = backend_for(self.using).claim(
+                    self.models[index],
+                    queue=queue,
+                    worker=self.name,
+                    now=now,
+                    limit=limit - len(claimed),
                 )
-                if job is not None:
+                if jobs:
                     self._first_model = (index + 1) % count
-                    return job
-        return None
+                    claimed.extend(jobs)
+        return claimed
 
-    def _serve(self, leases: LeaseKeeper, job_thread: JobThread) -> None:
-        while not self._stop.is_set():
-            if self._paused.is_set():
-                self._stop.wait(self.interval)
-                continue
-            job = self._while_reachable(self.claim_next)
-            if job is None:
-                if self.burst:
+    def _serve(self) -> None:
+        while True:
+            self._wakeup.clear()
+            self._collect_finished()
+            self._enforce_deadlines()
+            if self._stop.is_set():
+                if not self._busy:
                     return
-                self._stop.wait(self.interval)
+                self._wakeup.wait(self._time_to_deadline(self.interval))
                 continue
-            leases.hold(job)
-            try:
-                finished = self._perform(job, job_thread)
-            finally:
-                leases.release(job)
-            self.performed += 1
-            close_broken_connections()
-            if not finished or self._should_recycle():
+            drained = False
+            wanted = self._wanted()
+            if wanted and not self._paused.is_set():
+                jobs = self._while_reachable(partial(self.claim, wanted))
+                for job in jobs or []:
+                    self._dispatch(job)
+                drained = jobs is not None and len(jobs) < wanted
+                if not drained:
+                    continue
+            if self.burst and drained and not self._busy:
                 return
+            self._wakeup.wait(self._idle_wait(drained))
+
+    def _wanted(self) -> int:
+        """How many jobs to claim now: one per free thread, never past --max-jobs."""
+        wanted = len(self._idle)
+        if self.max_jobs is not None:
+            wanted = min(wanted, self.max_jobs - self.performed - len(self._busy))
+        return max(wanted, 0)
+
+    def _dispatch(self, job: Job) -> None:
+        job_thread = self._idle.pop()
+        self._busy.append(job_thread)
+        self._leases.hold(job)
+        job_thread.perform(job)
+
+    def _collect_finished(self) -> None:
+        """Free the threads whose jobs have finished; leave if a limit says so."""
+        finished = [job_thread for job_thread in self._busy if job_thread.finished()]
+        for job_thread in finished:
+            self._busy.remove(job_thread)
+            self._leases.release(job_thread.collect())
+            self._idle.append(job_thread)
+        self.performed += len(finished)
+        if self._parent_pid is not None and os.getppid() != self._parent_pid:
+            logger.warning("worker %s: its supervisor has gone; stopping", self.name)
+            self.stop()
+        elif finished and not self._stop.is_set() and self._should_recycle():
+            self.stop()
+
+    def _enforce_deadlines(self) -> None:
+        """Give up threads whose job overran its timeout or the shutdown's grace period.
+
+        A timed-out job is recorded as failed and the process recycles; a job still running
+        when the grace period ends (or at once, on abort) is handed back to the queue.
+        """
+        now = time.monotonic()
+        if self._stop.is_set() and self._grace_ends is None and self._busy:
+            self._grace_ends = now + self.grace
+            logger.info(
+                "waiting up to %.0fs for %d job(s) to finish: %s",
+                self.grace,
+                len(self._busy),
+                ", ".join(t.job.label for t in self._busy),
+            )
+        for job_thread in list(self._busy):
+            job = job_thread.job
+            if self._abort.is_set() or (self._grace_ends is not None and now >= self._grace_ends):
+                self._give_up(job_thread, job._hand_back)
+                if self._abort.is_set():
+                    self.exit_code = EXIT_INTERRUPTED
+            elif job.timeout is not None and now - job_thread.began >= job.timeout:
+                stack = job_thread.stack()
+                self._give_up(job_thread, partial(job._time_out, job_thread.began, stack))
+                logger.warning("recycling the worker: %s left its job thread stuck", job.label)
+                self.exit_code = EXIT_RECYCLE
+                self.stop()
+
+    def _give_up(self, job_thread: JobThread, record: Callable[[], object]) -> None:
+        """Leave a thread to its fate after recording what became of its job.
+
+        If the database is away, the job stays running until its lease runs out and it is
+        rescued, like a job whose worker was killed.
+        """
+        job = job_thread.job
+        try:
+            record()
+        except CONNECTION_ERRORS as exc:
+            logger.warning("could not record what became of %s (%s)", job.label, exc)
+        self._busy.remove(job_thread)
+        self._leases.release(job)
+
+    def _time_to_deadline(self, cap: float) -> float:
+        """Seconds until the next job timeout or the end of the grace period, at most `cap`."""
+        now = time.monotonic()
+        deadlines = [t.began + t.job.timeout for t in self._busy if t.job.timeout is not None]
+        if self._grace_ends is not None:
+            deadlines.append(self._grace_ends)
+        return max(0.0, min([cap, *(deadline - now for deadline in deadlines)]))
+
+    def _idle_wait(self, drained: bool) -> float:
+        """How long to sleep: until woken, a deadline, or (drained) the next scheduled job.
+
+        Capped at the poll interval, so a lost wake-up costs at most one interval.
+        """
+        if not drained:
+            return self._time_to_deadline(self.interval)
+        due = self._while_reachable(self._next_run_at)
+        if due is None:
+            return self._time_to_deadline(self.interval)
+        until_due = (due - clock.now()).total_seconds()
+        return self._time_to_deadline(min(self.interval, max(until_due, MIN_IDLE_WAIT)))
+
+    def _next_run_at(self) -> datetime | None:
+        due = [
+            JobQuerySet(model=model, using=self.using).next_run_at(self.queues)
+            for model in self.models
+        ]
+        return min((at for at in due if at is not None), default=None)
+
+    def _listener(self) -> contextlib.AbstractContextManager:
+        """Wake-ups from the database, where it sends them; a burst worker only drains."""
+        if self.burst or not listen_enabled() or not backend_for(self.using).can_wake_workers:
+            return contextlib.nullcontext()
+        return Listener(using=self.using, queues=self.queues, on_wake=self._wakeup.set)
 
     def _while_reachable(self, call: Callable[[], T]) -> T | None:
         """Call until the database answers (None if stopped first): outages are waited out."""
@@ -186,31 +330,6 @@ class Worker:
                 return result
         return None
 
-    def _perform(self, job: Job, job_thread: JobThread) -> bool:
-        """Run `job` on the job thread and watch it; False if the thread had to be given up.
-
-        Gives it up when the job overruns its timeout (recorded as a failure, then the
-        process recycles) or outlives the shutdown grace period (handed back to the queue).
-        """
-        began = time.monotonic()
-        grace_ends = None
-        job_thread.perform(job)
-        while not job_thread.wait(WATCH_INTERVAL):
-            now = time.monotonic()
-            if self._stop.is_set() and grace_ends is None:
-                grace_ends = now + self.grace
-                logger.info("waiting up to %.0fs for %s to finish", self.grace, job.label)
-            if self._abort.is_set() or (grace_ends is not None and now >= grace_ends):
-                job._hand_back()
-                self.exit_code = EXIT_INTERRUPTED if self._abort.is_set() else EXIT_OK
-                return False
-            if job.timeout is not None and now - began >= job.timeout:
-                job._time_out(began, job_thread.stack())
-                logger.warning("recycling the worker: %s left its job thread stuck", job.label)
-                self.exit_code = EXIT_RECYCLE
-                return False
-        return True
-
     def _should_recycle(self) -> bool:
         """--max-jobs and --max-memory: leave between jobs so a fresh process takes over."""
         if self.max_jobs is not None and self.performed >= self.max_jobs:
@@ -222,34 +341,6 @@ class Worker:
         logger.info("recycling the worker: it %s", reason)
         self.exit_code = EXIT_RECYCLE
         return True
-
-    def _mark_stopped(self) -> None:
-        try:
-            WorkerRow.objects.filter(name=self.name).update(
-                state=WorkerRow.State.STOPPED,
-                stopped_at=clock.now(),
-                jobs_in_flight=[],
-                jobs_performed=self.performed,
-            )
-        except CONNECTION_ERRORS as exc:
-            logger.warning("could not mark worker %s stopped: %s", self.name, exc)
-
-    def _register(self) -> None:
-        now = clock.now()
-        WorkerRow.objects.update_or_create(
-            name=self.name,
-            defaults={
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "queues": ",".join(self.queues or []),
-                "state": WorkerRow.State.RUNNING,
-                "started_at": now,
-                "last_heartbeat_at": now,
-                "stopped_at": None,
-                "jobs_in_flight": [],
-                "jobs_performed": 0,
-            },
-        )
 
     def _housekeeping(self) -> None:
         """Each heartbeat: say we are alive, rescue orphans, forget long-dead workers."""

@@ -16,9 +16,15 @@ from tests.testapp.models import RecordingJob
 pytestmark = pytest.mark.django_db
 
 
-def claim(**kwargs):
+def claim_many(**kwargs):
     options = {"queue": None, "worker": "test:1:main", "now": clock.now(), **kwargs}
     return backend_for("default").claim(RecordingJob, **options)
+
+
+def claim(**kwargs):
+    """The one job a claim of one row returns, or None."""
+    claimed = claim_many(limit=1, **kwargs)
+    return claimed[0] if claimed else None
 
 
 def test_claim_returns_the_row_running_with_its_fields_loaded():

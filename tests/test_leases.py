@@ -23,7 +23,8 @@ LEASE = timedelta(seconds=60)
 
 
 def claim_as(worker: str) -> RecordingJob:
-    return backend_for("default").claim(RecordingJob, queue=None, worker=worker, now=clock.now())
+    [job] = backend_for("default").claim(RecordingJob, queue=None, worker=worker, now=clock.now())
+    return job
 
 
 def rescue() -> int:

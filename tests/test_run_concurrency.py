@@ -101,8 +101,8 @@ def test_worker_cannot_claim_a_job_before_its_transaction_commits():
     thread.start()
     assert holding.wait(10)
     try:
-        assert Worker().claim_next() is None
+        assert Worker().claim() == []
     finally:
         release.set()
         thread.join()
-    assert Worker().claim_next() is not None
+    assert len(Worker().claim()) == 1

@@ -14,7 +14,11 @@ BACKENDS: dict[str, type[Backend]] = {
 
 
 def backend_for(using: str) -> Backend:
-    """The backend for database alias `using`, or a ConfigurationError naming what is supported."""
+    """This thread's backend for database alias `using`.
+
+    One per connection (so per thread), kept on the connection so that the statements it
+    has built are built once. A ConfigurationError names the supported databases.
+    """
     connection = connections[using]
     try:
         backend_class = BACKENDS[connection.vendor]
@@ -23,4 +27,7 @@ def backend_for(using: str) -> Backend:
             f"database {using!r} is {connection.vendor}; jobs runs on "
             f"{' or '.join(sorted(BACKENDS))}"
         ) from None
-    return backend_class(connection)
+    if type(backend := getattr(connection, "_jobs_backend", None)) is backend_class:
+        return backend
+    connection._jobs_backend = backend_class(connection)
+    return connection._jobs_backend

@@ -1,12 +1,114 @@
-"""PostgreSQL: the claim locks the chosen row and skips rows other workers hold.
+"""PostgreSQL: claims skip rows other workers hold, and idle workers are woken by NOTIFY.
 
-`FOR UPDATE SKIP LOCKED` in the inner SELECT means concurrent workers each take a
-different row instead of queueing behind one lock; the outer `state = 'pending'` is
-re-checked by the UPDATE after the lock is granted.
+`FOR UPDATE SKIP LOCKED` in the inner SELECT means concurrent workers each take different
+rows instead of queueing behind one lock. A row another worker claimed and committed after
+this statement's snapshot is re-read when locked and, no longer pending, is left out (READ
+COMMITTED's recheck of a locked row), so the rows the UPDATE gets are pending and ours.
+`= ANY(ARRAY(...))` makes PostgreSQL run the inner SELECT once, as a list of ids, rather than
+plan it as a join against the table.
+
+The wake-up is a hint, never an instruction: a notification carries only a queue name, and
+a woken worker claims through the same statement as a polling one. A lost notification
+costs at most one poll interval.
 """
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import psycopg
+
 from jobs.backends.base import Backend
+
+CHANNEL = "jobs_wakeup"
+HEADROOM_QUERY = """
+SELECT current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
+       (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user),
+       (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),
+       (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database())
+"""
 
 
 class PostgreSQLBackend(Backend):
     row_lock_clause = " FOR UPDATE SKIP LOCKED"
+    can_wake_workers = True
+
+    def __init__(self, connection) -> None:
+        super().__init__(connection)
+        self._listening_on = None  # the driver connection LISTEN was issued on
+
+    def wake_workers(self, queues: Iterable[str]) -> None:
+        """One NOTIFY per queue, in one statement; in a transaction, delivered at commit."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
+                [CHANNEL, sorted(set(queues))],
+            )
+
+    def notifications(self, timeout: float) -> list[str]:
+        """Wait up to `timeout` seconds for wake-ups; returns the queues named (may be empty).
+
+        Listens first if this connection is new (the first call, or after a reconnect).
+        Returns as soon as one arrives, with any others already received.
+        """
+        self.connection.ensure_connection()
+        driver_connection = self.connection.connection
+        if driver_connection is not self._listening_on:
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {CHANNEL}")
+            self._listening_on = driver_connection
+        with self.connection.wrap_database_errors:
+            first = list(driver_connection.notifies(timeout=timeout, stop_after=1))
+            rest = list(driver_connection.notifies(timeout=0)) if first else []
+        return [notification.payload for notification in first + rest]
+
+    def connection_headroom(self) -> tuple[int, str]:
+        """How many more connections the server lets this role open now, and why that many.
+
+        The least of the server's free slots (`max_connections` less the superuser reserve
+        and the connections open now), the role's `CONNECTION LIMIT` and the database's.
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute(HEADROOM_QUERY)
+            server, reserved, open_now, role_limit, role_open, db_limit, db_open = cursor.fetchone()
+        limits = [
+            (
+                server - reserved - open_now,
+                f"max_connections {server}, {reserved} reserved for superusers, {open_now} open",
+            )
+        ]
+        if role_limit >= 0:
+            limits.append((role_limit - role_open, f"role limit {role_limit}, {role_open} open"))
+        if db_limit >= 0:
+            limits.append((db_limit - db_open, f"database limit {db_limit}, {db_open} open"))
+        return min(limits)
+
+    def _fetch(self, sql: str, params: list) -> list[tuple]:
+        """Run claims and finishes as prepared statements: planned once per connection.
+
+        Django binds parameters on the client by default, so every statement would be parsed
+        and planned again; on a table with several indexes planning costs more than running.
+        """
+        with self._prepared(sql, params) as cursor:
+            return cursor.fetchall()
+
+    def _count(self, sql: str, params: list) -> int:
+        with self._prepared(sql, params) as cursor:
+            return cursor.rowcount
+
+    @contextlib.contextmanager
+    def _prepared(self, sql: str, params: list) -> Iterator[psycopg.Cursor]:
+        self.connection.ensure_connection()
+        with (
+            self.connection.wrap_database_errors,
+            psycopg.Cursor(self.connection.connection) as cursor,
+        ):
+            cursor.execute(sql, params, prepare=True)
+            yield cursor
+
+    def _pk_among(self, pk: str, subquery: str) -> str:
+        return f"{pk} = ANY(ARRAY({subquery}))"

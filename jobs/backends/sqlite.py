@@ -1,9 +1,9 @@
-"""SQLite: one writer at a time makes the conditional UPDATE exclusive on its own.
+"""SQLite: one writer at a time makes the claiming UPDATE exclusive on its own.
 
-An UPDATE takes the database's write lock before it reads, so the inner SELECT and the
-write happen with no other writer in between; `WHERE state = 'pending'` plus RETURNING
-tells the loser it got nothing. Correct with several processes, not fast: writers queue
-on the busy timeout. RETURNING needs SQLite 3.35.
+An UPDATE takes the database's write lock before it reads, so the inner SELECT of pending
+rows and the write happen with no other writer in between; a loser's SELECT finds the rows
+already running, and RETURNING tells it it got nothing. Correct with several processes, not
+fast: writers queue on the busy timeout. RETURNING needs SQLite 3.35.
 """
 
 import sqlite3

@@ -3,13 +3,19 @@
 import argparse
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 
+from jobs.backends import backend_for
+from jobs.budget import ConnectionBudget, check_connection_budget
+from jobs.conf import listen_enabled
 from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
 from jobs.outage import CONNECTION_ERRORS
 from jobs.registry import job_models, models_without_tables, queues_with_defaults
+from jobs.supervisor import Supervisor
 from jobs.validation import parse_queue_list
 from jobs.worker import EXIT_OK, EXIT_RECYCLE, Worker
 
@@ -55,6 +61,20 @@ class Command(BaseCommand):
             help="Queues to serve, first has precedence (default: all queues).",
         )
         parser.add_argument(
+            "--processes",
+            type=positive_number("processes", whole=True),
+            metavar="P",
+            help="Start a supervisor that keeps P worker processes running, restarting any "
+            "that dies (default: this process is the one worker).",
+        )
+        parser.add_argument(
+            "--threads",
+            type=positive_number("threads", whole=True),
+            default=1,
+            metavar="T",
+            help="Jobs each worker process runs at once, one per thread (default: 1).",
+        )
+        parser.add_argument(
             "--burst",
             action="store_true",
             help="Exit (status 0) once nothing is runnable, instead of waiting for more.",
@@ -88,35 +108,51 @@ class Command(BaseCommand):
             "of resident memory.",
         )
 
-    def handle(
-        self, *args, queues, burst, interval, grace, max_jobs, max_memory, **options
-    ) -> None:
+    def handle(self, *args, processes, burst, **options) -> None:
         models = job_models()
         if not models:
             raise CommandError(
                 "no job models are installed: subclass jobs.models.Job in an installed app"
             )
+        worker_options = {
+            "queues": options["queues"],
+            "threads": options["threads"],
+            "interval": options["interval"],
+            "burst": burst,
+            "grace": options["grace"],
+            "max_jobs": options["max_jobs"],
+            "max_memory_mb": options["max_memory"],
+        }
         try:
             require_tables([*models, WorkerRow])
-            worker = Worker(
-                queues=queues,
-                models=models,
-                interval=interval,
-                burst=burst,
-                grace=grace,
-                max_jobs=max_jobs,
-                max_memory_mb=max_memory,
+            budget = ConnectionBudget(
+                processes=processes or 1,
+                threads=options["threads"],
+                listening=not burst
+                and listen_enabled()
+                and backend_for(DEFAULT_DB_ALIAS).can_wake_workers,
+                supervised=processes is not None,
             )
+            check_connection_budget(budget, DEFAULT_DB_ALIAS)
+            if processes is not None:
+                runner = Supervisor(processes=processes, worker_options=worker_options)
+            else:
+                runner = Worker(models=models, **worker_options)
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
         except CONNECTION_ERRORS as exc:
             reason = " ".join(str(exc).split())
             raise CommandError(f"cannot reach the database: {reason}") from exc
-        for queue in sorted(set(queues or ()) - queues_with_defaults()):
+        for queue in sorted(set(options["queues"] or ()) - queues_with_defaults()):
             self.stderr.write(
                 f"warning: no job model defaults to queue {queue!r}; only rows enqueued "
                 f"to it explicitly will run"
             )
-        worker.run()
-        if worker.exit_code != EXIT_OK:
-            sys.exit(worker.exit_code)
+        if settings.DEBUG:
+            self.stderr.write(
+                "warning: DEBUG is on, so Django records every query the worker makes; "
+                "turn it off in production"
+            )
+        runner.run()
+        if runner.exit_code != EXIT_OK:
+            sys.exit(runner.exit_code)

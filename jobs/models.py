@@ -499,7 +499,7 @@ class Job(models.Model, metaclass=JobBase):
             self, from_states, to_state, guard=guard or {}, changes=changes
         )
         if moved and to_state == JobState.PENDING:
-            wake_workers_on_commit(using, [self.queue])
+            wake_workers_on_commit(using, [changes.get("queue", self.queue)])
         if moved:
             self.state = to_state
             for name, value in changes.items():

@@ -96,6 +96,7 @@ class Worker:
         self._wakeup = threading.Event()  # set by finished jobs, wake-ups and signals
         self._idle: list[JobThread] = []
         self._busy: list[JobThread] = []
+        self._given_up: list[JobThread] = []  # stuck on a job the worker no longer waits for
         self._grace_ends: float | None = None
         self._parent_pid = os.getppid() if supervisor else None
         self._first_model = 0  # whose turn it is to be asked first, for round robin
@@ -140,7 +141,7 @@ class Worker:
                 self._while_reachable(lambda: self._rescue(clock.now()))
                 self._serve()
         finally:
-            for job_thread in self._idle + self._busy:
+            for job_thread in self._idle + self._busy + self._given_up:
                 job_thread.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -282,6 +283,7 @@ class Worker:
         except CONNECTION_ERRORS as exc:
             logger.warning("could not record what became of %s (%s)", job.label, exc)
         self._busy.remove(job_thread)
+        self._given_up.append(job_thread)
         self._leases.release(job)
 
     def _time_to_deadline(self, cap: float) -> float:

@@ -268,8 +268,10 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
     (`_pend`), "... of any queue" (`_any`, for workers serving every queue), "when is the
     next pending row due" (`_due`, what an idle worker sleeps until) and "the running jobs
     whose lease ran out" (`_run`) from a few index pages, each read in its own order rather
-    than sorted. Pruning finds the
-    oldest finished rows of a state without scanning the table. Django caps index names at 30
+    than sorted. Pruning finds the oldest finished rows of a state (`_fin`). Every index but
+    the primary key is partial, so each version of a row is indexed only where some query
+    will look for it: a new row costs one index entry, a pending one four, a running one
+    two. Django caps index names at 30
     characters, hence the digest.
     """
     prefix = f"{db_table[:16]}_{names_digest(db_table, length=8)}"
@@ -292,7 +294,11 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
         models.Index(
             fields=["run_at"], condition=models.Q(state=JobState.PENDING), name=f"{prefix}_due"
         ),
-        models.Index(fields=["state", "finished_at"], name=f"{prefix}_fin"),
+        models.Index(
+            fields=["state", "finished_at"],
+            condition=models.Q(state__in=FINISHED_STATES),
+            name=f"{prefix}_fin",
+        ),
     ]
 
 
@@ -495,11 +501,10 @@ class Job(models.Model, metaclass=JobBase):
         """Move this row (and this instance) to `to_state` if it is still in `from_states`."""
         check_transition(from_states, to_state)
         using = self._state.db or router.db_for_write(type(self), instance=self)
+        wake = changes.get("queue", self.queue) if to_state == JobState.PENDING else None
         moved = backend_for(using).move_row(
-            self, from_states, to_state, guard=guard or {}, changes=changes
+            self, from_states, to_state, guard=guard or {}, changes=changes, wake=wake
         )
-        if moved and to_state == JobState.PENDING:
-            wake_workers_on_commit(using, [changes.get("queue", self.queue)])
         if moved:
             self.state = to_state
             for name, value in changes.items():

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobs.conf import lease_duration
+from jobs.conf import lease_duration, listen_enabled
 from jobs.states import JobState
 
 if TYPE_CHECKING:
@@ -72,17 +72,21 @@ class Backend:
         *,
         guard: dict[str, Any],
         changes: dict[str, Any],
+        wake: str | None = None,
     ) -> bool:
         """Move `job`'s row to `to_state` if it is in `from_states` and matches `guard`.
 
         What finishing a job costs: one UPDATE by primary key, its text built once per shape
         of change, rather than a queryset compiled per job. Callers check the move against
-        `ALLOWED_FROM` (see `Job._transition_row`).
+        `ALLOWED_FROM` (see `Job._transition_row`). `wake` names the queue whose idle workers
+        should hear of the move once it commits, where the database can tell them.
         """
         model = type(job)
-        key = (model, len(from_states), tuple(guard), tuple(changes))
+        wake = wake if self.can_wake_workers and listen_enabled() else None
+        key = (model, len(from_states), tuple(guard), tuple(changes), wake is not None)
         if (sql := self._move_statements.get(key)) is None:
-            sql = self._move_statements[key] = self._move_statement(model, *key[1:])
+            update = self._move_statement(model, *key[1:4])
+            sql = self._move_statements[key] = self._waking(update) if key[4] else update
         fields = model._meta
         params = [
             to_state,
@@ -97,6 +101,8 @@ class Backend:
                 for name, v in guard.items()
             ),
         ]
+        if wake is not None:
+            params.append(wake)
         return self._count(sql, params) > 0
 
     def _move_statement(
@@ -111,6 +117,10 @@ class Backend:
             f" WHERE {quote(model._meta.pk.column)} = %s"
             f" AND {column['state']} IN ({', '.join(['%s'] * from_count)}){conditions}"
         )
+
+    def _waking(self, update: str) -> str:
+        """`update`, made to wake workers too (its last parameter names the queue)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot wake workers")
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
         """Run one statement and return its rows (the hot path: no ORM in between)."""

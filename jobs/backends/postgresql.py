@@ -110,5 +110,13 @@ class PostgreSQLBackend(Backend):
             cursor.execute(sql, params, prepare=True)
             yield cursor
 
+    def _waking(self, update: str) -> str:
+        """The move and its NOTIFY in one statement: one round trip, delivered at commit.
+
+        PostgreSQL sends a transaction's identical notifications once, so a transaction
+        that moves many rows of one queue still wakes its workers once.
+        """
+        return f"WITH moved AS ({update} RETURNING 1) SELECT pg_notify('{CHANNEL}', %s) FROM moved"
+
     def _pk_among(self, pk: str, subquery: str) -> str:
         return f"{pk} = ANY(ARRAY({subquery}))"

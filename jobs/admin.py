@@ -187,13 +187,16 @@ class WorkerAdmin(admin.ModelAdmin):
         "state",
         "alive",
         "queues_served",
+        "supervisor",
+        "threads",
         "started_at",
         "last_heartbeat_at",
         "jobs_in_flight",
         "jobs_performed",
     )
     list_filter = ("state", "host")
-    search_fields = ("name",)
+    list_select_related = ("supervisor",)
+    search_fields = ("name", "supervisor__name")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -488,3 +488,24 @@ def test_workers_cannot_be_added_or_edited_in_the_admin(admin_client):
     )
     assert response.status_code == 403
     assert Worker.objects.get(pk=worker.pk).name == "w:1"
+
+
+def test_workers_page_shows_each_worker_process_under_its_supervisor(admin_client):
+    now = clock.now()
+    supervisor = Worker.objects.create(
+        name="host:10", host="host", pid=10, threads=8, started_at=now, last_heartbeat_at=now
+    )
+    Worker.objects.create(
+        name="host:11",
+        host="host",
+        pid=11,
+        threads=8,
+        supervisor=supervisor,
+        started_at=now,
+        last_heartbeat_at=now,
+    )
+    changelist = reverse("admin:jobs_worker_changelist")
+    page = admin_client.get(changelist, {"q": "host:10"}).content.decode()
+    child_row = page[page.index(">host:11<") :].split("</tr>")[0]
+    assert "host:10" in child_row  # its supervisor column
+    assert ">8<" in child_row  # threads

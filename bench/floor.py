@@ -57,6 +57,14 @@ def enqueue(url: str, count: int) -> float:
         return count / (time.perf_counter() - began)
 
 
+def fill(url: str, count: int) -> None:
+    """Queue `count` rows in one statement: the drains measure claiming, not inserting."""
+    with connect(url) as connection:
+        connection.execute(
+            f"INSERT INTO {TABLE} (state) SELECT 'pending' FROM generate_series(1, %s)", (count,)
+        )
+
+
 def _drain_one(url: str) -> None:
     with connect(url) as connection:
         while (row := connection.execute(CLAIM).fetchone()) is not None:

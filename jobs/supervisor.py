@@ -70,6 +70,7 @@ class Supervisor:
         self.name = process_identity()
         self.exit_code = EXIT_OK
         self._stopping = False
+        self._paused = False  # so that a worker started while paused starts paused
         self._wakeup = threading.Event()
         self._slots = [_Slot(number) for number in range(1, processes + 1)]
         self._outage = Outage("supervising")
@@ -105,7 +106,7 @@ class Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            WorkerRow.mark_stopped(self.name)
+            self._mark_stopped()
         logger.info("supervisor %s stopped", self.name)
         return self.exit_code
 
@@ -144,6 +145,8 @@ class Supervisor:
             for signum in (signal.SIGCHLD, *PASSED_ON):
                 signal.signal(signum, signal.SIG_DFL)
             worker = Worker(**self.worker_options, supervisor=self.name, using=self.using)
+            if self._paused:
+                worker.pause()
             worker.run()
             status = worker.exit_code
         except BaseException:
@@ -216,16 +219,28 @@ class Supervisor:
                     supervisor=None,
                 )
             else:
-                performed = WorkerRow.objects.filter(supervisor__name=self.name).aggregate(
-                    total=Sum("jobs_performed")
-                )["total"]
                 WorkerRow.objects.filter(name=self.name).update(
-                    last_heartbeat_at=now, jobs_performed=performed or 0
+                    last_heartbeat_at=now, jobs_performed=self._performed()
                 )
         except CONNECTION_ERRORS as exc:
             self._outage.failed(exc)
         else:
             self._outage.succeeded()
+
+    def _performed(self) -> int:
+        """Jobs performed by every worker process this supervisor has started."""
+        rows = WorkerRow.objects.filter(supervisor__name=self.name)
+        return rows.aggregate(total=Sum("jobs_performed"))["total"] or 0
+
+    def _mark_stopped(self) -> None:
+        """The final count, once every worker has written its own (they have all exited)."""
+        try:
+            performed = self._performed()
+        except CONNECTION_ERRORS as exc:
+            logger.warning("could not count the jobs of supervisor %s: %s", self.name, exc)
+            WorkerRow.mark_stopped(self.name)
+        else:
+            WorkerRow.mark_stopped(self.name, jobs_performed=performed)
 
     def _signal_workers(self, signum: int) -> None:
         for slot in self._live():
@@ -252,4 +267,5 @@ class Supervisor:
         self.stop()
 
     def _on_passed_on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._paused = signum == PAUSE_SIGNAL
         self._signal_workers(signum)

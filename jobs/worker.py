@@ -237,10 +237,12 @@ class Worker:
             self._leases.release(job_thread.collect())
             self._idle.append(job_thread)
         self.performed += len(finished)
+        if self._stop.is_set():
+            return
         if self._parent_pid is not None and os.getppid() != self._parent_pid:
             logger.warning("worker %s: its supervisor has gone; stopping", self.name)
             self.stop()
-        elif finished and not self._stop.is_set() and self._should_recycle():
+        elif finished and self._should_recycle():
             self.stop()
 
     def _enforce_deadlines(self) -> None:

@@ -173,7 +173,7 @@ class JobQuerySet(models.QuerySet):
                 setattr(job, name, value)
             job.state = JobState.PENDING
         with transaction.atomic(using=self.db):
-            created = self.bulk_create(jobs, batch_size=batch_size)
+            created = backend_for(self.db).insert_jobs(self.model, jobs, batch_size=batch_size)
             wake_workers_on_commit(self.db, {job.queue for job in created})
         return created
 

@@ -139,6 +139,16 @@ class Backend:
             loader = self._loaders[model] = RowLoader(model, self.connection)
         return loader
 
+    def insert_jobs(self, model: type[Job], jobs: list[Job], *, batch_size: int) -> list[Job]:
+        """Insert new `jobs` (unsaved instances of `model`), setting their primary keys.
+
+        Django's `bulk_create` here; a backend that can send fewer values overrides it.
+        Signals and `save()` do not run, as with `bulk_create`.
+        """
+        return model._base_manager.db_manager(self.connection.alias).bulk_create(
+            jobs, batch_size=batch_size
+        )
+
     def wake_workers(self, queues: Iterable[str]) -> None:
         """Tell listening workers that `queues` have new runnable rows.
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
-from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
+from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.http import HttpRequest
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 
-from jobs import clock
-from jobs.conf import lease_duration
+from jobs import clock, dashboard
 from jobs.models import LIFECYCLE_FIELDS, ROW_OPTIONS, JobState, Worker
+from jobs.views import DashboardView
 
 STATE_COLOURS = {
     JobState.NEW: "#6c757d",
@@ -180,7 +181,29 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    """Worker processes as their heartbeats report them; rows are written by workers only."""
+    """Worker processes as their heartbeats report them; rows are written by workers only.
+
+    It also serves the jobs dashboard (`admin:jobs_dashboard`), so the dashboard lives on
+    whichever admin site the jobs app's admin is registered on, with no URLconf of its own.
+    """
+
+    class StatusFilter(admin.SimpleListFilter):
+        """Alive, stale (running by its row, silent for a lease: presumed dead) or stopped."""
+
+        title = "status"
+        parameter_name = "status"
+
+        def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+            return [("alive", "alive"), ("stale", "stale"), ("stopped", "stopped")]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+            running = queryset.filter(state=Worker.State.RUNNING)
+            fresh = Q(last_heartbeat_at__gt=dashboard.stale_before(clock.now()))
+            return {
+                "alive": running.filter(fresh),
+                "stale": running.exclude(fresh),
+                "stopped": queryset.exclude(state=Worker.State.RUNNING),
+            }.get(self.value())
 
     list_display = (
         "name",
@@ -190,11 +213,11 @@ class WorkerAdmin(admin.ModelAdmin):
         "supervisor",
         "threads",
         "started_at",
-        "last_heartbeat_at",
+        "heartbeat",
         "jobs_in_flight",
         "jobs_performed",
     )
-    list_filter = ("state", "host")
+    list_filter = (StatusFilter, "state", "host")
     list_select_related = ("supervisor",)
     search_fields = ("name", "supervisor__name")
 
@@ -204,11 +227,31 @@ class WorkerAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    def get_urls(self) -> list:
+        dashboard_view = DashboardView.as_view(admin_site=self.admin_site)
+        return [
+            path("dashboard/", self.admin_site.admin_view(dashboard_view), name="jobs_dashboard"),
+            *super().get_urls(),
+        ]
+
     @admin.display(boolean=True, description="alive")
     def alive(self, worker: Worker) -> bool:
         """Running, with a heartbeat fresher than a lease: a worker past that is presumed dead."""
-        fresh = worker.last_heartbeat_at > clock.now() - lease_duration()
+        fresh = dashboard.heartbeat_is_fresh(worker, clock.now())
         return worker.state == Worker.State.RUNNING and fresh
+
+    @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
+    def heartbeat(self, worker: Worker) -> str:
+        """How long ago, flagged when a running worker has gone quiet for a lease."""
+        ago = format_html("{} ago", format_duration(clock.now() - worker.last_heartbeat_at))
+        if worker.state != Worker.State.RUNNING or self.alive(worker):
+            return ago
+        return format_html(
+            '{} <strong style="color:#fff;background:{};padding:1px 6px;border-radius:8px">'
+            "stale</strong>",
+            ago,
+            STATE_COLOURS[JobState.FAILED],
+        )
 
     @admin.display(description="queues")
     def queues_served(self, worker: Worker) -> str:

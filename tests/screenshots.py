@@ -1,0 +1,177 @@
+"""`python -m tests.screenshots`: regenerate the admin's screenshots in docs/img/.
+
+Builds a scene in a throwaway SQLite database of the example project: an hour of history
+(provisions run at past moments under a moved clock, some refused by the provider), a backlog,
+jobs scheduled for later, a real `runjobs` process busy with slow provisions and a worker row
+gone stale. Then it serves the admin on a live server thread, signs in with headless Chromium
+(`tests.browser`) and photographs the dashboard and a failed job's page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import django
+
+REPO = Path(__file__).resolve().parent.parent
+DATABASE = Path(tempfile.mkdtemp(prefix="jobs-screenshots-")) / "screenshots.sqlite3"
+SCENE_ENV = {
+    "DJANGO_SETTINGS_MODULE": "project.settings",
+    "DATABASE_URL": f"sqlite:///{DATABASE}",
+    "JOBS_LEASE_SECONDS": "4",  # the busy worker reports its jobs every second
+    "JOBS_LOG_LEVEL": "WARNING",
+    "PROVIDER_BOOT_SECONDS": "0",  # the history is run here, at once
+}
+os.environ.update(SCENE_ENV)
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.staticfiles.handlers import StaticFilesHandler  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test.testcases import LiveServerThread  # noqa: E402
+from django.urls import reverse  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from jobs import clock  # noqa: E402
+from jobs.models import Worker  # noqa: E402
+from project.instances.models import Instance, InstanceProvision  # noqa: E402
+from tests.browser import VIEWPORT, chromium, log_in  # noqa: E402
+
+USERNAME = "admin"
+PASSWORD = "screenshots"
+SERVED = "average_slow"
+BUSY_THREADS = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.screenshots", description=__doc__)
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    return parser.parse_args(argv)
+
+
+def provision(name: str, *, at, queue=None, waited=timedelta(0), attempts=5, run_at=None):
+    """A provision of a new instance `name`, enqueued at `at - waited`, not run yet."""
+    with mock.patch.object(clock, "now", return_value=at - waited):
+        job = InstanceProvision(instance=Instance.objects.create(name=name), max_attempts=attempts)
+        return job.enqueue(queue=queue, run_at=run_at)
+
+
+def run_at_moment(job: InstanceProvision, at) -> None:
+    with mock.patch.object(clock, "now", return_value=at):
+        job.run()
+
+
+def build_history(now) -> InstanceProvision:
+    """A busy last hour, minute by minute; returns the last job the provider refused."""
+    refused = None
+    for ago in range(60, 0, -1):
+        minute = now - timedelta(minutes=ago)
+        for number in range(2 + (ago * 7) % 5):
+            at = minute + timedelta(seconds=number * 9)
+            waited = timedelta(seconds=(ago * 13 + number * 7) % 40 + 1)
+            queue = "urgent_fast" if number == 0 else None
+            run_at_moment(provision(f"web-{ago}-{number}", at=at, queue=queue, waited=waited), at)
+        if ago % 11 == 3:
+            refused = provision(f"Web_{ago}!", at=minute, attempts=1)
+            run_at_moment(refused, minute + timedelta(seconds=50))
+    return refused
+
+
+def build_present(now) -> None:
+    """What is going on now: a backlog, jobs due later, and a worker that went quiet."""
+    for number in range(BUSY_THREADS + 4):
+        provision(f"db-{number}", at=now - timedelta(minutes=4 - number / 2))
+    for number in range(3):
+        provision(f"cache-{number}", at=now, queue="urgent_fast")
+    for number in range(3):
+        provision(f"eu-{number}", at=now, queue="provision_eu", run_at=now + timedelta(minutes=20))
+    Worker.objects.create(
+        name="web-2:4121",
+        host="web-2",
+        pid=4121,
+        queues="provision_eu",
+        threads=4,
+        started_at=now - timedelta(hours=3),
+        last_heartbeat_at=now - timedelta(minutes=7),
+    )
+
+
+@contextmanager
+def busy_worker() -> Iterator[None]:
+    """A real `runjobs` on the default queue, whose provisions take ten minutes to boot."""
+    command = ["manage.py", "runjobs", "--queues", SERVED, "--threads", str(BUSY_THREADS)]
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=REPO,
+        env={**os.environ, "PROVIDER_BOOT_SECONDS": "600"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        rows = Worker.objects.filter(pid=process.pid)
+        while len(rows.values_list("jobs_in_flight", flat=True).first() or []) < BUSY_THREADS:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the worker did not start its jobs")
+            time.sleep(0.2)
+        yield
+    finally:
+        process.kill()  # the database is thrown away: nothing to hand back
+        process.wait()
+
+
+@contextmanager
+def live_server() -> Iterator[str]:
+    server = LiveServerThread("localhost", StaticFilesHandler, port=0)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    if server.error:
+        raise server.error
+    try:
+        yield f"http://localhost:{server.port}"
+    finally:
+        server.terminate()
+
+
+def photograph(base_url: str, out: Path, failed: InstanceProvision) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with chromium() as browser:
+        context = browser.new_context(base_url=base_url, viewport=VIEWPORT)
+        page = context.new_page()
+        log_in(page, USERNAME, PASSWORD)
+        for name, url in [
+            ("dashboard", reverse("admin:jobs_dashboard")),
+            ("job", reverse("admin:instances_instanceprovision_change", args=[failed.pk])),
+        ]:
+            page.goto(url)
+            page.screenshot(path=out / f"{name}.png", full_page=True)
+            print(out / f"{name}.png")
+        context.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        call_command("migrate", verbosity=0)
+        get_user_model().objects.create_superuser(USERNAME, password=PASSWORD)
+        now = timezone.now()
+        failed = build_history(now)
+        build_present(now)
+        with busy_worker(), live_server() as base_url:
+            photograph(base_url, args.out, failed)
+    finally:
+        shutil.rmtree(DATABASE.parent)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@ follow a failure to its traceback, fix the cause, requeue the job and watch it s
 import signal
 import subprocess
 import time
-from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -19,6 +18,7 @@ from tests.browser import log_in
 from tests.conftest import start_manage, wait_for
 from tests.e2e.conftest import PASSWORD, USERNAME
 from tests.factories import InstanceProvisionFactory, UrgentJobFactory
+from tests.test_dashboard import COUNTS, counted
 from tests.testapp.models import UrgentJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -45,27 +45,8 @@ def finished(*jobs) -> bool:
     return not states.exclude(state__in=(JobState.SUCCEEDED, JobState.FAILED)).exists()
 
 
-def expected_counts(model, now) -> dict[str, str]:
-    """The dashboard's numbers for `model`, as written straight against the table."""
-    rows = model.objects
-    return {
-        "pending": rows.filter(state="pending", run_at__lte=now).count(),
-        "scheduled": rows.filter(state="pending", run_at__gt=now).count(),
-        "running": rows.filter(state="running").count(),
-        "failed_last_hour": rows.filter(
-            state="failed", finished_at__gte=now - timedelta(hours=1)
-        ).count(),
-        "failed_last_day": rows.filter(
-            state="failed", finished_at__gte=now - timedelta(days=1)
-        ).count(),
-    }
-
-
 def shown_counts(page, row: str) -> dict[str, int]:
-    return {
-        name: int(page.inner_text(f"{row} td.{name}"))
-        for name in ("pending", "scheduled", "running", "failed_last_hour", "failed_last_day")
-    }
+    return {name: int(page.inner_text(f"{row} td.{name}")) for name in COUNTS}
 
 
 def test_an_operator_finds_a_failed_job_requeues_it_and_watches_it_succeed(page, operator, worker):
@@ -87,8 +68,8 @@ def test_an_operator_finds_a_failed_job_requeues_it_and_watches_it_succeed(page,
         "failed_last_day": 1,
     }
     now = timezone.now()
-    assert shown_counts(page, PROVISIONS_ROW) == expected_counts(InstanceProvision, now)
-    assert shown_counts(page, 'tr[data-row="testapp.urgentjob"]') == expected_counts(UrgentJob, now)
+    assert shown_counts(page, PROVISIONS_ROW) == counted(InstanceProvision.objects, now)
+    assert shown_counts(page, 'tr[data-row="testapp.urgentjob"]') == counted(UrgentJob.objects, now)
     assert int(page.inner_text('tr[data-row="urgent"] td.pending')) == 1
     assert page.inner_text(".workers-busy") == "0 of 1 worker busy"
     assert f":{worker.pid}" in page.inner_text("#workers tbody")
@@ -121,5 +102,5 @@ def test_an_operator_finds_a_failed_job_requeues_it_and_watches_it_succeed(page,
     assert InstanceProvision.objects.get(pk=bad.pk).state == JobState.SUCCEEDED
 
     page.goto("/admin/jobs/worker/dashboard/")
-    assert shown_counts(page, PROVISIONS_ROW) == expected_counts(InstanceProvision, timezone.now())
+    assert shown_counts(page, PROVISIONS_ROW) == counted(InstanceProvision.objects, timezone.now())
     assert page.inner_text(f"{PROVISIONS_ROW} td.failed_last_hour") == "0"

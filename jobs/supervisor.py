@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
@@ -29,6 +28,7 @@ from django.db.models import Sum
 
 from jobs import clock
 from jobs.conf import heartbeat_interval
+from jobs.doorbell import Doorbell
 from jobs.identity import process_identity
 from jobs.models import Worker as WorkerRow
 from jobs.outage import CONNECTION_ERRORS, Outage
@@ -71,7 +71,7 @@ class Supervisor:
         self.exit_code = EXIT_OK
         self._stopping = False
         self._paused = False  # so that a worker started while paused starts paused
-        self._wakeup = threading.Event()
+        self._wakeup = Doorbell()  # rung by signals: SIGCHLD, stop, pause
         self._slots = [_Slot(number) for number in range(1, processes + 1)]
         self._outage = Outage("supervising")
         self._next_beat = 0.0
@@ -106,6 +106,7 @@ class Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            self._wakeup.close()
             self._mark_stopped()
         logger.info("supervisor %s stopped", self.name)
         return self.exit_code
@@ -114,7 +115,7 @@ class Supervisor:
         """Ask every worker to stop gracefully (SIGTERM); none is restarted. Signal-safe."""
         self._stopping = True
         self._signal_workers(signal.SIGTERM)
-        self._wakeup.set()
+        self._wakeup.ring()
 
     def abort(self) -> None:
         """Make every worker hand its jobs back and exit now. Signal-safe."""
@@ -142,6 +143,7 @@ class Supervisor:
         status = 1
         try:
             os.setpgid(0, 0)
+            self._wakeup.close()  # the supervisor's; the worker has its own
             for signum in (signal.SIGCHLD, *PASSED_ON):
                 signal.signal(signum, signal.SIG_DFL)
             worker = Worker(**self.worker_options, supervisor=self.name, using=self.using)
@@ -253,7 +255,7 @@ class Supervisor:
         handlers = {
             signal.SIGTERM: self._on_stop_signal,
             signal.SIGINT: self._on_stop_signal,
-            signal.SIGCHLD: lambda signum, frame: self._wakeup.set(),
+            signal.SIGCHLD: lambda signum, frame: self._wakeup.ring(),
             **{signum: self._on_passed_on_signal for signum in PASSED_ON},
         }
         return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}

@@ -26,6 +26,7 @@ from django.db import DEFAULT_DB_ALIAS
 from jobs import clock
 from jobs.backends import backend_for
 from jobs.conf import listen_enabled
+from jobs.doorbell import Doorbell
 from jobs.identity import process_identity
 from jobs.job_thread import JobThread
 from jobs.lease import LeaseKeeper
@@ -90,10 +91,11 @@ class Worker:
         self.name = process_identity()
         self.performed = 0
         self.exit_code = EXIT_OK
-        self._stop = threading.Event()
-        self._abort = threading.Event()
-        self._paused = threading.Event()
-        self._wakeup = threading.Event()  # set by finished jobs, wake-ups and signals
+        # Plain flags, not Events: signal handlers set them (see jobs.doorbell).
+        self._stopping = False
+        self._aborting = False
+        self._paused = False
+        self._wakeup = Doorbell()  # rung by finished jobs, wake-ups and signals
         self._idle: list[JobThread] = []
         self._busy: list[JobThread] = []
         self._given_up: list[JobThread] = []  # stuck on a job the worker no longer waits for
@@ -132,7 +134,7 @@ class Worker:
             " (until drained)" if self.burst else "",
         )
         self._idle = [
-            JobThread(f"jobs-{number}", on_done=self._wakeup.set)
+            JobThread(f"jobs-{number}", on_done=self._wakeup.ring)
             for number in range(1, self.threads + 1)
         ]
         try:
@@ -145,27 +147,28 @@ class Worker:
                 job_thread.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            self._wakeup.close()
             WorkerRow.mark_stopped(self.name, jobs_performed=self.performed)
         logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
 
     def stop(self) -> None:
         """Stop claiming; let the jobs in hand finish within the grace period. Signal-safe."""
-        self._stop.set()
-        self._wakeup.set()
+        self._stopping = True
+        self._wakeup.ring()
 
     def abort(self) -> None:
         """Stop now: hand the jobs in hand back to the queue unfinished. Signal-safe."""
-        self._abort.set()
+        self._aborting = True
         self.stop()
 
     def pause(self) -> None:
         """Stop claiming until `resume()`; the jobs in hand go on."""
-        self._paused.set()
+        self._paused = True
 
     def resume(self) -> None:
-        self._paused.clear()
-        self._wakeup.set()
+        self._paused = False
+        self._wakeup.ring()
 
     def claim(self, limit: int = 1) -> list[Job]:
         """Claim up to `limit` runnable jobs: first queue first; within a queue, models in turn.
@@ -198,14 +201,14 @@ class Worker:
             self._wakeup.clear()
             self._collect_finished()
             self._enforce_deadlines()
-            if self._stop.is_set():
+            if self._stopping:
                 if not self._busy:
                     return
                 self._wakeup.wait(self._time_to_deadline(self.interval))
                 continue
             drained = False
             wanted = self._wanted()
-            if wanted and not self._paused.is_set():
+            if wanted and not self._paused:
                 jobs = self._while_reachable(partial(self.claim, wanted))
                 for job in jobs or []:
                     self._dispatch(job)
@@ -237,7 +240,7 @@ class Worker:
             self._leases.release(job_thread.collect())
             self._idle.append(job_thread)
         self.performed += len(finished)
-        if self._stop.is_set():
+        if self._stopping:
             return
         if self._parent_pid is not None and os.getppid() != self._parent_pid:
             logger.warning("worker %s: its supervisor has gone; stopping", self.name)
@@ -252,7 +255,7 @@ class Worker:
         when the grace period ends (or at once, on abort) is handed back to the queue.
         """
         now = time.monotonic()
-        if self._stop.is_set() and self._grace_ends is None and self._busy:
+        if self._stopping and self._grace_ends is None and self._busy:
             self._grace_ends = now + self.grace
             logger.info(
                 "waiting up to %.0fs for %d job(s) to finish: %s",
@@ -262,9 +265,9 @@ class Worker:
             )
         for job_thread in list(self._busy):
             job = job_thread.job
-            if self._abort.is_set() or (self._grace_ends is not None and now >= self._grace_ends):
+            if self._aborting or (self._grace_ends is not None and now >= self._grace_ends):
                 self._give_up(job_thread, job._hand_back)
-                if self._abort.is_set():
+                if self._aborting:
                     self.exit_code = EXIT_INTERRUPTED
             elif job.timeout is not None and now - job_thread.began >= job.timeout:
                 stack = job_thread.stack()
@@ -320,19 +323,26 @@ class Worker:
         """Wake-ups from the database, where it sends them; a burst worker only drains."""
         if self.burst or not listen_enabled() or not backend_for(self.using).can_wake_workers:
             return contextlib.nullcontext()
-        return Listener(using=self.using, queues=self.queues, on_wake=self._wakeup.set)
+        return Listener(using=self.using, queues=self.queues, on_wake=self._wakeup.ring)
 
     def _while_reachable(self, call: Callable[[], T]) -> T | None:
         """Call until the database answers (None if stopped first): outages are waited out."""
-        while not self._stop.is_set():
+        while not self._stopping:
             try:
                 result = call()
             except CONNECTION_ERRORS as exc:
-                self._stop.wait(self._outage.failed(exc))
+                self._sleep_unless_stopped(self._outage.failed(exc))
             else:
                 self._outage.succeeded()
                 return result
         return None
+
+    def _sleep_unless_stopped(self, seconds: float) -> None:
+        """Wait out an outage's backoff, returning early if the worker is told to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            self._wakeup.wait(left)
+            self._wakeup.clear()
 
     def _should_recycle(self) -> bool:
         """--max-jobs and --max-memory: leave between jobs so a fresh process takes over."""
@@ -395,7 +405,7 @@ class Worker:
         return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stop.is_set() and signum == signal.SIGINT:
+        if self._stopping and signum == signal.SIGINT:
             logger.info("second SIGINT: handing the job in hand back and stopping now")
             self.abort()
             return

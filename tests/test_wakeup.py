@@ -7,6 +7,7 @@ import pytest
 from django.db import transaction
 
 from jobs.backends.postgresql import CHANNEL
+from jobs.doorbell import Doorbell
 from jobs.models import Worker as WorkerRow
 from jobs.worker import Worker
 from tests.conftest import database_url, in_thread, on_postgresql, wait_for
@@ -100,13 +101,13 @@ def test_a_worker_of_other_queues_is_not_woken():
         thread.join()
 
 
-class _Spy(threading.Event):
-    """The worker's wake-up event, reporting each wake-up to the test."""
+class _Spy(Doorbell):
+    """The worker's doorbell, reporting each wake-up to the test."""
 
     def __init__(self, woken: threading.Event) -> None:
         super().__init__()
         self._woken = woken
 
-    def set(self) -> None:
+    def ring(self) -> None:
         self._woken.set()
-        super().set()
+        super().ring()

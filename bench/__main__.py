@@ -282,6 +282,7 @@ def fill_finished(rows: int) -> None:
         "error_message": "",
         "error_traceback": "",
         "error_history": "[]",
+        "log": "",
     }
     numbers = (
         "generate_series(1, %s)"

@@ -34,3 +34,11 @@ class Snooze(BaseException):
     def __init__(self, delay) -> None:
         super().__init__(f"snoozed for {delay}")
         self.delay = delay
+
+
+class Cancelled(BaseException):
+    """Raise from `perform()` to stop after `cancellation_requested()` said so: the attempt
+    ends `cancelled`, not failed, and is not retried.
+
+    A BaseException, like `Snooze`, so an `except Exception` in `perform()` lets it pass.
+    """

@@ -9,6 +9,7 @@ processes racing on the same row cannot both win.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
@@ -25,8 +26,9 @@ from django.db.models.base import ModelBase
 from jobs import clock
 from jobs.backends import backend_for
 from jobs.conf import lease_duration, retention_days
-from jobs.errors import JobNotRunnable, JobStateError, JobTimeout, Snooze
+from jobs.errors import Cancelled, JobNotRunnable, JobStateError, JobTimeout, Snooze
 from jobs.identity import worker_identity
+from jobs.joblog import JobLog, capturing
 from jobs.lease import LeaseKeeper
 from jobs.outage import CONNECTION_ERRORS
 from jobs.states import (
@@ -60,6 +62,10 @@ LIFECYCLE_FIELDS = frozenset(
         "error_message",
         "error_traceback",
         "error_history",
+        "progress_done",
+        "progress_total",
+        "log",
+        "cancel_requested_at",
     }
 )
 
@@ -71,9 +77,17 @@ ERROR_MESSAGE_LIMIT = 2_000
 TRACEBACK_LIMIT = 16_000
 ERROR_HISTORY_LIMIT = 10
 HISTORY_TRACEBACK_LIMIT = 4_000
+HISTORY_LOG_LIMIT = 4_000
 RETRY_BASE_DELAY = timedelta(seconds=10)
 RETRY_MAX_DELAY = timedelta(hours=1)
 BULK_BATCH_SIZE = 1000
+# set_progress() writes at most this often, however often a job calls it.
+PROGRESS_WRITE_INTERVAL = 1.0
+# cancellation_requested() reads the row at most this often.
+CANCEL_CHECK_INTERVAL = 1.0
+MASK = "********"
+# Fields an attempt starts afresh: its progress and log are its own.
+FRESH_ATTEMPT = {"log": "", "progress_done": None, "progress_total": None}
 
 
 class JobQuerySet(models.QuerySet):
@@ -113,18 +127,40 @@ class JobQuerySet(models.QuerySet):
             started_at=None,
             finished_at=None,
             claimed_by="",
+            cancel_requested_at=None,
         )
 
     def cancel(self) -> int:
-        """New or pending rows become cancelled; running and finished rows are left alone."""
-        return self._transition(CANCELLABLE_STATES, JobState.CANCELLED, finished_at=clock.now())
+        """Stop these jobs: new or pending rows become cancelled at once; a running job is
+        asked to stop (`cancel_requested_at`), which it sees through
+        `cancellation_requested()` if it cooperates. Finished rows are left alone.
+
+        Returns how many rows were cancelled or asked to stop.
+        """
+        now = clock.now()
+        cancelled = self._transition(CANCELLABLE_STATES, JobState.CANCELLED, finished_at=now)
+        asked = self.running().filter(cancel_requested_at=None).update(cancel_requested_at=now)
+        return cancelled + asked
+
+    def retry_now(self) -> int:
+        """Scheduled rows (pending, `run_at` still to come) become runnable now.
+
+        For a retry waiting out its backoff, or a job enqueued with a delay that is wanted
+        sooner. Returns how many rows moved; idle workers are woken on commit.
+        """
+        now = clock.now()
+        moved = self.pending().filter(run_at__gt=now).update(run_at=now)
+        if moved:
+            wake_workers_on_commit(self.db, [ANY_QUEUE])
+        return moved
 
     def rescue(self, now: datetime | None = None) -> int:
         """Running rows whose lease ran out: their worker was killed, crashed or froze.
 
         The attempt already counted when it was claimed, so a row with attempts left goes
         back to pending, and one without fails ("worker lost"): a job that kills its worker
-        every time cannot take workers down forever. Returns how many rows moved.
+        every time cannot take workers down forever. One that was asked to stop ends
+        cancelled. Returns how many rows moved.
         """
         now = now or clock.now()
         expired = self.filter(lease_expires_at__lt=now)
@@ -135,13 +171,18 @@ class JobQuerySet(models.QuerySet):
             "(killed, crashed, or frozen)",
             "error_traceback": "",
         }
+        running = frozenset({JobState.RUNNING})
+        cancelled = expired.exclude(cancel_requested_at=None)._transition(
+            running, JobState.CANCELLED, finished_at=now, **lost
+        )
+        expired = expired.filter(cancel_requested_at=None)
         retried = expired.filter(attempts__lt=models.F("max_attempts"))._transition(
-            frozenset({JobState.RUNNING}), JobState.PENDING, run_at=now, claimed_by="", **lost
+            running, JobState.PENDING, run_at=now, claimed_by="", **lost
         )
         failed = expired.filter(attempts__gte=models.F("max_attempts"))._transition(
-            frozenset({JobState.RUNNING}), JobState.FAILED, finished_at=now, **lost
+            running, JobState.FAILED, finished_at=now, **lost
         )
-        return retried + failed
+        return cancelled + retried + failed
 
     def bulk_enqueue(
         self,
@@ -345,8 +386,25 @@ class Job(models.Model, metaclass=JobBase):
         default=list,
         blank=True,
         editable=False,
-        help_text="The last failures, oldest first: attempt, time, worker, error.",
+        help_text="The last failures, oldest first: attempt, time, worker, error, log.",
     )
+    progress_done = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    progress_total = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    log = models.TextField(
+        blank=True, editable=False, help_text="What the latest attempt logged, newest kept."
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Someone asked this running job to stop; it stops if it checks.",
+    )
+
+    # Per instance, while an attempt runs: its captured log, and when set_progress() last
+    # wrote and cancellation_requested() last read the row (monotonic seconds).
+    _log: JobLog | None = None
+    _progress_written = -math.inf
+    _cancel_checked = -math.inf
 
     # Days to keep finished rows, per state, over JOBS_RETENTION (e.g. {"succeeded": 1}).
     retention: ClassVar[dict[str, float | None]] = {}
@@ -355,6 +413,10 @@ class Job(models.Model, metaclass=JobBase):
     # discard_on fails the job at once (bad input will not get better by retrying).
     retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
     discard_on: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    # Fields whose values are secrets: masked in the admin, and wherever they appear in what
+    # an attempt logged or raised (its log, error message and traceback).
+    sensitive_fields: ClassVar[tuple[str, ...]] = ()
 
     objects = JobQuerySet.as_manager()
 
@@ -399,6 +461,62 @@ class Job(models.Model, metaclass=JobBase):
     def label(self) -> str:
         """`app.Model#pk`, how logs name a job."""
         return f"{self._meta.label}#{self.pk}"
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger under `jobs` for `perform()`: its lines are kept on the row."""
+        return logging.getLogger(f"jobs.job.{self._meta.label}")
+
+    def set_progress(self, done: int, total: int | None = None) -> None:
+        """Report how far `perform()` has got, for the admin's progress bar.
+
+        Cheap to call on every item: the row is written at most once a second (and always
+        when `done` reaches `total`), together with the lines logged so far, so both are
+        visible while the job runs. Written only while this attempt holds the row.
+        """
+        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+            raise ValueError(f"set_progress() takes a count of 0 or more, got {done!r}")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            raise ValueError(f"set_progress() takes a whole-number total, got {total!r}")
+        if total is not None and done > total:
+            raise ValueError(f"set_progress(): done ({done}) is more than total ({total})")
+        self.progress_done, self.progress_total = done, total
+        now = time.monotonic()
+        if done != total and now - self._progress_written < PROGRESS_WRITE_INTERVAL:
+            return
+        self._progress_written = now
+        fields = {"progress_done": done, "progress_total": total}
+        if self._log is not None:
+            fields["log"] = self._log.text()
+        self._same_row(state=JobState.RUNNING, **self._claim()).update(**fields)
+
+    def cancellation_requested(self) -> bool:
+        """Whether someone asked this running job to stop (the admin's cancel, `cancel()`).
+
+        A job that can stop part-way checks it between steps and returns or raises
+        `jobs.errors.Cancelled`, which ends the attempt `cancelled`. Reads the row at most
+        once a second, so it is cheap to call in a loop.
+        """
+        if self.cancel_requested_at is None:
+            now = time.monotonic()
+            if now - self._cancel_checked >= CANCEL_CHECK_INTERVAL:
+                self._cancel_checked = now
+                self.cancel_requested_at = (
+                    self._same_row().values_list("cancel_requested_at", flat=True).first()
+                )
+        return self.cancel_requested_at is not None
+
+    def mask(self, text: str) -> str:
+        """`text` with the values of this job's `sensitive_fields` replaced by a mask."""
+        for name in self.sensitive_fields:
+            value = getattr(self, name, None)
+            if value not in (None, "") and (secret := str(value)) in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def _claim(self) -> dict[str, Any]:
+        """What identifies this attempt on the row: the guard of every write it makes."""
+        return {"attempts": self.attempts, "claimed_by": self.claimed_by}
 
     def perform(self) -> None:
         """The work. Subclasses define it.
@@ -473,8 +591,13 @@ class Job(models.Model, metaclass=JobBase):
         return self._apply(JobQuerySet.requeue, "requeued (only failed or cancelled jobs can be)")
 
     def cancel(self) -> Self:
-        """Cancel this job if it has not started; a running or finished job is not touched."""
-        return self._apply(JobQuerySet.cancel, "cancelled (only new or pending jobs can be)")
+        """Cancel this job if it has not started, or ask it to stop if it is running.
+
+        A finished job is not touched (JobStateError).
+        """
+        return self._apply(
+            JobQuerySet.cancel, "cancelled (only new, pending or running jobs can be)"
+        )
 
     def _apply(self, verb: Any, refusal: str) -> Self:
         if not verb(self._same_row()):
@@ -517,8 +640,9 @@ class Job(models.Model, metaclass=JobBase):
         An attempt that has just recorded its own outcome has nothing to renew, and has not
         lost anything.
         """
-        claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
-        renewed = self._same_row(state=JobState.RUNNING, **claim).update(lease_expires_at=until)
+        renewed = self._same_row(state=JobState.RUNNING, **self._claim()).update(
+            lease_expires_at=until
+        )
         return bool(renewed) or self.state != JobState.RUNNING
 
     def _claim_for_run(self) -> None:
@@ -539,6 +663,7 @@ class Job(models.Model, metaclass=JobBase):
                 finished_at=None,
                 claimed_by=worker_identity(),
                 lease_expires_at=now + lease_duration(),
+                **FRESH_ATTEMPT,
             )
 
     def _execute(self) -> None:
@@ -548,26 +673,29 @@ class Job(models.Model, metaclass=JobBase):
         and claimant): a worker that lost its claim cannot overwrite a newer attempt. A
         `SystemExit` or `KeyboardInterrupt` from `perform()` is recorded as a failure like
         any other (so a job that exits every time still runs out of attempts), then raised
-        again for the caller.
+        again for the caller. What the attempt logs is kept on the row with its outcome.
         """
-        logger.info(
-            "%s started (queue %s, attempt %d of %d)",
-            self.label,
-            self.queue,
-            self.attempts,
-            self.max_attempts,
-        )
-        began = time.monotonic()
-        try:
-            self.perform()
-        except Snooze as snooze:
-            self._record(self._snooze_outcome(snooze), began)
-        except BaseException as exc:
-            self._record(self._failure_outcome(exc, traceback.format_exc()), began)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self._record((JobState.SUCCEEDED, {"finished_at": clock.now()}), began)
+        with capturing(self.mask) as self._log:
+            logger.info(
+                "%s started (queue %s, attempt %d of %d)",
+                self.label,
+                self.queue,
+                self.attempts,
+                self.max_attempts,
+            )
+            began = time.monotonic()
+            try:
+                self.perform()
+            except Snooze as snooze:
+                self._record(self._snooze_outcome(snooze), began)
+            except Cancelled:
+                self._record((JobState.CANCELLED, {"finished_at": clock.now()}), began)
+            except BaseException as exc:
+                self._record(self._failure_outcome(exc, traceback.format_exc()), began)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                self._record((JobState.SUCCEEDED, {"finished_at": clock.now()}), began)
 
     def _time_out(self, began: float, stack: str) -> None:
         """Record that this attempt overran its timeout; `stack` shows where it was stuck."""
@@ -577,12 +705,24 @@ class Job(models.Model, metaclass=JobBase):
         )
 
     def _hand_back(self) -> bool:
-        """Return an attempt this worker cannot finish (shutdown) to the queue, uncounted."""
-        claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
+        """Return an attempt this worker cannot finish (shutdown) to the queue, uncounted.
+
+        A job someone asked to stop is not worth handing back: it ends cancelled.
+        """
+        running = frozenset({JobState.RUNNING})
+        if (
+            self._same_row(**self._claim())
+            .exclude(cancel_requested_at=None)
+            ._transition(
+                running, JobState.CANCELLED, finished_at=clock.now(), lease_expires_at=None
+            )
+        ):
+            logger.warning("%s cancelled on shutdown, as asked", self.label)
+            return True
         handed_back = self._transition_row(
-            frozenset({JobState.RUNNING}),
+            running,
             JobState.PENDING,
-            guard=claim,
+            guard=self._claim(),
             attempts=self.attempts - 1,
             run_at=clock.now(),
             claimed_by="",
@@ -595,9 +735,10 @@ class Job(models.Model, metaclass=JobBase):
     def _record(self, outcome: tuple[str, dict[str, Any]], began: float) -> None:
         to_state, changes = outcome
         took = time.monotonic() - began
-        claim = {"attempts": self.attempts, "claimed_by": self.claimed_by}
+        if self._log is not None:
+            changes = {**changes, "log": self._log.text()}
         if not self._transition_row(
-            frozenset({JobState.RUNNING}), to_state, guard=claim, **changes
+            frozenset({JobState.RUNNING}), to_state, guard=self._claim(), **changes
         ):
             logger.warning(
                 "%s attempt %d ended after %.3fs but the row moved on (now %s); "
@@ -609,6 +750,8 @@ class Job(models.Model, metaclass=JobBase):
             )
         elif to_state == JobState.SUCCEEDED:
             logger.info("%s succeeded in %.3fs", self.label, took)
+        elif to_state == JobState.CANCELLED:
+            logger.info("%s stopped after %.3fs: cancelled, as asked", self.label, took)
         else:
             retry = (
                 f"; retry at {self.run_at:%Y-%m-%d %H:%M:%S}"
@@ -638,9 +781,10 @@ class Job(models.Model, metaclass=JobBase):
     ) -> tuple[str, dict[str, Any]]:
         """Retry later or fail for good, with the error kept on the row and in its history."""
         now = clock.now()
+        formatted_traceback = self.mask(formatted_traceback)
         error = {
             "error_type": _qualified_name(type(exc)),
-            "error_message": _bounded(str(exc), ERROR_MESSAGE_LIMIT),
+            "error_message": _bounded(self.mask(str(exc)), ERROR_MESSAGE_LIMIT),
             "error_traceback": _bounded(formatted_traceback, TRACEBACK_LIMIT, keep_end=True),
         }
         entry = {
@@ -650,6 +794,9 @@ class Job(models.Model, metaclass=JobBase):
             "type": error["error_type"],
             "message": error["error_message"],
             "traceback": _bounded(formatted_traceback, HISTORY_TRACEBACK_LIMIT, keep_end=True),
+            "log": _bounded(self._log.text(), HISTORY_LOG_LIMIT, keep_end=True)
+            if self._log is not None
+            else "",
         }
         changes = {**error, "error_history": [*self.error_history, entry][-ERROR_HISTORY_LIMIT:]}
         if self.attempts < self.max_attempts and self._retries_after(exc):

@@ -25,7 +25,9 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     JobState.RUNNING: frozenset({JobState.NEW, JobState.PENDING}),
     JobState.SUCCEEDED: frozenset({JobState.RUNNING}),
     JobState.FAILED: frozenset({JobState.RUNNING}),
-    JobState.CANCELLED: frozenset({JobState.NEW, JobState.PENDING}),
+    # From running only when the job itself stops on a cancel request (or its worker dies
+    # after one): an operator's cancel of a running job is a request, not a move.
+    JobState.CANCELLED: frozenset({JobState.NEW, JobState.PENDING, JobState.RUNNING}),
 }
 
 RUNNABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})

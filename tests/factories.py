@@ -3,7 +3,7 @@
 import factory
 
 from project.instances.models import Instance, InstanceProvision
-from tests.testapp.models import RecordingJob, UrgentJob
+from tests.testapp.models import RecordingJob, StepJob, UrgentJob
 
 
 class JobFactory(factory.django.DjangoModelFactory):
@@ -41,3 +41,10 @@ class InstanceProvisionFactory(JobFactory):
         model = InstanceProvision
 
     instance = factory.SubFactory(InstanceFactory)
+
+
+class StepJobFactory(JobFactory):
+    class Meta:
+        model = StepJob
+
+    api_token = factory.Sequence(lambda n: f"tok-secret-{n:04d}")

@@ -55,8 +55,9 @@ class Backend:
 
         Runnable means pending with `run_at` come; the rows are chosen by priority (higher
         first), then `run_at`, then id, and returned in that order. They come back running,
-        each attempt counted, stamped with `started_at`, `worker` and a fresh lease, with all
-        their fields loaded for `perform()`. One statement, however many rows.
+        each attempt counted, stamped with `started_at`, `worker` and a fresh lease, the
+        previous attempt's log and progress cleared, with all their fields loaded for
+        `perform()`. One statement, however many rows.
         """
         sql, params = self._claim_statement(model, queue=queue, worker=worker, now=now, limit=limit)
         load = self._loader(model)
@@ -177,7 +178,9 @@ class Backend:
             f"UPDATE {quote(model._meta.db_table)}"
             f" SET {column['state']} = %s, {column['attempts']} = {column['attempts']} + 1,"
             f" {column['started_at']} = %s, {column['finished_at']} = NULL,"
-            f" {column['claimed_by']} = %s, {column['lease_expires_at']} = %s"
+            f" {column['claimed_by']} = %s, {column['lease_expires_at']} = %s,"
+            f" {column['log']} = '', {column['progress_done']} = NULL,"
+            f" {column['progress_total']} = NULL"
             f" WHERE {self._pk_among(pk, chosen)}"
             f" RETURNING {', '.join(column.values())}"
         )

@@ -6,7 +6,7 @@ import time
 
 from django.db import models, transaction
 
-from jobs.errors import JobTimeout
+from jobs.errors import Cancelled, JobTimeout
 from jobs.models import Job
 
 
@@ -122,3 +122,31 @@ class UrgentJob(Job):
             attempt=self.attempts,
             worker=self.claimed_by,
         )
+
+
+class StepJob(Job):
+    """Works through `steps` steps, reporting progress and logging each, as long jobs do.
+
+    It holds a secret (an API token) that must never show in the admin, its log or its
+    errors; it stops at a cancel request; it fails at step `fail_at` if set. With
+    `step_seconds`, each step waits, so a test can act while it runs.
+    """
+
+    steps = models.PositiveIntegerField(default=3)
+    step_seconds = models.FloatField(default=0)
+    fail_at = models.PositiveIntegerField(null=True, blank=True)
+    api_token = models.CharField(max_length=100, blank=True)
+
+    sensitive_fields = ("api_token",)
+    max_attempts = 1
+
+    def perform(self) -> None:
+        for step in range(1, self.steps + 1):
+            if self.cancellation_requested():
+                self.logger.info("stopping before step %d: cancelled", step)
+                raise Cancelled
+            self.logger.info("step %d of %d with token %s", step, self.steps, self.api_token)
+            if step == self.fail_at:
+                raise ValueError(f"step {step} refused token {self.api_token}")
+            time.sleep(self.step_seconds)
+            self.set_progress(step, self.steps)

@@ -1,0 +1,115 @@
+"""The log lines a job writes while it performs, kept on its row for the admin to show.
+
+A job logs the way any Python code does (`logging.getLogger(__name__).info(...)`, or
+`self.logger`). One handler on the root logger copies every record emitted on a thread that
+is performing a job into that job's `JobLog`; records from other threads pass it by. What
+reaches the handler is what the project's logging configuration lets through: a logger
+with `propagate = False` or a level above INFO keeps its lines out. Lines are bounded, the
+newest kept, so a job that logs in a loop cannot grow its row without limit.
+
+Records made on a performing thread have the job's secrets (`sensitive_fields`) masked as
+they are made, through the log record factory, so no handler sees them: not the console,
+not a file, not an error tracker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+
+# What one attempt's log may hold on the row, in characters; older lines are dropped first.
+LOG_LIMIT = 16_000
+LINE_LIMIT = 2_000
+
+_performing = threading.local()
+_install_lock = threading.Lock()
+
+
+class JobLog:
+    """The lines logged by one attempt, newest kept within `LOG_LIMIT` characters."""
+
+    def __init__(self) -> None:
+        self._lines: deque[str] = deque()
+        self._size = 0
+        self._dropped = 0
+        self._lock = threading.Lock()  # the worker's main thread reads it on a timeout
+
+    def add(self, line: str) -> None:
+        if len(line) > LINE_LIMIT:
+            line = f"{line[:LINE_LIMIT]} [...]"
+        with self._lock:
+            self._lines.append(line)
+            self._size += len(line) + 1
+            while self._size > LOG_LIMIT and len(self._lines) > 1:
+                self._size -= len(self._lines.popleft()) + 1
+                self._dropped += 1
+
+    def text(self) -> str:
+        with self._lock:
+            lines = list(self._lines)
+            dropped = self._dropped
+        head = [f"[{dropped} earlier line(s) dropped]"] if dropped else []
+        return "\n".join(head + lines)
+
+
+class _CaptureHandler(logging.Handler):
+    """Copies records emitted on a performing thread into that thread's `JobLog`."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if (log := getattr(_performing, "log", None)) is not None:
+            try:
+                log.add(self.format(record))
+            except Exception:  # a broken record must not fail the job that logged it
+                self.handleError(record)
+
+
+_handler = _CaptureHandler()
+
+
+class _MaskingRecordFactory:
+    """Wraps the record factory: a record made on a performing thread has secrets masked."""
+
+    def __init__(self, wrapped: Callable[..., logging.LogRecord]) -> None:
+        self.wrapped = wrapped
+
+    def __call__(self, *args, **kwargs) -> logging.LogRecord:
+        record = self.wrapped(*args, **kwargs)
+        if (mask := getattr(_performing, "mask", None)) is not None:
+            record.msg, record.args = mask(record.getMessage()), None
+            if record.exc_info:
+                record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+        return record
+
+
+def _install() -> None:
+    """Put the handler on the root logger and the masking in the record factory, once per
+    process (a logging reconfiguration may drop the handler: it is put back)."""
+    root = logging.getLogger()
+    if _handler in root.handlers and isinstance(
+        logging.getLogRecordFactory(), _MaskingRecordFactory
+    ):
+        return
+    with _install_lock:
+        if _handler not in root.handlers:
+            root.addHandler(_handler)
+        if not isinstance(factory := logging.getLogRecordFactory(), _MaskingRecordFactory):
+            logging.setLogRecordFactory(_MaskingRecordFactory(factory))
+
+
+@contextlib.contextmanager
+def capturing(mask: Callable[[str], str]) -> Iterator[JobLog]:
+    """Collect what this thread logs inside the block; `mask` hides the job's secrets."""
+    _install()
+    log = JobLog()
+    _performing.log, _performing.mask = log, mask
+    try:
+        yield log
+    finally:
+        _performing.log = _performing.mask = None

@@ -1,21 +1,27 @@
-"""`JobAdmin`: the admin every job model reuses to inspect, filter, requeue and cancel.
+"""`JobAdmin`: the admin every job model reuses to inspect, filter and act on its jobs.
 
 Lifecycle fields are read-only here; the actions go through the same guarded verbs as the
-shell (`requeue()`, `cancel()`), so the admin cannot put a row into an impossible state.
+shell (`jobs.operator`), so the admin cannot put a row into an impossible state, and every
+change an operator makes is in Django's admin log, shown on the job's page.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
-from django.http import HttpRequest
-from django.urls import path
+from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from jobs import clock, dashboard
-from jobs.models import LIFECYCLE_FIELDS, ROW_OPTIONS, JobState, Worker
+from jobs.models import LIFECYCLE_FIELDS, MASK, ROW_OPTIONS, JobState, Worker
+from jobs.operator import OFFERED, OPERATIONS
 from jobs.views import DashboardView
 
 STATE_COLOURS = {
@@ -37,8 +43,19 @@ TIMELINE_FIELDS = (
     "run_time",
     "attempts",
     "claimed_by",
+    "cancel_requested_at",
+    "progress_display",
 )
 ERROR_FIELDS = ("error_type", "error_message", "error_traceback_display", "error_history_display")
+ACTIVITY_FIELDS = ("log_display", "operator_history")
+# The finished-within filter's windows.
+FINISHED_WINDOWS = {
+    "1h": ("in the last hour", timedelta(hours=1)),
+    "24h": ("in the last 24 hours", timedelta(days=1)),
+    "7d": ("in the last 7 days", timedelta(days=7)),
+}
+# Audit entries shown on a job's page, newest first; the History page has them all.
+HISTORY_SHOWN = 20
 
 
 def format_duration(duration: timedelta | None) -> str:
@@ -52,6 +69,44 @@ def format_duration(duration: timedelta | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+class WorkerFilter(admin.SimpleListFilter):
+    """The jobs a worker process claimed (`claimed_by` is `host:pid:thread`).
+
+    Offers the processes in the `Worker` table, the only list of workers that stays small,
+    rather than the distinct `claimed_by` values of every row ever run.
+    """
+
+    title = "worker"
+    parameter_name = "worker"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        names = Worker.objects.filter(supervisor__isnull=False) | Worker.objects.filter(
+            processes__isnull=True
+        )
+        names = names.distinct().order_by("name").values_list("name", flat=True)
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(claimed_by__startswith=f"{self.value()}:")
+        return queryset
+
+
+class FinishedWithinFilter(admin.SimpleListFilter):
+    """Finished in the last hour, day or week: "what failed since the deploy?"."""
+
+    title = "finished"
+    parameter_name = "finished_within"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [(key, label) for key, (label, _) in FINISHED_WINDOWS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if (window := FINISHED_WINDOWS.get(self.value())) is not None:
+            return queryset.filter(finished_at__gte=clock.now() - window[1])
+        return queryset
 
 
 class JobAdmin(admin.ModelAdmin):
@@ -69,10 +124,19 @@ class JobAdmin(admin.ModelAdmin):
         "wait_time",
         "run_time",
     )
-    list_filter = ("state", ("queue", admin.AllValuesFieldListFilter))
-    readonly_fields = (*TIMELINE_FIELDS, *ERROR_FIELDS)
-    actions = ("requeue_jobs", "cancel_jobs")
+    list_filter = (
+        "state",
+        ("queue", admin.AllValuesFieldListFilter),
+        WorkerFilter,
+        FinishedWithinFilter,
+    )
+    readonly_fields = (*TIMELINE_FIELDS, *ERROR_FIELDS, *ACTIVITY_FIELDS, "sensitive_display")
+    actions = ("requeue_jobs", "cancel_jobs", "retry_now_jobs", "run_now_jobs")
     date_hierarchy = "requested_at"
+    # A table of a million finished rows is counted once per page, not twice.
+    show_full_result_count = False
+    change_form_template = "admin/jobs/job_change_form.html"
+    change_list_template = "admin/jobs/job_change_list.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         """Durations are computed in SQL so the changelist can sort by them."""
@@ -90,6 +154,8 @@ class JobAdmin(admin.ModelAdmin):
         )
 
     def get_fieldsets(self, request: HttpRequest, obj=None) -> list:
+        """Domain fields (secrets masked, not editable), queueing, then what happened."""
+        sensitive = set(self.model.sensitive_fields)
         domain = [
             field.name
             for field in self.model._meta.fields
@@ -97,12 +163,79 @@ class JobAdmin(admin.ModelAdmin):
             and not field.primary_key
             and field.name not in ROW_OPTIONS
             and field.name not in LIFECYCLE_FIELDS
+            and field.name not in sensitive
         ]
+        if sensitive:
+            domain.append("sensitive_display")
         fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": list(ROW_OPTIONS)})]
         if obj is not None:
             fieldsets.append(("Lifecycle", {"fields": list(TIMELINE_FIELDS)}))
             fieldsets.append(("Last error", {"fields": list(ERROR_FIELDS)}))
+            fieldsets.append(("Activity", {"fields": list(ACTIVITY_FIELDS)}))
         return fieldsets
+
+    def get_list_display(self, request: HttpRequest) -> list:
+        """A sensitive field a subclass lists shows as a mask."""
+        return [
+            _masked_column(name) if name in self.model.sensitive_fields else name
+            for name in super().get_list_display(request)
+        ]
+
+    def get_urls(self) -> list:
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return [
+            path(
+                "<path:object_id>/operate/<str:operation>/",
+                self.admin_site.admin_view(self.operate_view),
+                name="{}_{}_operate".format(*info),
+            ),
+            path(
+                "requeue-failed/",
+                self.admin_site.admin_view(self.requeue_failed_view),
+                name="{}_{}_requeue_failed".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        """Offer the operations that apply to the job's state, as buttons (POST forms)."""
+        obj = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if obj is not None and self.has_change_permission(request, obj):
+            extra_context["job_operations"] = [
+                (name, OPERATIONS[name].title) for name in OFFERED[obj.state]
+            ]
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_requeue_failed": self.has_change_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def operate_view(self, request: HttpRequest, object_id: str, operation: str):
+        """One operation on one job, from the buttons on its page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = self.get_object(request, object_id)
+        if obj is None or operation not in OPERATIONS:
+            raise Http404(f"no {self.model._meta.verbose_name} {object_id} or {operation}")
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        self._operate(request, self.get_queryset(request).filter(pk=obj.pk), operation)
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return HttpResponseRedirect(reverse("admin:{}_{}_change".format(*info), args=[obj.pk]))
+
+    def requeue_failed_view(self, request: HttpRequest):
+        """Every failed job of this model back in the queue: after a fix, in one click."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        self._operate(request, self.get_queryset(request).failed(), "requeue")
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return HttpResponseRedirect(reverse("admin:{}_{}_changelist".format(*info)))
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, job) -> str:
@@ -157,26 +290,118 @@ class JobAdmin(admin.ModelAdmin):
             ),
         )
 
+    @admin.display(description="progress")
+    def progress_display(self, job) -> str:
+        if job.progress_done is None:
+            return "-"
+        if not job.progress_total:
+            return f"{job.progress_done} done"
+        percent = 100 * job.progress_done // job.progress_total
+        return format_html(
+            '<progress class="job-progress" value="{}" max="{}"></progress> {} of {} ({}%)',
+            job.progress_done,
+            job.progress_total,
+            job.progress_done,
+            job.progress_total,
+            percent,
+        )
+
+    @admin.display(description="log of the latest attempt")
+    def log_display(self, job) -> str:
+        if not job.log:
+            return "-"
+        return format_html('<pre class="job-log" style="white-space:pre-wrap">{}</pre>', job.log)
+
+    @admin.display(description="operator actions")
+    def operator_history(self, job) -> str:
+        """Who did what to this job from the admin, newest first (Django's admin log)."""
+        entries = (
+            LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(job, for_concrete_model=False),
+                object_id=str(job.pk),
+            )
+            .select_related("user")
+            .order_by("-action_time")[:HISTORY_SHOWN]
+        )
+        if not entries:
+            return "-"
+        return format_html(
+            '<ol class="job-audit">{}</ol>',
+            format_html_join(
+                "",
+                "<li>{} by {}: {}</li>",
+                (
+                    (
+                        f"{entry.action_time:%Y-%m-%d %H:%M:%S}",
+                        entry.user,
+                        entry.get_change_message(),
+                    )
+                    for entry in entries
+                ),
+            ),
+        )
+
+    @admin.display(description="sensitive fields")
+    def sensitive_display(self, job) -> str:
+        """Names only: the values are secrets, set where the job is created, never shown."""
+        return format_html_join(
+            "",
+            "<div>{}: {}</div>",
+            (
+                (job._meta.get_field(name).verbose_name, MASK if getattr(job, name) else "-")
+                for name in job.sensitive_fields
+            ),
+        )
+
     @admin.action(description="Requeue selected failed or cancelled jobs", permissions=["change"])
     def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        selected = queryset.count()
-        self._report(request, selected, queryset.requeue(), "requeued", "failed or cancelled")
+        self._operate(request, queryset, "requeue")
 
-    @admin.action(description="Cancel selected jobs that have not started", permissions=["change"])
+    @admin.action(
+        description="Cancel selected jobs (running ones are asked to stop)", permissions=["change"]
+    )
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        selected = queryset.count()
-        self._report(request, selected, queryset.cancel(), "cancelled", "new or pending")
+        self._operate(request, queryset, "cancel")
 
-    def _report(
-        self, request: HttpRequest, selected: int, changed: int, verb: str, applies_to: str
-    ) -> None:
-        """Counted before the change: the selection carries the changelist's filters, which
-        the changed rows may no longer match."""
-        skipped = selected - changed
-        message = f"{changed} job{'s' if changed != 1 else ''} {verb}."
-        if skipped:
-            message += f" {skipped} skipped: only {applies_to} jobs can be {verb}."
+    @admin.action(description="Retry selected scheduled jobs now", permissions=["change"])
+    def retry_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._operate(request, queryset, "retry_now")
+
+    @admin.action(description="Run selected jobs now, here (debugging)", permissions=["change"])
+    def run_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._operate(request, queryset, "run_now")
+
+    def _operate(self, request: HttpRequest, queryset: QuerySet, name: str) -> None:
+        """Apply an operation and say what it changed and what it skipped.
+
+        Counted before the change: the selection carries the changelist's filters, which
+        the changed rows may no longer match.
+        """
+        operation = OPERATIONS[name]
+        selected = queryset.count()
+        moves = operation(request.user, queryset)
+        changed = len(moves)
+        message = f"{changed} job{'s' if changed != 1 else ''} {operation.done}"
+        if asked := sum(1 for _, to in moves if to == "asked to stop"):
+            message += f" ({asked} running, asked to stop)"
+        if outcomes := Counter(to for _, to in moves if name == "run_now"):
+            message += f" ({', '.join(f'{n} {to}' for to, n in sorted(outcomes.items()))})"
+        message += "."
+        if skipped := selected - changed:
+            message += (
+                f" {skipped} skipped: only {operation.applies_to} jobs can be {operation.done}."
+            )
         self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)
+
+
+def _masked_column(name: str):
+    """A changelist column that shows that a sensitive field is set, never its value."""
+
+    @admin.display(description=name.replace("_", " "))
+    def masked(job) -> str:
+        return MASK if getattr(job, name) else "-"
+
+    return masked
 
 
 @admin.register(Worker)

@@ -400,7 +400,9 @@ def test_cancel_action_on_the_pending_filter_reports_true_counts(admin_client):
     assert [state_of(job) for job in pending] == [JobState.CANCELLED, JobState.CANCELLED]
 
 
-def test_cancel_action_cancels_new_and_pending_rows_and_leaves_started_ones(admin_client):
+def test_cancel_action_cancels_unstarted_rows_asks_running_ones_and_skips_finished(
+    admin_client,
+):
     new = provision_in(JobState.NEW)
     pending = provision_in(JobState.PENDING)
     running = provision_in(JobState.RUNNING)
@@ -409,7 +411,8 @@ def test_cancel_action_cancels_new_and_pending_rows_and_leaves_started_ones(admi
     assert messages_of(response) == [
         (
             messages.SUCCESS,
-            "2 jobs cancelled. 2 skipped: only new or pending jobs can be cancelled.",
+            "3 jobs cancelled (1 running, asked to stop). 1 skipped: only new, pending or "
+            "running jobs can be cancelled.",
         )
     ]
     assert [state_of(job) for job in (new, pending, running, succeeded)] == [
@@ -418,6 +421,7 @@ def test_cancel_action_cancels_new_and_pending_rows_and_leaves_started_ones(admi
         JobState.RUNNING,
         JobState.SUCCEEDED,
     ]
+    assert InstanceProvision.objects.get(pk=running.pk).cancel_requested_at is not None
 
 
 def test_actions_run_for_staff_with_the_change_permission(client, django_user_model):

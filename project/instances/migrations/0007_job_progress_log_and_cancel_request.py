@@ -4,35 +4,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('instances', '0006_pending_row_indexes'),
+        ("instances", "0006_pending_row_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='instanceprovision',
-            name='cancel_requested_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='Someone asked this running job to stop; it stops if it checks.', null=True),
+            model_name="instanceprovision",
+            name="cancel_requested_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="Someone asked this running job to stop; it stops if it checks.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='instanceprovision',
-            name='log',
-            field=models.TextField(blank=True, editable=False, help_text='What the latest attempt logged, newest kept.'),
+            model_name="instanceprovision",
+            name="log",
+            field=models.TextField(
+                blank=True, editable=False, help_text="What the latest attempt logged, newest kept."
+            ),
         ),
         migrations.AddField(
-            model_name='instanceprovision',
-            name='progress_done',
+            model_name="instanceprovision",
+            name="progress_done",
             field=models.PositiveIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='instanceprovision',
-            name='progress_total',
+            model_name="instanceprovision",
+            name="progress_total",
             field=models.PositiveIntegerField(blank=True, editable=False, null=True),
         ),
         migrations.AlterField(
-            model_name='instanceprovision',
-            name='error_history',
-            field=models.JSONField(blank=True, default=list, editable=False, help_text='The last failures, oldest first: attempt, time, worker, error, log.'),
+            model_name="instanceprovision",
+            name="error_history",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                editable=False,
+                help_text="The last failures, oldest first: attempt, time, worker, error, log.",
+            ),
         ),
     ]

@@ -24,7 +24,7 @@ FLOOD = textwrap.dedent(
 
     sender = threading.Thread(target=flood)
     sender.start()
-    while sender.is_alive():
+    while sender.is_alive() or not rung:
         rung += bell.wait(0.01)
         bell.clear()
     print("rung", rung > 0)

@@ -1,5 +1,6 @@
 """Shared fixtures: which database we are on, and running manage.py as a real process."""
 
+import json
 import os
 import subprocess
 import sys
@@ -80,6 +81,28 @@ def manage(*args: str, timeout: float = 120, **env: str) -> subprocess.Completed
         text=True,
         timeout=timeout,
     )
+
+
+def run_bench(tmp_path: Path, module: str, *args: str) -> dict:
+    """Run `python -m MODULE ARGS` on a throwaway SQLite database; its closing BENCH_JSON."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bench.sqlite3'}",
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("BENCH_JSON "), result.stdout
+    return json.loads(last.removeprefix("BENCH_JSON "))
 
 
 def start_manage(*args: str, **env: str) -> subprocess.Popen:

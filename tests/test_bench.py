@@ -4,14 +4,9 @@ On its own SQLite file whatever database the suite uses, so it neither needs nor
 test database; the numbers are not checked against targets, only that they exist.
 """
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_bench
 
 SMALL = [
     "--runs",
@@ -35,24 +30,7 @@ WORKLOAD_KEYS = {
 
 @pytest.mark.integration
 def test_bench_runs_every_workload_and_prints_its_numbers_as_json(tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'bench.sqlite3'}",
-        "PYTHONPATH": str(REPO),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", *SMALL],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("BENCH_JSON "), result.stdout
-    report = json.loads(last.removeprefix("BENCH_JSON "))
+    report = run_bench(tmp_path, "bench", *SMALL)
 
     assert report["database"] == "sqlite"
     for workload, keys in WORKLOAD_KEYS.items():

@@ -23,7 +23,7 @@ from django.db import models, router, transaction
 from django.db.backends.utils import names_digest
 from django.db.models.base import ModelBase
 
-from jobs import clock
+from jobs import clock, signals
 from jobs.backends import backend_for
 from jobs.conf import lease_duration, retention_days
 from jobs.errors import Cancelled, JobNotRunnable, JobStateError, JobTimeout, Snooze
@@ -73,6 +73,13 @@ LIFECYCLE_FIELDS = frozenset(
 ROW_OPTIONS = ("queue", "priority", "max_attempts", "timeout")
 
 WORKER_LOST = "jobs.WorkerLost"
+WORKER_LOST_CHANGES = {
+    "lease_expires_at": None,
+    "error_type": WORKER_LOST,
+    "error_message": "the worker running this attempt stopped renewing its lease "
+    "(killed, crashed, or frozen)",
+    "error_traceback": "",
+}
 ERROR_MESSAGE_LIMIT = 2_000
 TRACEBACK_LIMIT = 16_000
 ERROR_HISTORY_LIMIT = 10
@@ -160,29 +167,43 @@ class JobQuerySet(models.QuerySet):
         The attempt already counted when it was claimed, so a row with attempts left goes
         back to pending, and one without fails ("worker lost"): a job that kills its worker
         every time cannot take workers down forever. One that was asked to stop ends
-        cancelled. Returns how many rows moved.
+        cancelled. The rows are locked (skipping any another rescuer holds), so each is
+        rescued, logged and signalled (`job_rescued`) exactly once. Returns how many moved.
         """
         now = now or clock.now()
-        expired = self.filter(lease_expires_at__lt=now)
-        lost = {
-            "lease_expires_at": None,
-            "error_type": WORKER_LOST,
-            "error_message": "the worker running this attempt stopped renewing its lease "
-            "(killed, crashed, or frozen)",
-            "error_traceback": "",
-        }
         running = frozenset({JobState.RUNNING})
-        cancelled = expired.exclude(cancel_requested_at=None)._transition(
-            running, JobState.CANCELLED, finished_at=now, **lost
-        )
-        expired = expired.filter(cancel_requested_at=None)
-        retried = expired.filter(attempts__lt=models.F("max_attempts"))._transition(
-            running, JobState.PENDING, run_at=now, claimed_by="", **lost
-        )
-        failed = expired.filter(attempts__gte=models.F("max_attempts"))._transition(
-            running, JobState.FAILED, finished_at=now, **lost
-        )
-        return cancelled + retried + failed
+        with transaction.atomic(using=self.db):
+            orphans = list(
+                self.filter(state=JobState.RUNNING, lease_expires_at__lt=now)
+                .select_for_update(skip_locked=True)
+                .order_by()
+            )
+            for orphan in orphans:
+                if orphan.cancel_requested_at is not None:
+                    orphan.state, changes = JobState.CANCELLED, {"finished_at": now}
+                elif orphan.attempts < orphan.max_attempts:
+                    orphan.state, changes = JobState.PENDING, {"run_at": now, "claimed_by": ""}
+                else:
+                    orphan.state, changes = JobState.FAILED, {"finished_at": now}
+                changes.update(WORKER_LOST_CHANGES)
+                context = orphan.log_context()
+                self.filter(pk=orphan.pk)._transition(
+                    running, orphan.state, queue_hint=orphan.queue, **changes
+                )
+                for name, value in changes.items():
+                    setattr(orphan, name, value)
+                logger.warning(
+                    "%s rescued: its worker %s stopped renewing the lease of attempt %d; "
+                    "now %s",
+                    orphan.label,
+                    context["job_worker"],
+                    orphan.attempts,
+                    orphan.state,
+                    extra=context,
+                )
+        for orphan in orphans:
+            signals.send(signals.job_rescued, orphan)
+        return len(orphans)
 
     def bulk_enqueue(
         self,
@@ -216,6 +237,8 @@ class JobQuerySet(models.QuerySet):
         with transaction.atomic(using=self.db):
             created = backend_for(self.db).insert_jobs(self.model, jobs, batch_size=batch_size)
             wake_workers_on_commit(self.db, {job.queue for job in created})
+            for job in created:
+                signals.send(signals.job_enqueued, job)
         return created
 
     def next_run_at(self, queues: Sequence[str] | None = None) -> datetime | None:
@@ -462,6 +485,17 @@ class Job(models.Model, metaclass=JobBase):
         """`app.Model#pk`, how logs name a job."""
         return f"{self._meta.label}#{self.pk}"
 
+    def log_context(self) -> dict[str, Any]:
+        """Structured extras for log records about this attempt (`extra=`): what an error
+        tracker's logging integration files, groups and filters them by."""
+        return {
+            "job_model": self._meta.label,
+            "job_id": self.pk,
+            "job_attempt": self.attempts,
+            "job_queue": self.queue,
+            "job_worker": self.claimed_by,
+        }
+
     @property
     def logger(self) -> logging.Logger:
         """A logger under `jobs` for `perform()`: its lines are kept on the row."""
@@ -569,6 +603,7 @@ class Job(models.Model, metaclass=JobBase):
                 f"{self.label} cannot be enqueued: it is {self._current_state()}, and enqueue() "
                 "takes a new row (use requeue() for failed or cancelled ones)"
             )
+        signals.send(signals.job_enqueued, self)
         return self
 
     def run(self) -> Self:
@@ -683,6 +718,7 @@ class Job(models.Model, metaclass=JobBase):
                 self.attempts,
                 self.max_attempts,
             )
+            signals.send(signals.job_started, self)
             began = time.monotonic()
             try:
                 self.perform()
@@ -691,7 +727,7 @@ class Job(models.Model, metaclass=JobBase):
             except Cancelled:
                 self._record((JobState.CANCELLED, {"finished_at": clock.now()}), began)
             except BaseException as exc:
-                self._record(self._failure_outcome(exc, traceback.format_exc()), began)
+                self._record(self._failure_outcome(exc, traceback.format_exc()), began, exc)
                 if not isinstance(exc, Exception):
                     raise
             else:
@@ -701,7 +737,7 @@ class Job(models.Model, metaclass=JobBase):
         """Record that this attempt overran its timeout; `stack` shows where it was stuck."""
         exc = JobTimeout(f"{self.label} ran longer than its timeout of {self.timeout} s")
         self._record(
-            self._failure_outcome(exc, f"Stack of the job at its timeout:\n{stack}"), began
+            self._failure_outcome(exc, f"Stack of the job at its timeout:\n{stack}"), began, exc
         )
 
     def _hand_back(self) -> bool:
@@ -732,7 +768,14 @@ class Job(models.Model, metaclass=JobBase):
             logger.warning("%s handed back to the queue unfinished", self.label)
         return handed_back
 
-    def _record(self, outcome: tuple[str, dict[str, Any]], began: float) -> None:
+    def _record(
+        self,
+        outcome: tuple[str, dict[str, Any]],
+        began: float,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Write how the attempt ended (if the row is still this attempt's), then say so in
+        the log and through the lifecycle signals. `exc` is what failed it, if anything."""
         to_state, changes = outcome
         took = time.monotonic() - began
         if self._log is not None:
@@ -750,22 +793,41 @@ class Job(models.Model, metaclass=JobBase):
             )
         elif to_state == JobState.SUCCEEDED:
             logger.info("%s succeeded in %.3fs", self.label, took)
+            signals.send(signals.job_succeeded, self, duration=took)
         elif to_state == JobState.CANCELLED:
             logger.info("%s stopped after %.3fs: cancelled, as asked", self.label, took)
+        elif exc is not None:
+            self._report_failure(exc, took)
         else:
-            retry = (
-                f"; retry at {self.run_at:%Y-%m-%d %H:%M:%S}"
-                if to_state == JobState.PENDING
-                else ""
-            )
+            logger.info("%s snoozed until %s", self.label, f"{self.run_at:%Y-%m-%d %H:%M:%S}")
+
+    def _report_failure(self, exc: BaseException, took: float) -> None:
+        """A retry is a warning; a job failed for good is an error, with its exception
+        attached, so an error tracker's logging integration files it with no glue."""
+        extra = {**self.log_context(), "job_error_type": self.error_type}
+        if self.state == JobState.PENDING:
             logger.warning(
-                "%s failed in %.3fs: %s: %s%s",
+                "%s failed in %.3fs: %s: %s; retry at %s",
                 self.label,
                 took,
                 self.error_type,
                 self.error_message,
-                retry,
+                f"{self.run_at:%Y-%m-%d %H:%M:%S}",
+                extra=extra,
             )
+            signals.send(signals.job_retried, self, duration=took, exception=exc)
+        else:
+            logger.error(
+                "%s failed in %.3fs after %d attempt(s): %s: %s",
+                self.label,
+                took,
+                self.attempts,
+                self.error_type,
+                self.error_message,
+                exc_info=exc,
+                extra=extra,
+            )
+            signals.send(signals.job_failed, self, duration=took, exception=exc)
 
     def _snooze_outcome(self, snooze: Snooze) -> tuple[str, dict[str, Any]]:
         """Back to pending after the delay; the attempt is given back, no error recorded."""
@@ -895,6 +957,11 @@ class Worker(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
     jobs_in_flight = models.JSONField(default=list, blank=True)
     jobs_performed = models.PositiveIntegerField(default=0)
+    clock_ticked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this worker's clock last ran the schedules (empty: it runs no clock).",
+    )
 
     class Meta:
         ordering = ("-started_at",)
@@ -934,3 +1001,43 @@ class Worker(models.Model):
             )
         except CONNECTION_ERRORS as exc:
             logger.warning("could not mark worker %s stopped: %s", name, exc)
+
+
+class ScheduledRun(models.Model):
+    """One slot of one schedule that the clock enqueued.
+
+    The unique constraint on (schedule, slot) is what makes each slot run once however many
+    workers run the clock: each tries to insert the slot's row in the transaction that
+    enqueues its job, and every one but the first fails on the constraint and rolls back.
+    A lock would die with its holder; a constraint does not.
+    """
+
+    schedule = models.CharField(max_length=200)
+    slot = models.DateTimeField(help_text="The time the schedule named.")
+    enqueued_at = models.DateTimeField()
+    late = models.BooleanField(
+        default=False, help_text="Enqueued on catching up after the clock was down."
+    )
+    job_model = models.CharField(max_length=200)
+    job_pk = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ("schedule", "-slot")
+        constraints = (
+            models.UniqueConstraint(fields=["schedule", "slot"], name="jobs_scheduledrun_once"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.schedule} at {self.slot:%Y-%m-%d %H:%M:%S}"
+
+
+class Heartbeat(Job):
+    """A no-op the clock enqueues every minute on each queue with `heartbeat: True` in
+    `JOBS_QUEUES`: how long it waited for a worker is the queue's live latency, measured
+    the same way whether the queue is busy or idle."""
+
+    retention: ClassVar[dict[str, float | None]] = {"succeeded": 1, "failed": 1, "cancelled": 1}
+    max_attempts = 1
+
+    def perform(self) -> None:
+        """Nothing: the measurement is `started_at - run_at`, written by the claim."""

@@ -1,0 +1,55 @@
+"""Each heartbeat queue's live latency, read from its `jobs.Heartbeat` rows.
+
+A heartbeat's wait is `started_at - run_at`: how long a job put on the queue at that moment
+waited for a worker. The live latency is the last heartbeat's wait, or, if a heartbeat has
+been waiting longer than that and still is, how long it has waited so far: a queue nobody
+serves shows a latency that grows, not the last good number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jobs.models import Heartbeat, JobState
+
+# A heartbeat queue is stale when no heartbeat has started for this long (the clock enqueues
+# one a minute, so this is three missed in a row).
+STALE_AFTER = timedelta(minutes=3)
+
+
+@dataclass(frozen=True)
+class QueueLatency:
+    queue: str
+    latency: timedelta | None  # None: no heartbeat has run or waited yet
+    last_started_at: datetime | None
+
+    def stale(self, now: datetime) -> bool:
+        return self.last_started_at is None or now - self.last_started_at > STALE_AFTER
+
+
+def queue_latency(queue: str, now: datetime) -> QueueLatency:
+    """Two small look-ups: the table keeps a day of heartbeats per queue."""
+    rows = Heartbeat.objects.filter(queue=queue)
+    last = (
+        rows.exclude(started_at=None)
+        .order_by("-started_at")
+        .values_list("started_at", "run_at")
+        .first()
+    )
+    waiting_since = (
+        rows.filter(state=JobState.PENDING, run_at__lte=now)
+        .order_by("run_at")
+        .values_list("run_at", flat=True)
+        .first()
+    )
+    waits = []
+    if last is not None:
+        waits.append(max(last[0] - last[1], timedelta(0)))
+    if waiting_since is not None:
+        waits.append(now - waiting_since)
+    return QueueLatency(
+        queue=queue,
+        latency=max(waits) if waits else None,
+        last_started_at=last[0] if last is not None else None,
+    )

@@ -193,8 +193,7 @@ class JobQuerySet(models.QuerySet):
                 for name, value in changes.items():
                     setattr(orphan, name, value)
                 logger.warning(
-                    "%s rescued: its worker %s stopped renewing the lease of attempt %d; "
-                    "now %s",
+                    "%s rescued: its worker %s stopped renewing the lease of attempt %d; now %s",
                     orphan.label,
                     context["job_worker"],
                     orphan.attempts,

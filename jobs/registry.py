@@ -7,7 +7,8 @@ it is always exactly what INSTALLED_APPS says.
 from django.apps import apps
 from django.db import connections, router
 
-from jobs.models import Job
+from jobs.models import Heartbeat, Job
+from jobs.queues import heartbeat_queues
 
 
 def job_models() -> list[type[Job]]:
@@ -16,6 +17,18 @@ def job_models() -> list[type[Job]]:
         model for model in apps.get_models() if issubclass(model, Job) and not model._meta.proxy
     ]
     return sorted(found, key=lambda model: model._meta.label_lower)
+
+
+def served_models() -> list[type[Job]]:
+    """What a worker claims from: every job model, and heartbeats only if some queue in
+    JOBS_QUEUES asks for them (else each idle poll would ask an always-empty table)."""
+    wanted = bool(heartbeat_queues())
+    return [model for model in job_models() if wanted or model is not Heartbeat]
+
+
+def domain_models() -> list[type[Job]]:
+    """The job models a project defined: all but the framework's own."""
+    return [model for model in job_models() if model is not Heartbeat]
 
 
 def queues_with_defaults() -> set[str]:

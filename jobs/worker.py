@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
@@ -34,8 +35,10 @@ from jobs.listener import Listener
 from jobs.models import Job, JobQuerySet
 from jobs.models import Worker as WorkerRow
 from jobs.outage import CONNECTION_ERRORS, Outage
-from jobs.registry import job_models
+from jobs.registry import served_models
 from jobs.resources import resident_memory_mb
+from jobs.scheduler import Scheduler, prune_runs
+from jobs.schedules import configured_schedules
 
 logger = logging.getLogger("jobs.worker")
 T = TypeVar("T")
@@ -51,6 +54,8 @@ EXIT_RECYCLE = 3  # please start a fresh worker: a job timed out, or a --max-* l
 EXIT_INTERRUPTED = 130
 # Rows of workers silent for this long are deleted; until then the admin shows them stale.
 DEAD_WORKER_RETENTION = timedelta(hours=1)
+# The clock writes Worker.clock_ticked_at at least this often, slot or not.
+CLOCK_REPORT_SECONDS = 30.0
 # Finished rows deleted per model per heartbeat, and the pause once none are left to delete.
 PRUNE_BATCH = 500
 PRUNE_PAUSE_SECONDS = 600
@@ -77,9 +82,10 @@ class Worker:
         max_memory_mb: float | None = None,
         supervisor: str | None = None,
         using: str = DEFAULT_DB_ALIAS,
+        run_clock: bool = True,
     ) -> None:
         self.queues = list(queues) if queues else None
-        self.models = list(models if models is not None else job_models())
+        self.models = list(models if models is not None else served_models())
         self.threads = threads
         self.interval = interval
         self.burst = burst
@@ -105,6 +111,11 @@ class Worker:
         backend_for(using)  # refuse an unsupported database now, not at the first claim
         self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
         self._next_prune = 0.0  # monotonic time of the next pruning pass
+        # The clock (schedules and heartbeats); a burst worker only drains.
+        schedules = configured_schedules() if run_clock and not burst else []
+        self._scheduler = Scheduler(schedules) if schedules else None
+        self._clock_due = 0.0  # monotonic time of the next tick
+        self._clock_reported = -math.inf  # monotonic time clock_ticked_at was last written
 
     def run(self) -> int:
         """Work until stopped (or, with `burst`, until nothing is runnable). Returns jobs performed.
@@ -201,6 +212,7 @@ class Worker:
             self._wakeup.clear()
             self._collect_finished()
             self._enforce_deadlines()
+            self._tick_clock()
             if self._stopping:
                 if not self._busy:
                     return
@@ -297,6 +309,8 @@ class Worker:
         deadlines = [t.began + t.job.timeout for t in self._busy if t.job.timeout is not None]
         if self._grace_ends is not None:
             deadlines.append(self._grace_ends)
+        if self._scheduler is not None:
+            deadlines.append(self._clock_due)
         return max(0.0, min([cap, *(deadline - now for deadline in deadlines)]))
 
     def _idle_wait(self, drained: bool) -> float:
@@ -318,6 +332,22 @@ class Worker:
             for model in self.models
         ]
         return min((at for at in due if at is not None), default=None)
+
+    def _tick_clock(self) -> None:
+        """Enqueue the schedules' due slots, and say (at least every CLOCK_REPORT_SECONDS)
+        that this worker's clock is alive, so health checks notice one that stopped."""
+        if self._scheduler is None or self._stopping or time.monotonic() < self._clock_due:
+            return
+        now = clock.now()
+        if self._while_reachable(partial(self._scheduler.tick, now)) is None:
+            return
+        if time.monotonic() - self._clock_reported >= CLOCK_REPORT_SECONDS:
+            self._while_reachable(
+                partial(WorkerRow.objects.filter(name=self.name).update, clock_ticked_at=now)
+            )
+            self._clock_reported = time.monotonic()
+        until_slot = self._scheduler.seconds_to_next_slot(now)
+        self._clock_due = time.monotonic() + min(until_slot, CLOCK_REPORT_SECONDS)
 
     def _listener(self) -> contextlib.AbstractContextManager:
         """Wake-ups from the database, where it sends them; a burst worker only drains."""
@@ -381,6 +411,8 @@ class Worker:
                 model.retention_policy(), batch=PRUNE_BATCH
             )
             backlog |= pruned == PRUNE_BATCH
+        if self._scheduler is not None:
+            backlog |= prune_runs(clock.now(), batch=PRUNE_BATCH) == PRUNE_BATCH
         if not backlog:
             self._next_prune = time.monotonic() + PRUNE_PAUSE_SECONDS
 

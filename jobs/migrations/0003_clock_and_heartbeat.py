@@ -4,61 +4,190 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_worker_processes_and_threads'),
+        ("jobs", "0002_worker_processes_and_threads"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='worker',
-            name='clock_ticked_at',
-            field=models.DateTimeField(blank=True, help_text="When this worker's clock last ran the schedules (empty: it runs no clock).", null=True),
+            model_name="worker",
+            name="clock_ticked_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When this worker's clock last ran the schedules (empty: it runs no clock).",
+                null=True,
+            ),
         ),
         migrations.CreateModel(
-            name='Heartbeat',
+            name="Heartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('new', 'New'), ('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='new', editable=False, max_length=16)),
-                ('queue', models.CharField(default='default', max_length=100)),
-                ('priority', models.SmallIntegerField(default=0, help_text='Higher runs first (-100 to 100).')),
-                ('max_attempts', models.PositiveSmallIntegerField(default=1)),
-                ('timeout', models.PositiveIntegerField(blank=True, default=None, help_text='Seconds an attempt may run before it is stopped and counted as failed.', null=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0, editable=False)),
-                ('requested_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('run_at', models.DateTimeField(blank=True, editable=False, help_text='Not to be started before this time.', null=True)),
-                ('started_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('claimed_by', models.CharField(blank=True, editable=False, help_text='host:pid:thread of the worker.', max_length=255)),
-                ('lease_expires_at', models.DateTimeField(blank=True, editable=False, help_text='A running job whose worker stops renewing this is rescued after it.', null=True)),
-                ('error_type', models.CharField(blank=True, editable=False, max_length=255)),
-                ('error_message', models.TextField(blank=True, editable=False)),
-                ('error_traceback', models.TextField(blank=True, editable=False)),
-                ('error_history', models.JSONField(blank=True, default=list, editable=False, help_text='The last failures, oldest first: attempt, time, worker, error, log.')),
-                ('progress_done', models.PositiveIntegerField(blank=True, editable=False, null=True)),
-                ('progress_total', models.PositiveIntegerField(blank=True, editable=False, null=True)),
-                ('log', models.TextField(blank=True, editable=False, help_text='What the latest attempt logged, newest kept.')),
-                ('cancel_requested_at', models.DateTimeField(blank=True, editable=False, help_text='Someone asked this running job to stop; it stops if it checks.', null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("new", "New"),
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="new",
+                        editable=False,
+                        max_length=16,
+                    ),
+                ),
+                ("queue", models.CharField(default="default", max_length=100)),
+                (
+                    "priority",
+                    models.SmallIntegerField(
+                        default=0, help_text="Higher runs first (-100 to 100)."
+                    ),
+                ),
+                ("max_attempts", models.PositiveSmallIntegerField(default=1)),
+                (
+                    "timeout",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        default=None,
+                        help_text="Seconds an attempt may run before it is stopped and counted as failed.",
+                        null=True,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0, editable=False)),
+                ("requested_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "run_at",
+                    models.DateTimeField(
+                        blank=True,
+                        editable=False,
+                        help_text="Not to be started before this time.",
+                        null=True,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "claimed_by",
+                    models.CharField(
+                        blank=True,
+                        editable=False,
+                        help_text="host:pid:thread of the worker.",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "lease_expires_at",
+                    models.DateTimeField(
+                        blank=True,
+                        editable=False,
+                        help_text="A running job whose worker stops renewing this is rescued after it.",
+                        null=True,
+                    ),
+                ),
+                ("error_type", models.CharField(blank=True, editable=False, max_length=255)),
+                ("error_message", models.TextField(blank=True, editable=False)),
+                ("error_traceback", models.TextField(blank=True, editable=False)),
+                (
+                    "error_history",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        editable=False,
+                        help_text="The last failures, oldest first: attempt, time, worker, error, log.",
+                    ),
+                ),
+                (
+                    "progress_done",
+                    models.PositiveIntegerField(blank=True, editable=False, null=True),
+                ),
+                (
+                    "progress_total",
+                    models.PositiveIntegerField(blank=True, editable=False, null=True),
+                ),
+                (
+                    "log",
+                    models.TextField(
+                        blank=True,
+                        editable=False,
+                        help_text="What the latest attempt logged, newest kept.",
+                    ),
+                ),
+                (
+                    "cancel_requested_at",
+                    models.DateTimeField(
+                        blank=True,
+                        editable=False,
+                        help_text="Someone asked this running job to stop; it stops if it checks.",
+                        null=True,
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
-                'indexes': [models.Index(condition=models.Q(('state', 'pending')), fields=['queue', '-priority', 'run_at', 'id'], name='jobs_heartbeat_4951d99f_pend'), models.Index(condition=models.Q(('state', 'running')), fields=['lease_expires_at'], name='jobs_heartbeat_4951d99f_run'), models.Index(condition=models.Q(('state', 'pending')), fields=['-priority', 'run_at', 'id'], name='jobs_heartbeat_4951d99f_any'), models.Index(condition=models.Q(('state', 'pending')), fields=['run_at'], name='jobs_heartbeat_4951d99f_due'), models.Index(condition=models.Q(('state__in', ('succeeded', 'failed', 'cancelled'))), fields=['state', 'finished_at'], name='jobs_heartbeat_4951d99f_fin')],
+                "abstract": False,
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("state", "pending")),
+                        fields=["queue", "-priority", "run_at", "id"],
+                        name="jobs_heartbeat_4951d99f_pend",
+                    ),
+                    models.Index(
+                        condition=models.Q(("state", "running")),
+                        fields=["lease_expires_at"],
+                        name="jobs_heartbeat_4951d99f_run",
+                    ),
+                    models.Index(
+                        condition=models.Q(("state", "pending")),
+                        fields=["-priority", "run_at", "id"],
+                        name="jobs_heartbeat_4951d99f_any",
+                    ),
+                    models.Index(
+                        condition=models.Q(("state", "pending")),
+                        fields=["run_at"],
+                        name="jobs_heartbeat_4951d99f_due",
+                    ),
+                    models.Index(
+                        condition=models.Q(("state__in", ("succeeded", "failed", "cancelled"))),
+                        fields=["state", "finished_at"],
+                        name="jobs_heartbeat_4951d99f_fin",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ScheduledRun',
+            name="ScheduledRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('schedule', models.CharField(max_length=200)),
-                ('slot', models.DateTimeField(help_text='The time the schedule named.')),
-                ('enqueued_at', models.DateTimeField()),
-                ('late', models.BooleanField(default=False, help_text='Enqueued on catching up after the clock was down.')),
-                ('job_model', models.CharField(max_length=200)),
-                ('job_pk', models.CharField(max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("schedule", models.CharField(max_length=200)),
+                ("slot", models.DateTimeField(help_text="The time the schedule named.")),
+                ("enqueued_at", models.DateTimeField()),
+                (
+                    "late",
+                    models.BooleanField(
+                        default=False, help_text="Enqueued on catching up after the clock was down."
+                    ),
+                ),
+                ("job_model", models.CharField(max_length=200)),
+                ("job_pk", models.CharField(max_length=64)),
             ],
             options={
-                'ordering': ('schedule', '-slot'),
-                'constraints': [models.UniqueConstraint(fields=('schedule', 'slot'), name='jobs_scheduledrun_once')],
+                "ordering": ("schedule", "-slot"),
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("schedule", "slot"), name="jobs_scheduledrun_once"
+                    )
+                ],
             },
         ),
     ]

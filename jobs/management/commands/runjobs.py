@@ -14,7 +14,12 @@ from jobs.conf import listen_enabled
 from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
 from jobs.outage import CONNECTION_ERRORS
-from jobs.registry import job_models, models_without_tables, queues_with_defaults
+from jobs.registry import (
+    domain_models,
+    models_without_tables,
+    queues_with_defaults,
+    served_models,
+)
 from jobs.supervisor import Supervisor
 from jobs.validation import parse_queue_list
 from jobs.worker import EXIT_OK, EXIT_RECYCLE, Worker
@@ -75,6 +80,13 @@ class Command(BaseCommand):
             help="Jobs each worker process runs at once, one per thread (default: 1).",
         )
         parser.add_argument(
+            "--no-clock",
+            dest="clock",
+            action="store_false",
+            help="Do not run the clock (JOBS_SCHEDULE and heartbeats) in this worker. Any "
+            "number of workers may run it; each slot is still enqueued once.",
+        )
+        parser.add_argument(
             "--burst",
             action="store_true",
             help="Exit (status 0) once nothing is runnable, instead of waiting for more.",
@@ -109,8 +121,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, processes, burst, **options) -> None:
-        models = job_models()
-        if not models:
+        models = served_models()
+        if not domain_models():
             raise CommandError(
                 "no job models are installed: subclass jobs.models.Job in an installed app"
             )
@@ -122,6 +134,7 @@ class Command(BaseCommand):
             "grace": options["grace"],
             "max_jobs": options["max_jobs"],
             "max_memory_mb": options["max_memory"],
+            "run_clock": options["clock"],
         }
         try:
             require_tables([*models, WorkerRow])

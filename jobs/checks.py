@@ -6,7 +6,9 @@ from django.db import connections, router
 from jobs.backends import BACKENDS
 from jobs.conf import lease_seconds, retention_days
 from jobs.models import Job
+from jobs.queues import configured_queues
 from jobs.registry import job_models
+from jobs.schedules import parse_schedule, raw_schedules
 from jobs.validation import (
     validate_max_attempts,
     validate_priority,
@@ -86,6 +88,27 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="jobs.E004",
             )
         )
+    return errors
+
+
+@register()
+def check_schedules_and_queues(app_configs=None, **kwargs) -> list:
+    """A cron typo must fail `manage.py check` (and stop `runjobs` starting), not go unnoticed
+    until the night the job should have run. One error per broken schedule."""
+    errors = []
+    try:
+        configured_queues()
+    except ValueError as exc:
+        errors.append(Error(str(exc), id="jobs.E008"))
+    try:
+        schedules = raw_schedules()
+    except ValueError as exc:
+        return [*errors, Error(str(exc), id="jobs.E007")]
+    for name, spec in schedules.items():
+        try:
+            parse_schedule(name, spec)
+        except ValueError as exc:
+            errors.append(Error(str(exc), id="jobs.E007"))
     return errors
 
 

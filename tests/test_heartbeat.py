@@ -1,0 +1,53 @@
+"""A heartbeat queue's live latency: the last heartbeat's wait, or the one still waiting."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+
+from jobs.heartbeat import STALE_AFTER, queue_latency
+from jobs.models import Heartbeat, JobState
+from jobs.registry import served_models
+from tests.conftest import NOON
+
+
+def beat(run_at, *, started_after: float | None = None) -> Heartbeat:
+    job = Heartbeat(queue="urgent").enqueue(run_at=run_at)
+    if started_after is not None:
+        Heartbeat.objects.filter(pk=job.pk).update(
+            state=JobState.SUCCEEDED, started_at=run_at + timedelta(seconds=started_after)
+        )
+    return job
+
+
+@pytest.mark.django_db
+def test_latency_is_the_last_heartbeats_wait():
+    beat(NOON - timedelta(minutes=2), started_after=30)
+    beat(NOON - timedelta(minutes=1), started_after=4)
+    latency = queue_latency("urgent", NOON)
+    assert latency.latency == timedelta(seconds=4)
+    assert not latency.stale(NOON)
+
+
+@pytest.mark.django_db
+def test_a_heartbeat_still_waiting_counts_for_as_long_as_it_has_waited():
+    beat(NOON - timedelta(minutes=5), started_after=1)
+    beat(NOON - timedelta(minutes=4))
+    beat(NOON - timedelta(minutes=3))
+    latency = queue_latency("urgent", NOON)
+    assert latency.latency == timedelta(minutes=4)
+    assert latency.stale(NOON)
+    assert not latency.stale(NOON - timedelta(minutes=5) + STALE_AFTER)
+
+
+@pytest.mark.django_db
+def test_a_queue_without_heartbeats_has_no_latency_and_is_stale():
+    latency = queue_latency("urgent", NOON)
+    assert latency.latency is None
+    assert latency.stale(NOON)
+
+
+def test_workers_claim_heartbeats_only_where_a_queue_asks_for_them():
+    assert Heartbeat not in served_models()
+    with override_settings(JOBS_QUEUES={"urgent": {"heartbeat": True}}):
+        assert Heartbeat in served_models()

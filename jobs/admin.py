@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from jobs import clock, dashboard
-from jobs.models import LIFECYCLE_FIELDS, MASK, ROW_OPTIONS, JobState, Worker
+from jobs.models import LIFECYCLE_FIELDS, MASK, ROW_OPTIONS, Heartbeat, JobState, Worker
 from jobs.operator import OFFERED, OPERATIONS
 from jobs.views import DashboardView
 
@@ -402,6 +402,11 @@ def _masked_column(name: str):
         return MASK if getattr(job, name) else "-"
 
     return masked
+
+
+# The clock's heartbeats: each row's wait (started minus run at) is one sample of its
+# queue's latency, so an operator can see when a queue fell behind.
+admin.site.register(Heartbeat, JobAdmin)
 
 
 @admin.register(Worker)

@@ -19,8 +19,12 @@ from django.utils.text import capfirst
 from django.views.generic import TemplateView
 
 from jobs import dashboard
+from jobs.heartbeat import QueueLatency, queue_latency
 from jobs.models import Job, Worker
+from jobs.queues import QueueSettings, configured_queues
 from jobs.registry import job_models
+from jobs.scheduler import ScheduleStatus, schedule_statuses
+from jobs.schedules import configured_schedules
 
 # The counts that link to a changelist: (name in `dashboard.lookups`, heading, what it means).
 COUNT_COLUMNS = (
@@ -41,6 +45,29 @@ class Row:
     counts: dashboard.Counts
     url: str = ""
     links: dict[str, str] | None = None
+
+
+@dataclass
+class ServiceLevelRow:
+    """A queue of JOBS_QUEUES: its SLA beside what its jobs wait now."""
+
+    queue: QueueSettings
+    oldest_wait: Any
+    heartbeat: QueueLatency | None
+    stale: bool
+
+    @property
+    def over_sla(self) -> bool:
+        waits = [self.oldest_wait, self.heartbeat.latency if self.heartbeat else None]
+        sla = self.queue.sla
+        return sla is not None and any(wait is not None and wait > sla for wait in waits)
+
+
+@dataclass
+class ScheduleRow:
+    status: ScheduleStatus
+    job_model: str
+    job: tuple[str, str] | None
 
 
 @dataclass
@@ -86,7 +113,42 @@ class DashboardView(TemplateView):
             "model_rows": model_rows,
             "total": Row("total", "all", summary.total),
             **self.workers_context(request),
+            **self.clock_context(request, summary),
         }
+
+    def clock_context(self, request: HttpRequest, summary: dashboard.Summary) -> dict[str, Any]:
+        """The queues' service levels and the schedules' last and next runs.
+
+        Broken settings are shown, not raised: `manage.py check` names the mistake, and the
+        rest of the dashboard is still worth seeing.
+        """
+        try:
+            queues = configured_queues()
+            schedules = schedule_statuses(configured_schedules(), summary.now)
+        except ValueError as exc:
+            return {"clock_error": str(exc)}
+        levels = []
+        for name, queue in queues.items():
+            counts = summary.queues.get(name)
+            latency = queue_latency(name, summary.now) if queue.heartbeat else None
+            levels.append(
+                ServiceLevelRow(
+                    queue=queue,
+                    oldest_wait=counts.oldest_wait if counts else None,
+                    heartbeat=latency,
+                    stale=latency is not None and latency.stale(summary.now),
+                )
+            )
+        rows = [
+            ScheduleRow(
+                status,
+                status.schedule.model._meta.label,
+                self.job_link(request, f"{run.job_model}#{run.job_pk}") if run else None,
+            )
+            for status in schedules
+            for run in [status.last_run]
+        ]
+        return {"service_levels": levels, "schedules": rows}
 
     def workers_context(self, request: HttpRequest) -> dict[str, Any]:
         if not self.can_view(request, Worker):

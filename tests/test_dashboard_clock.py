@@ -1,0 +1,62 @@
+"""The dashboard's service levels (SLA beside the live wait) and schedules (last, next run)."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+
+from jobs.models import Heartbeat, JobState
+from jobs.scheduler import Scheduler
+from jobs.schedules import configured_schedules
+from tests.conftest import NOON
+from tests.factories import RecordingJobFactory
+from tests.test_dashboard import DASHBOARD, tables
+
+pytestmark = pytest.mark.django_db
+
+QUEUES = {"urgent": {"sla": "30s", "heartbeat": True}, "default": {"sla": "10m"}}
+SCHEDULE = {
+    "nightly": {"job": "testapp.RecordingJob", "cron": "0 3 * * *", "timezone": "UTC"},
+    "minutely": {"job": "testapp.RecordingJob", "every": "1m", "missed": "skip"},
+}
+
+
+@override_settings(JOBS_QUEUES=QUEUES, JOBS_SCHEDULE=SCHEDULE)
+def test_schedules_show_their_last_and_next_run_with_a_link_to_the_job(admin_client, frozen):
+    (job, beat) = Scheduler(configured_schedules()).tick(NOON)
+    frozen.now = NOON + timedelta(seconds=20)
+    rows = tables(admin_client).rows
+    assert rows["nightly"]["last-run"]["text"] == "never"
+    assert rows["nightly"]["next-run"]["text"] == "2026-11-23 03:00:00 UTC"
+    assert rows["minutely"]["last-run"]["text"].startswith("2026-11-22 12:00:00 UTC")
+    assert "href" not in rows["minutely"]["last-run"]  # RecordingJob has no admin here
+    assert rows["minutely"]["next-run"]["text"] == "2026-11-22 12:01:00 UTC"
+    assert rows["heartbeat:urgent"]["last-run"]["text"].startswith("2026-11-22 12:00:00 UTC")
+    assert rows["heartbeat:urgent"]["last-run"]["href"].endswith(f"/heartbeat/{beat.pk}/change/")
+    assert f"testapp.RecordingJob#{job.pk}" in rows["minutely"]["last-run"]["text"]
+
+
+@override_settings(JOBS_QUEUES=QUEUES)
+def test_a_queue_over_its_sla_is_flagged_beside_its_wait(admin_client, frozen):
+    RecordingJobFactory(queue="default", enqueue=True)
+    Heartbeat(queue="urgent").enqueue()
+    frozen.now = NOON + timedelta(minutes=2)
+    rows = tables(admin_client).rows
+    assert rows["default"]["sla"]["text"] == "10 min 0 s"
+    assert rows["default"]["oldest-wait"]["text"] == "2 min 0 s"
+    assert rows["default"]["status"]["text"] == "ok"
+    assert rows["urgent"]["latency"]["text"] == "2 min 0 s"
+    assert "over SLA" in rows["urgent"]["status"]["text"]
+    Heartbeat.objects.update(state=JobState.SUCCEEDED, started_at=NOON + timedelta(seconds=3))
+    frozen.now = NOON + timedelta(minutes=2, seconds=10)
+    rows = tables(admin_client).rows
+    assert rows["urgent"]["latency"]["text"] == "3.00 s"
+    assert rows["urgent"]["status"]["text"] == "ok"
+
+
+@override_settings(JOBS_SCHEDULE={"broken": {"job": "testapp.RecordingJob", "cron": "nope"}})
+def test_broken_settings_are_shown_not_raised(admin_client):
+    response = admin_client.get(DASHBOARD)
+    assert response.status_code == 200
+    assert b"Schedules and service levels cannot be shown" in response.content
+    assert b"is &#x27;nope&#x27;" in response.content

@@ -145,3 +145,14 @@ def test_interval_slots_count_from_the_epoch_so_every_clock_agrees():
     now = datetime(2026, 11, 22, 12, 34, 56, 789, tzinfo=UTC)
     assert schedule.latest_slot(now) == datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     assert schedule.next_slot(now) == datetime(2026, 11, 22, 13, 0, tzinfo=UTC)
+
+
+def test_a_cron_slot_in_the_hour_repeated_when_clocks_go_back_comes_twice():
+    schedule = parse_schedule("night", {**GOOD, "cron": "30 2 * * *", "timezone": "Europe/Paris"})
+    first = schedule.next_slot(datetime(2026, 10, 24, 12, 0, tzinfo=UTC))
+    second = schedule.next_slot(first)
+    assert (first, second) == (
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # 02:30 summer time
+        datetime(2026, 10, 25, 1, 30, tzinfo=UTC),  # 02:30 winter time
+    )
+    assert schedule.next_slot(second) == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)

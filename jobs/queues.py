@@ -20,7 +20,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from jobs.durations import parse_duration
-from jobs.validation import validate_queue_name
+from jobs.validation import reject_unknown_keys, validate_queue_name
 
 DEFAULT_MAX_FAILURE_RATE = 0.5
 KEYS = ("sla", "heartbeat", "max_failure_rate")
@@ -50,11 +50,7 @@ def parse_queue(name: object, options: object) -> QueueSettings:
         raise ValueError(f"{where}: {exc}") from None
     if not isinstance(options, dict):
         raise ValueError(f"{where} must be a dict of options ({', '.join(KEYS)}), got {options!r}")
-    if unknown := sorted(set(options) - set(KEYS)):
-        raise ValueError(
-            f"{where} has unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"the options are {', '.join(KEYS)}"
-        )
+    reject_unknown_keys(where, options, KEYS, "option")
     sla = options.get("sla")
     heartbeat = options.get("heartbeat", False)
     if not isinstance(heartbeat, bool):

@@ -37,7 +37,7 @@ from django.core.exceptions import ValidationError
 from jobs.durations import parse_duration
 from jobs.models import LIFECYCLE_FIELDS, ROW_OPTIONS, Heartbeat, Job
 from jobs.queues import heartbeat_queues
-from jobs.validation import validate_priority, validate_queue_name
+from jobs.validation import reject_unknown_keys, validate_priority, validate_queue_name
 
 ON_TIME_WINDOW = timedelta(minutes=5)
 MISSED_POLICIES = ("run_once", "skip")
@@ -117,11 +117,7 @@ def parse_schedule(name: object, spec: object) -> Schedule:
         )
     if not isinstance(spec, dict):
         raise ValueError(f"{where} must be a dict with 'job' and 'cron' or 'every', got {spec!r}")
-    if unknown := sorted(set(spec) - set(KEYS)):
-        raise ValueError(
-            f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"the keys are {', '.join(KEYS)}"
-        )
+    reject_unknown_keys(where, spec, KEYS, "key")
     model = _job_model(spec.get("job"), where)
     cron, every = spec.get("cron"), spec.get("every")
     if (cron is None) == (every is None):

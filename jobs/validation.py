@@ -72,3 +72,12 @@ def validate_retention(retention: object) -> dict:
         ):
             raise ValueError(f"retention for {state} must be None or days >= 0, got {days!r}")
     return retention
+
+
+def reject_unknown_keys(where: str, given: dict, known: tuple[str, ...], noun: str) -> None:
+    """A misspelt setting key ("crom") is an error, never silently ignored."""
+    if unknown := sorted(set(given) - set(known)):
+        raise ValueError(
+            f"{where} has unknown {noun}(s) {', '.join(map(repr, unknown))}; "
+            f"the {noun}s are {', '.join(known)}"
+        )

@@ -29,3 +29,22 @@ def parse_duration(value: object, what: str) -> timedelta:
     if duration <= timedelta(0):
         raise ValueError(f"{what} is {value!r}; it must be longer than zero")
     return duration
+
+
+def format_duration(duration: timedelta) -> str:
+    """`duration` written the way `parse_duration` reads it ("45s", "10m", "1h30m"), so a
+    message can set a measured wait beside the setting it broke in the same notation.
+
+    Under a minute it keeps a tenth of a second (a wait of 30.4s is over an SLA of "30s");
+    above, whole seconds.
+    """
+    seconds = max(duration.total_seconds(), 0.0)
+    if round(seconds, 1) < 60:
+        return f"{round(seconds, 1):g}s"
+    remaining = round(seconds)
+    parts = []
+    for unit, size in sorted(UNITS.items(), key=lambda item: -item[1]):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -121,5 +121,10 @@ LOGGING = {
 # Seconds a running job's claim lasts without renewal before other workers rescue it.
 JOBS_LEASE_SECONDS = env.float("JOBS_LEASE_SECONDS", default=60)
 
+# What each queue promises (docs/monitoring.md): a provision should start within 10 minutes
+# of its request, and a heartbeat job every minute measures the queue's live latency.
+# /jobs/health/ and `manage.py jobs health` report a queue that breaks this.
+JOBS_QUEUES = {"average_slow": {"sla": "10m", "heartbeat": True}}
+
 # How long the simulated cloud provider of the example domain takes to boot a server.
 PROVIDER_BOOT_SECONDS = env.float("PROVIDER_BOOT_SECONDS", default=0.2)

@@ -1,0 +1,12 @@
+"""The jobs app's own URLs, for a project to include: `path("jobs/", include("jobs.urls"))`.
+
+The admin pages (dashboard, job pages) are not here: they live on the admin site.
+"""
+
+from django.urls import path
+
+from jobs import health_view
+
+urlpatterns = [
+    path("health/", health_view.health, name="jobs-health"),
+]

@@ -6,4 +6,6 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from jobs import checks  # noqa: F401  (registers the system checks)
+        from jobs import checks, tally  # noqa: F401  (importing checks registers them)
+
+        tally.connect()

@@ -14,11 +14,17 @@ faster rescue after a crash, and more renewal writes.
 workers LISTEN, so they start new jobs within milliseconds. Set it to False behind a
 connection pooler in transaction mode (PgBouncer), where LISTEN does not work; workers then
 poll every `--interval`.
+
+`JOBS_METRICS_TOKEN` (default None): with a token, the Prometheus endpoint (`jobs-metrics`)
+answers only requests carrying `Authorization: Bearer <token>`; without one it is open, as it
+shows counts and timings, never a job's data.
 """
 
 from datetime import timedelta
 
 from django.conf import settings
+
+from jobs.errors import ConfigurationError
 
 DEFAULT_LEASE_SECONDS = 60.0
 
@@ -50,3 +56,15 @@ def retention_days() -> object:
 
 def listen_enabled() -> bool:
     return bool(getattr(settings, "JOBS_LISTEN", True))
+
+
+def metrics_token() -> str | None:
+    """The token scrapes must present, or None; ConfigurationError if it is unusable."""
+    token = getattr(settings, "JOBS_METRICS_TOKEN", None)
+    usable = isinstance(token, str) and token.isascii() and token.isprintable()
+    if token is not None and not (usable and token and " " not in token):
+        raise ConfigurationError(
+            "JOBS_METRICS_TOKEN must be a string of printable ASCII without spaces (e.g. from "
+            f"secrets.token_urlsafe()), or None to leave the metrics endpoint open; got {token!r}"
+        )
+    return token

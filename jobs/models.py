@@ -23,7 +23,7 @@ from django.db import models, router, transaction
 from django.db.backends.utils import names_digest
 from django.db.models.base import ModelBase
 
-from jobs import clock, signals
+from jobs import clock, signals, tally
 from jobs.backends import backend_for
 from jobs.conf import lease_duration, retention_days
 from jobs.errors import Cancelled, JobNotRunnable, JobStateError, JobTimeout, Snooze
@@ -615,9 +615,12 @@ class Job(models.Model, metaclass=JobBase):
         `perform()` is recorded on the row, not re-raised.
         """
         self._claim_for_run()
-        with LeaseKeeper() as leases:
-            leases.hold(self)
-            self._execute()
+        try:
+            with LeaseKeeper() as leases:
+                leases.hold(self)
+                self._execute()
+        finally:
+            tally.flush(using=self._state.db)
         return self
 
     def requeue(self) -> Self:
@@ -1040,3 +1043,32 @@ class Heartbeat(Job):
 
     def perform(self) -> None:
         """Nothing: the measurement is `started_at - run_at`, written by the claim."""
+
+
+class MetricTally(models.Model):
+    """A running total behind one Prometheus counter or histogram series (`jobs.tally`).
+
+    Every process that runs jobs adds what it counted since its last flush to these rows
+    (`value = value + n`), so the totals are right however many processes on however many
+    hosts did the counting. Rows are never deleted: a counter must never go down.
+    """
+
+    name = models.CharField(max_length=100, help_text="The series, e.g. jobs_failed_total.")
+    queue = models.CharField(max_length=100)
+    model = models.CharField(max_length=200, help_text="The job model, app_label.ModelName.")
+    bucket = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="A histogram bucket's upper bound (observations in it alone, not cumulative).",
+    )
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = (
+            models.UniqueConstraint(
+                fields=["name", "queue", "model", "bucket"], name="jobs_metrictally_series"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name}{{queue={self.queue}, model={self.model}, bucket={self.bucket}}}"

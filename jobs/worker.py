@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS
 
-from jobs import clock
+from jobs import clock, tally
 from jobs.backends import backend_for
 from jobs.conf import listen_enabled
 from jobs.doorbell import Doorbell
@@ -159,6 +159,7 @@ class Worker:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._wakeup.close()
+            tally.flush(using=self.using)
             WorkerRow.mark_stopped(self.name, jobs_performed=self.performed)
         logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
@@ -387,7 +388,8 @@ class Worker:
         return True
 
     def _housekeeping(self) -> None:
-        """Each heartbeat: say we are alive, rescue orphans, forget long-dead workers."""
+        """Each heartbeat: say we are alive, rescue orphans, forget long-dead workers, save
+        the metrics counted since the last beat."""
         now = clock.now()
         WorkerRow.objects.filter(name=self.name).update(
             last_heartbeat_at=now,
@@ -397,6 +399,7 @@ class Worker:
         self._rescue(now)
         WorkerRow.objects.filter(last_heartbeat_at__lt=now - DEAD_WORKER_RETENTION).delete()
         self._prune()
+        tally.flush(using=self.using)
 
     def _prune(self) -> None:
         """One batch per model per heartbeat while a backlog lasts, then a pause.

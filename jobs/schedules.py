@@ -211,8 +211,10 @@ def _fields(model: type[Job], values: object, where: str) -> dict[str, Any]:
                 f"(its fields: {', '.join(sorted(f.name for f in set(settable.values())))}; "
                 "set queue and priority as keys of the schedule)"
             )
+        field = settable[name]
         try:
-            cleaned[name] = settable[name].to_python(value)
+            # A foreign key is given by its target's key, so it is set through `<name>_id`.
+            cleaned[field.attname if field.is_relation else name] = field.to_python(value)
         except ValidationError as exc:
             raise ValueError(
                 f"{where}['fields'][{name!r}] is {value!r}: {' '.join(exc.messages)}"

@@ -12,7 +12,9 @@ from django.test import override_settings
 from jobs.models import Heartbeat, JobState, ScheduledRun
 from jobs.scheduler import Scheduler, enqueue_slot, prune_runs, schedule_statuses
 from jobs.schedules import configured_schedules, parse_schedule
+from project.instances.models import InstanceProvision
 from tests.conftest import NOON, on_postgresql
+from tests.factories import InstanceFactory
 from tests.testapp.models import RecordingJob
 
 NIGHTLY = {"job": "testapp.RecordingJob", "cron": "0 3 * * *", "timezone": "UTC"}
@@ -219,3 +221,18 @@ def test_a_clock_that_dies_mid_slot_leaves_the_slot_to_the_next_one():
     thread.join()
     assert ScheduledRun.objects.get().job_pk == str(job.pk)
     assert RecordingJob.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_foreign_key_is_given_by_its_targets_key_and_a_missing_row_is_logged(caplog):
+    web = InstanceFactory(name="web-7")
+    spec = {"job": "instances.InstanceProvision", "every": "1m", "fields": {"instance": web.pk}}
+    (job,) = scheduler(provision=spec).tick(NOON)
+    assert job.instance == web
+    gone = {**spec, "fields": {"instance": web.pk + 1000}}
+    with caplog.at_level(logging.ERROR, logger="jobs.clock"):
+        assert scheduler(gone=gone).tick(NOON) == []
+    assert "schedule gone could not enqueue its slot" in caplog.text
+    assert "IntegrityError" in caplog.text
+    assert not ScheduledRun.objects.filter(schedule="gone").exists()
+    assert InstanceProvision.objects.count() == 1

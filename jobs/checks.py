@@ -4,7 +4,8 @@ from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
 
 from jobs.backends import BACKENDS
-from jobs.conf import lease_seconds, retention_days
+from jobs.conf import lease_seconds, metrics_token, retention_days
+from jobs.errors import ConfigurationError
 from jobs.models import Job
 from jobs.queues import configured_queues
 from jobs.registry import job_models
@@ -79,6 +80,10 @@ def check_settings(app_configs=None, **kwargs) -> list:
         validate_retention(retention_days())
     except ValueError as exc:
         errors.append(Error(f"JOBS_RETENTION: {exc}", id="jobs.E006"))
+    try:
+        metrics_token()
+    except ConfigurationError as exc:
+        errors.append(Error(str(exc), id="jobs.E009"))
     seconds = lease_seconds()
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 1:
         errors.append(

@@ -65,6 +65,7 @@ def metrics_token() -> str | None:
     if token is not None and not (usable and token and " " not in token):
         raise ConfigurationError(
             "JOBS_METRICS_TOKEN must be a string of printable ASCII without spaces (e.g. from "
-            f"secrets.token_urlsafe()), or None to leave the metrics endpoint open; got {token!r}"
+            "secrets.token_urlsafe()), or None to leave the metrics endpoint open; got a "
+            f"{type(token).__name__} that is not (its value is a secret, so it is not shown)"
         )
     return token

@@ -67,3 +67,11 @@ def test_an_unusable_lease_setting_is_an_error(settings, value):
     errors = check_settings()
     assert [error.id for error in errors] == ["jobs.E004"]
     assert f"JOBS_LEASE_SECONDS is {value!r}" in errors[0].msg
+
+
+def test_an_unusable_metrics_token_fails_the_check_without_showing_it(settings):
+    settings.JOBS_METRICS_TOKEN = "two words"
+    (error,) = check_settings()
+    assert error.id == "jobs.E009"
+    assert "JOBS_METRICS_TOKEN must be a string" in error.msg
+    assert "two words" not in error.msg

@@ -93,8 +93,9 @@ class Scheduler:
 def enqueue_slot(schedule: Schedule, slot: datetime, now: datetime, *, late: bool) -> Job | None:
     """Enqueue `schedule`'s job for `slot` unless some clock already has; None if one had.
 
-    An on-time job runs at its slot, so its wait is measured from when it was due; a late
-    one (catching up after downtime) runs now.
+    The job is due from `now`, when it joins the queue, not from its slot: a queue's wait
+    (and a heartbeat's, its latency) measures the workers, not how late the clock was. The
+    slot is kept on the `ScheduledRun`.
     """
     using = router.db_for_write(schedule.model)
     with transaction.atomic(using=using):
@@ -110,7 +111,7 @@ def enqueue_slot(schedule: Schedule, slot: datetime, now: datetime, *, late: boo
         except IntegrityError:
             return None
         job = schedule.model(**schedule.fields).enqueue(
-            run_at=now if late else slot, queue=schedule.queue, priority=schedule.priority
+            run_at=now, queue=schedule.queue, priority=schedule.priority
         )
         run.job_pk = str(job.pk)
         run.save(update_fields=["job_pk"])

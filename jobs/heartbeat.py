@@ -23,9 +23,15 @@ class QueueLatency:
     queue: str
     latency: timedelta | None  # None: no heartbeat has run or waited yet
     last_started_at: datetime | None
+    waiting_since: datetime | None = None  # the oldest heartbeat still waiting, if any
 
     def stale(self, now: datetime) -> bool:
-        return self.last_started_at is None or now - self.last_started_at > STALE_AFTER
+        """No heartbeat started for STALE_AFTER, and none is waiting that is younger: the
+        clock stopped enqueueing them, or no worker takes them. A first heartbeat waiting
+        for a few seconds on a new queue is not stale."""
+        started_long_ago = self.last_started_at is None or now - self.last_started_at > STALE_AFTER
+        waiting_long = self.waiting_since is None or now - self.waiting_since > STALE_AFTER
+        return started_long_ago and waiting_long
 
 
 def queue_latency(queue: str, now: datetime) -> QueueLatency:
@@ -52,4 +58,5 @@ def queue_latency(queue: str, now: datetime) -> QueueLatency:
         queue=queue,
         latency=max(waits) if waits else None,
         last_started_at=last[0] if last is not None else None,
+        waiting_since=waiting_since,
     )

@@ -34,7 +34,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from jobs.durations import parse_duration
+from jobs.durations import format_duration, parse_duration
 from jobs.models import LIFECYCLE_FIELDS, ROW_OPTIONS, Heartbeat, Job
 from jobs.queues import heartbeat_queues
 from jobs.validation import reject_unknown_keys, validate_priority, validate_queue_name
@@ -77,7 +77,7 @@ class Schedule:
 
     def describe(self) -> str:
         if self.every is not None:
-            return f"every {self.every}"
+            return f"every {format_duration(self.every)}"
         return f"cron {self.cron!r} ({self.timezone.key})"
 
 

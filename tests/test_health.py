@@ -238,14 +238,16 @@ def test_a_heartbeat_queue_whose_heartbeat_never_ran_is_stale(urgent, settings):
     ]
 
 
-def test_a_heartbeat_queue_is_stale_three_minutes_after_its_last_heartbeat_started(
+def test_a_heartbeat_queue_is_stale_when_no_heartbeat_started_in_three_minutes_and_none_waits_less(
     urgent, settings
 ):
     settings.JOBS_QUEUES = {"urgent": {"heartbeat": True}}
     worker_row("w:2", clock_ticked_at=NOON)
-    heartbeat(urgent, due=NOON - 3 * MINUTE, started=NOON - 3 * MINUTE)
+    heartbeat(urgent, due=NOON - 4 * MINUTE, started=NOON - 3 * MINUTE)
     assert problems() == []
-    heartbeat(urgent, due=NOON - MINUTE, started=None)  # enqueued, never started
+    heartbeat(urgent, due=NOON - MINUTE, started=None)  # enqueued, waiting 1m30s: slow, alive
+    assert problems(NOON + 30 * SECOND) == []
+    heartbeat(urgent, due=NOON - 3 * MINUTE, started=None)  # waiting 3m30s: nobody takes them
     assert problems(NOON + 30 * SECOND) == [
         (
             "critical",

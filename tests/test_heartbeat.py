@@ -41,6 +41,15 @@ def test_a_heartbeat_still_waiting_counts_for_as_long_as_it_has_waited():
 
 
 @pytest.mark.django_db
+def test_a_first_heartbeat_waiting_a_few_seconds_is_not_stale():
+    beat(NOON - timedelta(seconds=3))
+    latency = queue_latency("urgent", NOON)
+    assert latency.latency == timedelta(seconds=3)
+    assert not latency.stale(NOON)
+    assert latency.stale(NOON + STALE_AFTER)
+
+
+@pytest.mark.django_db
 def test_a_queue_without_heartbeats_has_no_latency_and_is_stale():
     latency = queue_latency("urgent", NOON)
     assert latency.latency is None

@@ -1,0 +1,47 @@
+"""The dashboard's service levels in headless Chromium: a real worker's heartbeat keeps a
+queue within its SLA; with the worker gone and a job left waiting, the row turns red."""
+
+import signal
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from jobs.models import Heartbeat, JobState
+from tests.browser import log_in
+from tests.conftest import start_manage, wait_for
+from tests.e2e.conftest import PASSWORD, USERNAME
+from tests.factories import InstanceProvisionFactory
+from tests.settings_heartbeat import JOBS_QUEUES
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+ROW = '#service-levels tr[data-row="average_slow"]'
+SCHEDULE_ROW = '#schedules tr[data-row="heartbeat:average_slow"]'
+
+
+def test_a_queue_kept_by_its_heartbeat_and_then_left_over_its_sla(page, operator, settings):
+    settings.JOBS_QUEUES = JOBS_QUEUES  # the live server's view; the worker's is the module
+    worker = start_manage("runjobs", DJANGO_SETTINGS_MODULE="tests.settings_heartbeat")
+    try:
+        wait_for(lambda: Heartbeat.objects.filter(state=JobState.SUCCEEDED).exists())
+        log_in(page, USERNAME, PASSWORD)
+        page.goto("/admin/jobs/worker/dashboard/")
+        expect(page.locator(f"{ROW} td.status")).to_have_text("ok")
+        assert page.inner_text(f"{ROW} td.sla") == "30.00 s"
+        assert page.inner_text(f"{ROW} td.latency").endswith(" s")
+
+        beat = Heartbeat.objects.get()
+        page.click(f"{SCHEDULE_ROW} td.last-run a")
+        expect(page).to_have_url(f"/admin/jobs/heartbeat/{beat.pk}/change/")
+        expect(page.locator("body")).to_contain_text("Succeeded")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+
+    InstanceProvisionFactory(enqueue=True, enqueue__run_at=timezone.now() - timedelta(minutes=1))
+    page.goto("/admin/jobs/worker/dashboard/")
+    expect(page.locator(f"{ROW} td.status")).to_have_text("over SLA")
+    assert page.inner_text(f"{ROW} td.oldest-wait").startswith("1 min")

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, NoReturn, Self
 from django.db import models, router, transaction
 from django.db.backends.utils import names_digest
 from django.db.models.base import ModelBase
+from django.http import HttpRequest
 
 from jobs import clock, signals, tally
 from jobs.backends import backend_for
@@ -440,6 +441,11 @@ class Job(models.Model, metaclass=JobBase):
     # an attempt logged or raised (its log, error message and traceback).
     sensitive_fields: ClassVar[tuple[str, ...]] = ()
 
+    # Whether a request may run this job in its own thread when the caller asks for the
+    # final answer (`Expect: 200-ok`, see jobs.http). False for work too long or too heavy to
+    # hold a web request for: such a request is refused (417) before anything is created.
+    runs_inline: ClassVar[bool] = True
+
     objects = JobQuerySet.as_manager()
 
     class Meta:
@@ -558,6 +564,24 @@ class Job(models.Model, metaclass=JobBase):
         at least once), so write it to pick up where the row says it is.
         """
         raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    def result_url(self) -> str | None:
+        """The URL of what this job produced, once it has succeeded; None if nothing.
+
+        The job's status resource (jobs.http) answers a succeeded job with `303 See Other`
+        to it, so a client that polled the status ends at the resource it asked for. With
+        None, the status itself (state succeeded) is the answer.
+        """
+        return None
+
+    def status_visible_to(self, request: HttpRequest) -> bool:
+        """Whether `request` may read this job's status resource (jobs.http): staff only,
+        unless the model says otherwise (e.g. the user its row records as the requester).
+
+        Everyone else gets 404, the answer for a job that does not exist, so ids do not
+        leak. It needs Django's authentication middleware (`request.user`).
+        """
+        return request.user.is_staff
 
     def snooze(self, delay: timedelta | float) -> NoReturn:
         """Call from `perform()` to stop here and run again after `delay`, without it counting.

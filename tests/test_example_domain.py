@@ -68,12 +68,15 @@ def test_post_creates_the_instance_and_a_pending_provision_and_answers_202(clien
     assert (instance.name, instance.state) == ("web-1", Instance.State.REQUESTED)
     assert (job.instance, job.state, job.queue) == (instance, JobState.PENDING, "average_slow")
     assert job.requested_at is not None
-    assert response["Location"] == detail_url(instance)
+    status_url = reverse("jobs-status", args=["instances.instanceprovision", job.pk])
+    assert response["Location"] == status_url
     assert response.json() == {
-        "instance": instance.pk,
-        "job": job.pk,
+        "id": job.pk,
+        "model": "instances.instanceprovision",
         "state": "pending",
-        "status_url": detail_url(instance),
+        "status_url": status_url,
+        "instance": instance.pk,
+        "instance_url": detail_url(instance),
         "admin_url": reverse("admin:instances_instanceprovision_change", args=[job.pk]),
     }
 
@@ -116,8 +119,9 @@ def test_post_whose_job_cannot_be_enqueued_leaves_no_instance_behind(client, mon
 
 @pytest.mark.django_db
 def test_detail_follows_the_provisioning_from_requested_to_ready(client):
-    location = client.post(CREATE_URL, {"name": "web-1"})["Location"]
+    client.post(CREATE_URL, {"name": "web-1"})
     instance = Instance.objects.get()
+    location = detail_url(instance)
     job = InstanceProvision.objects.get()
     requested = client.get(location)
     assert requested.status_code == 200

@@ -1,6 +1,7 @@
 """The example domain: servers a customer asks for, and the job that provisions each one."""
 
 from django.db import models
+from django.urls import reverse
 
 from jobs.models import Job
 from project.instances import provider
@@ -34,6 +35,10 @@ class InstanceProvision(Job):
 
     queue = "average_slow"
     max_attempts = 5
+
+    def result_url(self) -> str:
+        """Where the job's status resource sends a caller once the instance is ready."""
+        return reverse("instance-detail", args=[self.instance_id])
 
     def perform(self) -> None:
         instance = self.instance

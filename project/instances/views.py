@@ -1,13 +1,19 @@
-"""HTTP API of the example: ask for an instance (202 Accepted), then follow its provisioning."""
+"""HTTP API of the example: ask for an instance (202 Accepted), then follow its provisioning.
+
+`POST /instances/` answers `202 Accepted` with the `Location` of the provisioning job's status
+resource (jobs.http), which sends the caller on to `GET /instances/<id>/` (303) once the
+instance is ready. `Expect: 200-ok` provisions in the request instead.
+"""
 
 from django import forms
-from django.http import HttpRequest, JsonResponse
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from project.instances.models import Instance
-from project.instances.services import request_instance
+from jobs.http import Expectation, ExpectationFailed
+from project.instances.models import Instance, InstanceProvision
 
 
 class InstanceRequestForm(forms.Form):
@@ -18,24 +24,29 @@ class InstanceRequestForm(forms.Form):
 
 
 @require_POST
-def create_instance(request: HttpRequest) -> JsonResponse:
+def create_instance(request: HttpRequest) -> HttpResponse:
+    """Create the instance and start its provisioning in one transaction.
+
+    Either both are committed or neither: no worker ever provisions an instance that was
+    rolled back, and no instance is left without its job. The `Expect` header is read first,
+    so a refused expectation (417) creates nothing.
+    """
+    try:
+        expect = Expectation.read(request, InstanceProvision)
+    except ExpectationFailed as refused:
+        return refused.response
     form = InstanceRequestForm(request.POST)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
-    provision = request_instance(form.cleaned_data["name"])
-    status_url = reverse("instance-detail", args=[provision.instance_id])
-    response = JsonResponse(
-        {
-            "instance": provision.instance_id,
-            "job": provision.pk,
-            "state": provision.state,
-            "status_url": status_url,
-            "admin_url": reverse("admin:instances_instanceprovision_change", args=[provision.pk]),
-        },
-        status=202,
+    with transaction.atomic():
+        instance = Instance.objects.create(name=form.cleaned_data["name"])
+        provision = expect.start(InstanceProvision.objects.create(instance=instance))
+    return expect.respond(
+        provision,
+        instance=instance.pk,
+        instance_url=reverse("instance-detail", args=[instance.pk]),
+        admin_url=reverse("admin:instances_instanceprovision_change", args=[provision.pk]),
     )
-    response["Location"] = status_url
-    return response
 
 
 @require_GET

@@ -7,5 +7,7 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from jobs import checks, tally  # noqa: F401  (importing checks registers them)
+        from jobs.testing import inline
 
         tally.connect()
+        inline.connect()

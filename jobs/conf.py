@@ -18,6 +18,11 @@ poll every `--interval`.
 `JOBS_METRICS_TOKEN` (default None): with a token, the Prometheus endpoint (`jobs-metrics`)
 answers only requests carrying `Authorization: Bearer <token>`; without one it is open, as it
 shows counts and timings, never a job's data.
+
+`JOBS_RUN_INLINE` (default False): for tests (and perhaps local development), every job
+runs in the process that enqueued it, as soon as its transaction commits, instead of
+waiting for a worker; see `jobs.testing.run_jobs_inline()` and docs/testing.md. Never in
+production: a web request would wait for its jobs.
 """
 
 from datetime import timedelta
@@ -56,6 +61,10 @@ def retention_days() -> object:
 
 def listen_enabled() -> bool:
     return bool(getattr(settings, "JOBS_LISTEN", True))
+
+
+def run_inline() -> bool:
+    return bool(getattr(settings, "JOBS_RUN_INLINE", False))
 
 
 def metrics_token() -> str | None:

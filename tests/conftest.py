@@ -14,6 +14,8 @@ from django.db import connection
 
 from jobs import clock
 
+pytest_plugins = ["jobs.testing.pytest_plugin"]
+
 REPO = Path(__file__).resolve().parent.parent
 NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

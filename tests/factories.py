@@ -2,19 +2,9 @@
 
 import factory
 
+from jobs.testing.factories import JobFactory
 from project.instances.models import Instance, InstanceProvision
 from tests.testapp.models import RecordingJob, StepJob, UrgentJob
-
-
-class JobFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        abstract = True
-        skip_postgeneration_save = True
-
-    @factory.post_generation
-    def enqueue(obj, create, extracted, **kwargs):
-        if create and extracted:
-            obj.enqueue(**kwargs)
 
 
 class RecordingJobFactory(JobFactory):

@@ -1,0 +1,75 @@
+"""Run the pending jobs in the test's own process: the fast, deterministic way to test effects.
+
+No worker, no subprocess, no thread: the next runnable row is chosen as a worker would
+choose it and run through `Job.run()` (the row lock, the claim, the outcome on the row),
+until no row is runnable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from jobs import clock
+from jobs.errors import JobNotRunnable
+from jobs.models import Job
+from jobs.registry import served_models
+
+# A drain without max_jobs stops with an error after this many runs: a job that keeps
+# enqueueing itself (or snoozing, with `now` far ahead) would otherwise never let it end.
+RUNAWAY_LIMIT = 10_000
+
+
+class DrainLimitReached(AssertionError):
+    """`drain()` ran `RUNAWAY_LIMIT` jobs and more were still runnable."""
+
+
+def drain(
+    models: Iterable[type[Job]] | None = None,
+    queues: Sequence[str] | None = None,
+    max_jobs: int | None = None,
+    now: datetime | None = None,
+) -> list[Job]:
+    """Run runnable jobs one at a time, in this thread, until none is left; return them.
+
+    Runnable means pending with `run_at` at or before `now` (default: the clock's now, read
+    before each pick), so a retry backing off or a job enqueued with a delay waits unless
+    `now` is moved past it. Jobs that the drained jobs enqueue are drained too. The next job
+    is the highest `priority`, then the earliest `run_at`, across every model a worker
+    serves (or `models`), of every queue (or `queues`); ties go by model label, then id.
+    `max_jobs` stops after that many runs. Each returned job carries its outcome (`state`,
+    `attempts`, `error_type`, ...), in the order they ran.
+    """
+    models = list(models) if models is not None else served_models()
+    ran: list[Job] = []
+    while max_jobs is None or len(ran) < max_jobs:
+        job = _next_runnable(models, queues, now or clock.now())
+        if job is None:
+            break
+        if max_jobs is None and len(ran) >= RUNAWAY_LIMIT:
+            raise DrainLimitReached(
+                f"drain() ran {RUNAWAY_LIMIT} jobs and {job.label} is still runnable: does "
+                "a job enqueue itself again, or snooze with `now` set far ahead? Pass max_jobs."
+            )
+        try:
+            ran.append(job.run())
+        except JobNotRunnable:
+            continue  # taken since we looked (a worker thread of the test, say)
+    return ran
+
+
+def _next_runnable(
+    models: list[type[Job]], queues: Sequence[str] | None, now: datetime
+) -> Job | None:
+    candidates = []
+    for model in models:
+        rows = model.objects.runnable(now)
+        if queues is not None:
+            rows = rows.filter(queue__in=queues)
+        if (job := rows.order_by("-priority", "run_at", "pk").first()) is not None:
+            candidates.append(job)
+    return min(
+        candidates,
+        key=lambda job: (-job.priority, job.run_at, job._meta.label, job.pk),
+        default=None,
+    )

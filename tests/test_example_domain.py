@@ -1,13 +1,16 @@
 """The example domain end to end: the HTTP API, the provisioning job, and `manage.py demo`."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
 
+from jobs import clock
 from jobs.models import JobState
+from jobs.testing import assert_enqueued, drain, run_jobs_inline
 from project.instances import provider
 from project.instances.models import Instance, InstanceProvision, ProviderServer
 from project.instances.services import request_instance
@@ -118,7 +121,7 @@ def test_post_whose_job_cannot_be_enqueued_leaves_no_instance_behind(client, mon
 
 
 @pytest.mark.django_db
-def test_detail_follows_the_provisioning_from_requested_to_ready(client):
+def test_detail_follows_the_provisioning_from_requested_to_ready(client, drain_jobs):
     client.post(CREATE_URL, {"name": "web-1"})
     instance = Instance.objects.get()
     location = detail_url(instance)
@@ -133,7 +136,7 @@ def test_detail_follows_the_provisioning_from_requested_to_ready(client):
         "ip_address": None,
         "provisions": [{"job": job.pk, "state": "pending", "attempts": 0, "error": ""}],
     }
-    job.run()
+    assert drain_jobs() == [job]
     ready = client.get(location).json()
     server = assert_provisioned_once(instance)
     assert (ready["state"], ready["provider_id"], ready["ip_address"]) == (
@@ -144,6 +147,18 @@ def test_detail_follows_the_provisioning_from_requested_to_ready(client):
     assert ready["provisions"] == [
         {"job": job.pk, "state": "succeeded", "attempts": 1, "error": ""}
     ]
+
+
+@pytest.mark.django_db
+def test_post_in_inline_mode_provisions_the_instance_before_the_test_looks(client, jobs_inline):
+    response = client.post(CREATE_URL, {"name": "web-1"})
+    assert response.status_code == 202
+    instance = Instance.objects.get()
+    assert [(job.instance, job.state) for job in jobs_inline.ran] == [
+        (instance, JobState.SUCCEEDED)
+    ]
+    assert_provisioned_once(instance)
+    assert client.get(detail_url(instance)).json()["state"] == "ready"
 
 
 @pytest.mark.django_db
@@ -231,8 +246,9 @@ def test_retry_after_a_failed_attempt_finishes_the_server_the_first_attempt_crea
     assert instance.state == Instance.State.BOOTING
     first_server = instance.provider_id
 
-    job.run()  # the retry, run now rather than at its backed-off run_at
-    assert (job.state, job.attempts) == (JobState.SUCCEEDED, 2)
+    assert drain() == [], "the retry waits out its backoff"
+    [retry] = drain(now=clock.now() + timedelta(hours=1))
+    assert (retry.pk, retry.state, retry.attempts) == (job.pk, JobState.SUCCEEDED, 2)
     assert assert_provisioned_once(instance).provider_id == first_server
     assert waits == [first_server, first_server]
     assert ProviderServer.objects.count() == 1
@@ -310,16 +326,19 @@ def request_instance_then_fail(name: str) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_request_instance_rolls_back_with_the_callers_transaction():
-    with pytest.raises(RuntimeError, match="caller changed its mind"):
+    with run_jobs_inline() as inline, pytest.raises(RuntimeError, match="caller changed its mind"):
         request_instance_then_fail("web-1")
     assert_nothing_created()
+    assert inline.ran == [], "a provision that was rolled back never runs"
+    assert not ProviderServer.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_request_instance_commits_the_instance_and_its_pending_job_together():
     requested = request_instance("web-1")
-    job = InstanceProvision.objects.get()
-    assert (job.pk, job.state, job.instance.name) == (requested.pk, JobState.PENDING, "web-1")
+    assert assert_enqueued(
+        InstanceProvision, count=1, state=JobState.PENDING, instance__name="web-1"
+    ) == [requested]
 
 
 # manage.py demo

@@ -20,7 +20,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from jobs import clock, dashboard
-from jobs.models import LIFECYCLE_FIELDS, MASK, ROW_OPTIONS, Heartbeat, JobState, Worker
+from jobs.models import (
+    LIFECYCLE_FIELDS,
+    MASK,
+    ROW_OPTIONS,
+    Heartbeat,
+    JobState,
+    TaskJob,
+    Worker,
+)
 from jobs.operator import OFFERED, OPERATIONS
 from jobs.views import DashboardView
 
@@ -407,6 +415,16 @@ def _masked_column(name: str):
 # The clock's heartbeats: each row's wait (started minus run at) is one sample of its
 # queue's latency, so an operator can see when a queue fell behind.
 admin.site.register(Heartbeat, JobAdmin)
+
+
+@admin.register(TaskJob)
+class TaskJobAdmin(JobAdmin):
+    """Calls of `@task` functions (Django's Tasks API): which function, with what, and what
+    it returned."""
+
+    list_display = (*JobAdmin.list_display, "task_path")
+    list_filter = (*JobAdmin.list_filter, "task_path")
+    search_fields = ("=id", "task_path")
 
 
 @admin.register(Worker)

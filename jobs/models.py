@@ -1096,3 +1096,41 @@ class MetricTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{{queue={self.queue}, model={self.model}, bucket={self.bucket}}}"
+
+
+class TaskJob(Job):
+    """A call of a function decorated with Django's `@task`, enqueued through
+    `jobs.backends.tasks.DatabaseBackend`: the function's path and JSON arguments, and once
+    it has run, its JSON return value. Runs with the same guarantees as any job model.
+
+    One attempt by default, as the Tasks API promises nothing about retries; a task that
+    should be retried can be enqueued again, or written as a job model of its own.
+    """
+
+    task_path = models.CharField(
+        max_length=300, editable=False, help_text="module.function of the @task."
+    )
+    args = models.JSONField(default=list, blank=True, editable=False)
+    kwargs = models.JSONField(default=dict, blank=True, editable=False)
+    backend = models.CharField(
+        max_length=100, default="default", editable=False, help_text="The TASKS alias."
+    )
+    return_value = models.JSONField(null=True, blank=True, editable=False)
+
+    max_attempts = 1
+
+    class Meta:
+        verbose_name = "task"
+
+    def __str__(self) -> str:
+        return f"task {self.task_path} #{self.pk}"
+
+    def perform(self) -> None:
+        """Call the registered task (never anything the row merely names) and keep what it
+        returned, written only while this attempt still holds the row."""
+        from jobs.backends.tasks import perform_task  # the Tasks API is an optional extra
+
+        self.return_value = perform_task(self)
+        self._same_row(state=JobState.RUNNING, **self._claim()).update(
+            return_value=self.return_value
+        )

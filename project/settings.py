@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_tasks",
     "project.instances",
 ]
 
@@ -125,6 +126,10 @@ JOBS_LEASE_SECONDS = env.float("JOBS_LEASE_SECONDS", default=60)
 # of its request, and a heartbeat job every minute measures the queue's live latency.
 # /jobs/health/ and `manage.py jobs health` report a queue that breaks this.
 JOBS_QUEUES = {"average_slow": {"sla": "10m", "heartbeat": True}}
+
+# Django's Tasks API (the django-tasks package on Django 5.2): `@task` functions become
+# jobs.TaskJob rows, run by runjobs like any job.
+TASKS = {"default": {"BACKEND": "jobs.backends.tasks.DatabaseBackend"}}
 
 # How long the simulated cloud provider of the example domain takes to boot a server.
 PROVIDER_BOOT_SECONDS = env.float("PROVIDER_BOOT_SECONDS", default=0.2)

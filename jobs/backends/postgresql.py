@@ -21,11 +21,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from jobs.backends.base import Backend
 
 if TYPE_CHECKING:
+    import psycopg
     from django.db.models import Field
 
     from jobs.models import Job
@@ -229,6 +228,8 @@ class PostgreSQLBackend(Backend):
         Django leaves preparing off unless `DATABASES[...]["OPTIONS"]["prepare_threshold"]`
         is set, since a transaction-mode pooler may hand each statement to another session.
         """
+        import psycopg  # here, not at the top: a project on SQLite need not install it
+
         self.connection.ensure_connection()
         with (
             self.connection.wrap_database_errors,

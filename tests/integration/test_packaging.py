@@ -175,11 +175,6 @@ def test_the_wheel_carries_the_app_with_its_migrations_and_templates(installed):
     assert top_level == {"jobs", "django_model_jobs-0.1.0.dist-info"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs.backends.postgresql imports psycopg at import time, so a project without "
-    "the postgresql extra cannot load jobs; remove this mark once it imports psycopg lazily",
-)
 def test_a_new_project_without_psycopg_runs_a_job_from_the_installed_wheel(installed):
     installed.manage("check", "--fail-level", "WARNING")
     installed.manage("makemigrations", "greetings")

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from jobs import clock
-from jobs.models import JobState
+from jobs.models import JobState, TaskJob
 from jobs.testing import assert_enqueued, drain, run_jobs_inline
 from project.instances import provider
 from project.instances.models import Instance, InstanceProvision, ProviderServer
@@ -136,9 +136,15 @@ def test_detail_follows_the_provisioning_from_requested_to_ready(client, drain_j
         "ip_address": None,
         "provisions": [{"job": job.pk, "state": "pending", "attempts": 0, "error": ""}],
     }
-    assert drain_jobs() == [job]
-    ready = client.get(location).json()
+    provisioned, checked = drain_jobs()
+    assert provisioned == job
     server = assert_provisioned_once(instance)
+    assert checked.return_value == {  # the follow-up written with the Tasks API
+        "instance": "web-1",
+        "ip_address": server.ip_address,
+        "reachable": True,
+    }
+    ready = client.get(location).json()
     assert (ready["state"], ready["provider_id"], ready["ip_address"]) == (
         "ready",
         server.provider_id,
@@ -154,8 +160,9 @@ def test_post_in_inline_mode_provisions_the_instance_before_the_test_looks(clien
     response = client.post(CREATE_URL, {"name": "web-1"})
     assert response.status_code == 202
     instance = Instance.objects.get()
-    assert [(job.instance, job.state) for job in jobs_inline.ran] == [
-        (instance, JobState.SUCCEEDED)
+    assert [(type(job), job.state) for job in jobs_inline.ran] == [
+        (InstanceProvision, JobState.SUCCEEDED),
+        (TaskJob, JobState.SUCCEEDED),  # the Tasks API follow-up, enqueued by the provision
     ]
     assert_provisioned_once(instance)
     assert client.get(detail_url(instance)).json()["state"] == "ready"
@@ -247,7 +254,7 @@ def test_retry_after_a_failed_attempt_finishes_the_server_the_first_attempt_crea
     first_server = instance.provider_id
 
     assert drain() == [], "the retry waits out its backoff"
-    [retry] = drain(now=clock.now() + timedelta(hours=1))
+    [retry, _check] = drain(now=clock.now() + timedelta(hours=1))
     assert (retry.pk, retry.state, retry.attempts) == (job.pk, JobState.SUCCEEDED, 2)
     assert assert_provisioned_once(instance).provider_id == first_server
     assert waits == [first_server, first_server]

@@ -1,10 +1,11 @@
 """The example domain: servers a customer asks for, and the job that provisions each one."""
 
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 
 from jobs.models import Job
 from project.instances import provider
+from project.instances.tasks import check_reachable
 
 
 class Instance(models.Model):
@@ -52,7 +53,9 @@ class InstanceProvision(Job):
         if not instance.ip_address:
             instance.ip_address = provider.attach_ip(instance.provider_id)
         instance.state = Instance.State.READY
-        instance.save(update_fields=["ip_address", "state"])
+        with transaction.atomic():
+            instance.save(update_fields=["ip_address", "state"])
+            check_reachable.enqueue(instance.pk)  # a Tasks API task: see tasks.py
 
 
 class ProviderServer(models.Model):

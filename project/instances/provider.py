@@ -51,5 +51,13 @@ def attach_ip(provider_id: str) -> str:
     return server.ip_address
 
 
+def answers_at(provider_id: str, ip_address: str) -> bool:
+    """Whether the server has booted and answers at `ip_address`, as a ping would say."""
+    server = _servers().filter(pk=_pk(provider_id)).first() if provider_id else None
+    if server is None or server.ip_address != ip_address:
+        return False
+    return server.created_at.timestamp() + settings.PROVIDER_BOOT_SECONDS <= time.time()
+
+
 def _pk(provider_id: str) -> int:
     return int(provider_id.removeprefix("srv-"))

@@ -10,6 +10,7 @@ from django.db.models import Model
 
 from jobs.backends import backend_for
 from jobs.budget import ConnectionBudget, check_connection_budget
+from jobs.cli.arguments import database_unreachable, positive_number, queue_list
 from jobs.conf import listen_enabled
 from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
@@ -21,31 +22,7 @@ from jobs.registry import (
     served_models,
 )
 from jobs.supervisor import Supervisor
-from jobs.validation import parse_queue_list
 from jobs.worker import EXIT_OK, EXIT_RECYCLE, Worker
-
-
-def queue_list(text: str) -> list[str]:
-    try:
-        return parse_queue_list(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_number(unit: str, *, whole: bool = False):
-    """An argparse type for a finite number greater than 0, named by its unit in errors."""
-    kind = "whole number" if whole else "number"
-
-    def parse(text: str) -> float:
-        try:
-            value = int(text) if whole else float(text)
-        except ValueError:
-            value = 0
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind} of {unit} greater than 0")
-        return value
-
-    return parse
 
 
 def require_tables(models: list[type[Model]]) -> None:
@@ -154,8 +131,7 @@ class Command(BaseCommand):
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
         except CONNECTION_ERRORS as exc:
-            reason = " ".join(str(exc).split())
-            raise CommandError(f"cannot reach the database: {reason}") from exc
+            raise database_unreachable(exc) from exc
         for queue in sorted(set(options["queues"] or ()) - queues_with_defaults()):
             self.stderr.write(
                 f"warning: no job model defaults to queue {queue!r}; only rows enqueued "

@@ -4,7 +4,7 @@ import argparse
 
 from django.core.management.base import BaseCommand
 
-from jobs.management.commands.runjobs import positive_number
+from jobs.cli.arguments import positive_number
 from jobs.models import JobQuerySet
 from jobs.registry import job_models
 

@@ -219,12 +219,14 @@ def test_a_sigkilled_worker_is_replaced_and_its_jobs_are_rescued(supervise):
     victim = supervisor.children()[0].pid
 
     def victim_is_early_in_a_job() -> bool:
-        """At least half of a job's second still to go, so the kill lands mid-job."""
-        return RecordingJob.objects.filter(
+        """At least half of a job's second still to go, and perform() begun (its Effect is
+        written), so the kill lands mid-job rather than between the claim and the work."""
+        running = RecordingJob.objects.filter(
             state=JobState.RUNNING,
             claimed_by=f"{HOST}:{victim}",
             started_at__gte=timezone.now() - timedelta(seconds=0.5),
-        ).exists()
+        )
+        return Effect.objects.filter(job_id__in=running.values("pk")).exists()
 
     wait_for(victim_is_early_in_a_job, timeout=10)
     os.kill(victim, signal.SIGKILL)

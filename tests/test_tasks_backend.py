@@ -219,3 +219,10 @@ def test_tasks_show_in_the_admin(admin_client):
     response = admin_client.get(f"/admin/jobs/taskjob/{result.id}/change/")
     assert response.status_code == 200
     assert b"tests.testapp.tasks.add" in response.content
+
+
+def test_enqueue_on_commit_is_what_this_backend_always_does_and_false_is_refused():
+    assert list(DatabaseBackend("on", {"ENQUEUE_ON_COMMIT": True}).check()) == []
+    (error,) = DatabaseBackend("off", {"ENQUEUE_ON_COMMIT": False}).check()
+    assert "TASKS['off']['ENQUEUE_ON_COMMIT'] is False" in error.msg
+    assert "writes each task in the caller's transaction" in error.msg

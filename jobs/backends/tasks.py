@@ -68,6 +68,12 @@ class DatabaseBackend(BaseTaskBackend):
     supports_get_result = True
     supports_priority = True
 
+    def __init__(self, alias: str, params: dict) -> None:
+        super().__init__(alias, params)
+        # Earlier versions of the API had this per-backend switch; a row written in the
+        # caller's transaction is what True promised, and False cannot be offered.
+        self.enqueue_on_commit = params.get("ENQUEUE_ON_COMMIT", True)
+
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Insert the task's row, pending, in the caller's transaction: it exists for workers
         only if that transaction commits, which is what `transaction.on_commit` gives other
@@ -91,6 +97,14 @@ class DatabaseBackend(BaseTaskBackend):
         return task_result(job, registered_task(job.task_path))
 
     def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
+        if self.enqueue_on_commit is not True:
+            yield checks.Error(
+                f"TASKS[{self.alias!r}]['ENQUEUE_ON_COMMIT'] is {self.enqueue_on_commit!r}; "
+                "this backend writes each task in the caller's transaction, so a task always "
+                "exists exactly when that transaction commits",
+                hint="Remove the setting, or set it to True.",
+                id="jobs.E010",
+            )
         unknown = sorted(set(self.options) - set(OPTIONS))
         if unknown:
             yield checks.Error(

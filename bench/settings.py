@@ -5,7 +5,9 @@ from project.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
 DEBUG = False
-# The example's heartbeat queue would add a clock and a second job model to claim from:
-# the benchmark measures the framework's defaults, where neither exists.
+# The example's heartbeat queue and its Tasks API backend would each add a job model to
+# claim from (and the heartbeats a clock): the benchmark measures the framework's defaults,
+# where neither is configured.
 JOBS_QUEUES: dict = {}
 JOBS_SCHEDULE: dict = {}
+TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}

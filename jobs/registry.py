@@ -5,10 +5,13 @@ it is always exactly what INSTALLED_APPS says.
 """
 
 from django.apps import apps
+from django.conf import settings
 from django.db import connections, router
 
-from jobs.models import Heartbeat, Job
+from jobs.models import Heartbeat, Job, TaskJob
 from jobs.queues import heartbeat_queues
+
+TASKS_BACKEND = "jobs.backends.tasks.DatabaseBackend"
 
 
 def job_models() -> list[type[Job]]:
@@ -20,15 +23,22 @@ def job_models() -> list[type[Job]]:
 
 
 def served_models() -> list[type[Job]]:
-    """What a worker claims from: every job model, and heartbeats only if some queue in
-    JOBS_QUEUES asks for them (else each idle poll would ask an always-empty table)."""
-    wanted = bool(heartbeat_queues())
-    return [model for model in job_models() if wanted or model is not Heartbeat]
+    """What a worker claims from: every job model, but the framework's own only when in use:
+    heartbeats if some queue in JOBS_QUEUES asks for them, tasks if a TASKS backend is
+    `jobs.backends.tasks.DatabaseBackend`. Otherwise every claim round would also ask an
+    always-empty table."""
+    unused = set()
+    if not heartbeat_queues():
+        unused.add(Heartbeat)
+    backends = getattr(settings, "TASKS", {}) or {}
+    if not any(options.get("BACKEND") == TASKS_BACKEND for options in backends.values()):
+        unused.add(TaskJob)
+    return [model for model in job_models() if model not in unused]
 
 
 def domain_models() -> list[type[Job]]:
     """The job models a project defined: all but the framework's own."""
-    return [model for model in job_models() if model is not Heartbeat]
+    return [model for model in job_models() if model not in (Heartbeat, TaskJob)]
 
 
 def queues_with_defaults() -> set[str]:

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from jobs.heartbeat import STALE_AFTER, queue_latency
-from jobs.models import Heartbeat, JobState
+from jobs.models import Heartbeat, JobState, TaskJob
 from jobs.registry import served_models
 from tests.conftest import NOON
 
@@ -60,3 +60,10 @@ def test_workers_claim_heartbeats_only_where_a_queue_asks_for_them():
     assert Heartbeat not in served_models()
     with override_settings(JOBS_QUEUES={"urgent": {"heartbeat": True}}):
         assert Heartbeat in served_models()
+
+
+def test_workers_claim_tasks_only_where_a_tasks_backend_stores_them():
+    assert TaskJob in served_models()  # the example's settings use the backend
+    immediate = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    with override_settings(TASKS=immediate):
+        assert TaskJob not in served_models()

@@ -420,13 +420,9 @@ class Worker:
             self._next_prune = time.monotonic() + PRUNE_PAUSE_SECONDS
 
     def _rescue(self, now: datetime) -> None:
+        """Each rescued row is logged by `rescue()` itself, with the job's extras."""
         for model in self.models:
-            if rescued := JobQuerySet(model=model, using=self.using).rescue(now):
-                logger.warning(
-                    "rescued %d %s job(s) whose worker stopped renewing its lease",
-                    rescued,
-                    model._meta.label,
-                )
+            JobQuerySet(model=model, using=self.using).rescue(now)
 
     def _install_signal_handlers(self) -> dict:
         if threading.current_thread() is not threading.main_thread():

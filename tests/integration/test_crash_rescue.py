@@ -2,6 +2,7 @@
 
 import signal
 import time
+from socket import gethostname
 
 import pytest
 
@@ -29,7 +30,10 @@ def test_job_of_a_sigkilled_worker_is_rescued_and_run_by_another():
     time.sleep(1.2)  # the dead worker's lease runs out
     rescuer = manage("runjobs", "--burst", **SHORT_LEASE)
     assert rescuer.returncode == 0, rescuer.stderr
-    assert "rescued 1 testapp.RecordingJob job(s)" in rescuer.stderr
+    assert (
+        f"testapp.RecordingJob#{job.pk} rescued: its worker {gethostname()}:{doomed.pid} stopped "
+        "renewing the lease of attempt 1; now pending"
+    ) in rescuer.stderr
 
     job.refresh_from_db()
     assert (job.state, job.attempts) == (JobState.SUCCEEDED, 2)

@@ -79,6 +79,10 @@ class LeaseKeeper:
                     self.beat()
                 except CONNECTION_ERRORS as exc:
                     outage.failed(exc)
+                except Exception:
+                    # A bug in a beat's housekeeping must not end the renewals: every job in
+                    # hand would then be rescued and run again while it is still running.
+                    logger.exception("a heartbeat failed; trying again at the next one")
                 else:
                     outage.succeeded()
         finally:

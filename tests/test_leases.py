@@ -13,7 +13,7 @@ from jobs.lease import LeaseKeeper
 from jobs.models import WORKER_LOST, JobState
 from jobs.models import Worker as WorkerRow
 from jobs.worker import DEAD_WORKER_RETENTION, Worker
-from tests.conftest import NOON, in_thread
+from tests.conftest import NOON, in_thread, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
@@ -150,6 +150,27 @@ def test_a_job_running_longer_than_its_lease_is_never_rescued(settings):
     assert sum(rescued) == 0
     assert RecordingJob.objects.get(pk=job.pk).state == JobState.SUCCEEDED
     assert Effect.objects.filter(job_id=job.pk).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_beat_is_logged_and_the_leases_are_still_renewed(settings, caplog):
+    settings.JOBS_LEASE_SECONDS = 1
+    job = RecordingJobFactory(enqueue=True)
+    job._claim_for_run()
+    beats = []
+
+    def housekeeping_with_a_bug():
+        beats.append(time.monotonic())
+        if len(beats) == 1:
+            raise RuntimeError("a bug in housekeeping")
+
+    with LeaseKeeper(on_beat=housekeeping_with_a_bug) as keeper:
+        keeper.hold(job)
+        first_lease = RecordingJob.objects.get(pk=job.pk).lease_expires_at
+        wait_for(lambda: len(beats) >= 3, timeout=10)
+    assert RecordingJob.objects.get(pk=job.pk).lease_expires_at > first_lease
+    assert "a heartbeat failed; trying again at the next one" in caplog.text
+    assert "RuntimeError: a bug in housekeeping" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)

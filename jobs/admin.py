@@ -20,6 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from jobs import clock, dashboard
+from jobs.identity import claimed_by_process
 from jobs.models import (
     LIFECYCLE_FIELDS,
     MASK,
@@ -80,7 +81,7 @@ def format_duration(duration: timedelta | None) -> str:
 
 
 class WorkerFilter(admin.SimpleListFilter):
-    """The jobs a worker process claimed (`claimed_by` is `host:pid:thread`).
+    """The jobs a worker process claimed (`claimed_by` names it, see `jobs.identity`).
 
     Offers the processes in the `Worker` table, the only list of workers that stays small,
     rather than the distinct `claimed_by` values of every row ever run.
@@ -98,7 +99,7 @@ class WorkerFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value():
-            return queryset.filter(claimed_by__startswith=f"{self.value()}:")
+            return queryset.filter(claimed_by_process(self.value()))
         return queryset
 
 

@@ -28,7 +28,7 @@ from jobs import clock, signals, tally
 from jobs.backends import backend_for
 from jobs.conf import lease_duration, retention_days
 from jobs.errors import Cancelled, JobNotRunnable, JobStateError, JobTimeout, Snooze
-from jobs.identity import worker_identity
+from jobs.identity import process_identity
 from jobs.joblog import JobLog, capturing
 from jobs.lease import LeaseKeeper
 from jobs.outage import CONNECTION_ERRORS
@@ -393,7 +393,10 @@ class Job(models.Model, metaclass=JobBase):
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
     claimed_by = models.CharField(
-        max_length=255, blank=True, editable=False, help_text="host:pid:thread of the worker."
+        max_length=255,
+        blank=True,
+        editable=False,
+        help_text="host:pid of the process that claimed this attempt.",
     )
     lease_expires_at = models.DateTimeField(
         null=True,
@@ -722,7 +725,7 @@ class Job(models.Model, metaclass=JobBase):
                 requested_at=current["requested_at"] or now,
                 started_at=now,
                 finished_at=None,
-                claimed_by=worker_identity(),
+                claimed_by=process_identity(),
                 lease_expires_at=now + lease_duration(),
                 **FRESH_ATTEMPT,
             )

@@ -60,7 +60,7 @@ def provision_in(state: str, **fields) -> InstanceProvision:
     elif state == JobState.RUNNING:
         # As a worker leaves the row while perform() is under way in another process.
         InstanceProvision.objects.filter(pk=job.pk).update(
-            state=JobState.RUNNING, started_at=clock.now(), attempts=1, claimed_by="elsewhere:1:1"
+            state=JobState.RUNNING, started_at=clock.now(), attempts=1, claimed_by="elsewhere:1"
         )
     assert state_of(job) == state
     return job

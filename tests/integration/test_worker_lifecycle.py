@@ -4,11 +4,14 @@ import signal
 import time
 
 import pytest
+from django.urls import reverse
 
 from jobs.models import JobState
+from jobs.models import Worker as WorkerRow
 from jobs.worker import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECYCLE
+from project.instances.models import InstanceProvision
 from tests.conftest import manage, start_manage, wait_for
-from tests.factories import RecordingJobFactory
+from tests.factories import InstanceProvisionFactory, RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -113,3 +116,16 @@ def test_max_memory_recycles_the_worker_after_the_job_that_crossed_it():
     assert result.returncode == EXIT_RECYCLE, result.stderr
     assert Effect.objects.count() == 1
     assert "(--max-memory 1)" in result.stderr
+
+
+def test_the_admin_finds_the_jobs_of_a_real_worker_by_its_name(admin_client):
+    jobs = InstanceProvisionFactory.create_batch(2, enqueue=True)
+    assert manage("runjobs", "--burst").returncode == EXIT_OK
+    (worker,) = WorkerRow.objects.all()
+    assert {job.claimed_by for job in InstanceProvision.objects.all()} == {worker.name}
+    changelist = reverse("admin:instances_instanceprovision_changelist")
+    filters = admin_client.get(changelist).context["cl"].filter_specs
+    offered = next(spec for spec in filters if spec.title == "worker").lookup_choices
+    assert (worker.name, worker.name) in offered
+    listed = admin_client.get(changelist, {"worker": worker.name}).context["cl"].result_list
+    assert sorted(job.pk for job in listed) == sorted(job.pk for job in jobs)

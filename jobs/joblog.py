@@ -4,8 +4,15 @@ A job logs the way any Python code does (`logging.getLogger(__name__).info(...)`
 `self.logger`). One handler on the root logger copies every record emitted on a thread that
 is performing a job into that job's `JobLog`; records from other threads pass it by. What
 reaches the handler is what the project's logging configuration lets through: a logger
-with `propagate = False` or a level above INFO keeps its lines out. Lines are bounded, the
-newest kept, so a job that logs in a loop cannot grow its row without limit.
+with `propagate = False` or a level above INFO keeps its lines out. (A project with no logging
+configuration gets a console from `runjobs` at INFO, see `jobs.console`, so there its jobs'
+INFO lines are kept.) Lines are bounded, the newest kept, so a job that logs in a loop cannot
+grow its row without limit.
+
+The handler must not change what the project's own logging does. Python prints a record
+that meets no handler through its last-resort handler (warnings and errors, to stderr); a
+handler on the root logger would end that for every record of the process, so this one
+hands such a record to the last-resort handler itself, exactly as Python would have.
 
 Records made on a performing thread have the job's secrets (`sensitive_fields`) masked as
 they are made, through the log record factory, so no handler sees them: not the console,
@@ -20,6 +27,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
+# How a line reads in a job's log, and on the console `runjobs` sets up (jobs.console).
+LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # What one attempt's log may hold on the row, in characters; older lines are dropped first.
 LOG_LIMIT = 16_000
 LINE_LIMIT = 2_000
@@ -56,11 +65,12 @@ class JobLog:
 
 
 class _CaptureHandler(logging.Handler):
-    """Copies records emitted on a performing thread into that thread's `JobLog`."""
+    """Copies records emitted on a performing thread into that thread's `JobLog`, and is
+    otherwise invisible: a record no other handler saw still reaches the last resort."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.NOTSET)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(logging.Formatter(LINE_FORMAT))
 
     def emit(self, record: logging.LogRecord) -> None:
         if (log := getattr(_performing, "log", None)) is not None:
@@ -68,9 +78,33 @@ class _CaptureHandler(logging.Handler):
                 log.add(self.format(record))
             except Exception:  # a broken record must not fail the job that logged it
                 self.handleError(record)
+        last_resort = logging.lastResort
+        if (
+            last_resort is not None
+            and record.levelno >= last_resort.level
+            and not self._seen_elsewhere(record)
+        ):
+            last_resort.handle(record)
+
+    def _seen_elsewhere(self, record: logging.LogRecord) -> bool:
+        """Whether another handler is on the record's way up, as `Logger.callHandlers` walks
+        it: then Python would not have used the last resort, so neither do we."""
+        logger: logging.Logger | None = logging.Logger.manager.loggerDict.get(record.name)
+        if not isinstance(logger, logging.Logger):  # a record made by hand, or for the root
+            logger = logging.getLogger()
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return True
+            logger = logger.parent if logger.propagate else None
+        return False
 
 
 _handler = _CaptureHandler()
+
+
+def capture_handler() -> logging.Handler:
+    """The handler that keeps jobs' lines (on the root logger once a job has run)."""
+    return _handler
 
 
 class _MaskingRecordFactory:

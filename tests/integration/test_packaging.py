@@ -1,13 +1,19 @@
-"""The wheel, installed into a fresh virtual environment, runs a job in a project that is not ours.
+"""The README's install, done word for word, runs a job in a project that is not ours.
 
-Everything runs as a subprocess with the new environment's Python, from a directory outside the
-repository and with no PYTHONPATH, so what is tested is what `pip install` gives a user: the
+The install commands are read from the README's "Install into an existing project" section
+and run as written, against a copy of the sources in a folder named as the README names the
+clone; so when the README's words change, this test follows them, and when they stop working,
+it fails. Everything runs as a subprocess with the new environment's Python, from a directory
+outside the repository and with no PYTHONPATH, so what is tested is what a user gets: the
 metadata's dependencies, the package data (migrations, templates) and the management commands.
-Nothing here needs PostgreSQL: the `postgresql` extra is the user's choice, so the throwaway
-project runs on SQLite with only the required dependencies installed.
+The project is what `startproject` makes plus only what the README says to add: no LOGGING
+setting, no JOBS_* setting. Nothing here needs PostgreSQL: the `postgresql` extra is the user's
+choice, so the throwaway project runs on SQLite with only the required dependencies installed.
 """
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,11 +37,17 @@ pytestmark = [
 # What the build reads: pyproject.toml names the readme and the licence, and packages `jobs`.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE")
 PIP_QUIET = ("--disable-pip-version-check", "--no-input", "-q")
+# The folder the README's install commands name as the clone.
+CLONE = "django-model-jobs"
 
 MODELS = """\
+import logging
+
 from django.db import models
 
 from jobs.models import Job
+
+logger = logging.getLogger(__name__)
 
 
 class Greeting(models.Model):
@@ -44,9 +56,23 @@ class Greeting(models.Model):
 
 class SendGreeting(Job):
     name = models.CharField(max_length=50)
+    max_attempts = 1
 
     def perform(self):
+        logger.info("greeting %s", self.name)
+        if self.name == "nobody":
+            raise LookupError("nobody to greet")
         Greeting.objects.create(text=f"hello {self.name}")
+"""
+
+ADMIN = """\
+from django.contrib import admin
+
+from jobs.admin import JobAdmin
+
+from greetings.models import SendGreeting
+
+admin.site.register(SendGreeting, JobAdmin)
 """
 
 SETTINGS = """
@@ -63,7 +89,8 @@ urlpatterns.append(path("jobs/", include("jobs.urls")))
 ENQUEUE = """
 from greetings.models import SendGreeting
 
-print(SendGreeting.objects.create(name="world").enqueue().pk)
+for name in ("world", "nobody"):
+    SendGreeting.objects.create(name=name).enqueue()
 """
 
 OUTCOME = """
@@ -71,10 +98,32 @@ import json
 
 from greetings.models import Greeting, SendGreeting
 
-job = SendGreeting.objects.get()
+jobs = SendGreeting.objects.order_by("pk")
 texts = list(Greeting.objects.values_list("text", flat=True))
-print(json.dumps({"state": job.state, "error": job.error_message, "greetings": texts}))
+print(json.dumps({"states": [job.state for job in jobs], "greetings": texts}))
 """
+
+# The job's page in the admin, as a signed-in superuser sees it.
+ADMIN_PAGE = """
+from django.contrib.auth.models import User
+from django.test import Client
+from django.test.utils import setup_test_environment
+
+setup_test_environment()  # lets the test client's host in
+client = Client()
+client.force_login(User.objects.create_superuser("admin", password="unused-password"))
+print(client.get("/admin/greetings/sendgreeting/1/change/").content.decode())
+"""
+
+
+def readme_commands(verb: str) -> list[list[str]]:
+    """The README's `pip VERB ./CLONE...` commands of its install section, as argument lists."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Install into an existing project", 1)[1].split("\n## ", 1)[0]
+    lines = re.findall(rf"^pip {verb} .*$", section, flags=re.MULTILINE)
+    lines += re.findall(rf"`(pip {verb} [^`]*)`", section)
+    commands = [shlex.split(line.split("#", 1)[0]) for line in lines]
+    return [command for command in commands if any(CLONE in part for part in command)]
 
 
 def run(*command: str | Path, cwd: Path, timeout: float = 120) -> str:
@@ -101,17 +150,20 @@ def run(*command: str | Path, cwd: Path, timeout: float = 120) -> str:
     return result.stdout
 
 
-def build_wheel(workdir: Path, python: Path) -> Path:
-    """Build from a copy of the sources, so the build leaves nothing behind in the repository."""
-    source = workdir / "source"
+def clone(workdir: Path) -> Path:
+    """What a user's clone holds of what the build reads, in the folder the README names."""
+    source = workdir / CLONE
     source.mkdir()
     for name in BUILD_INPUTS:
         shutil.copy2(REPO / name, source / name)
     shutil.copytree(REPO / "jobs", source / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
-    dist = workdir / "dist"
-    run(python, "-m", "pip", "wheel", *PIP_QUIET, "--no-deps", "-w", dist, source, cwd=workdir)
-    (wheel,) = dist.glob("*.whl")
-    return wheel
+    return source
+
+
+def pip(python: Path, command: list[str], workdir: Path) -> str:
+    """Run a README `pip ...` command with the environment's own pip, quietly."""
+    assert command[0] == "pip", command
+    return run(python, "-m", "pip", *command[1:], *PIP_QUIET, cwd=workdir, timeout=300)
 
 
 def package_files(root: Path) -> set[str]:
@@ -125,10 +177,11 @@ def package_files(root: Path) -> set[str]:
 
 @dataclass(frozen=True)
 class Installed:
-    """A fresh virtual environment with the wheel installed, and a new project that uses it."""
+    """A fresh virtual environment with the app installed as the README says, a wheel built as
+    it says, and a new project that uses them."""
 
     venv: Path
-    wheel: Path
+    workdir: Path
     site: Path
 
     @property
@@ -138,6 +191,20 @@ class Installed:
     def manage(self, *args: str) -> str:
         return run(self.python, "manage.py", *args, cwd=self.site)
 
+    def manage_result(self, *args: str) -> subprocess.CompletedProcess:
+        """`manage.py ARGS` with stdout and stderr kept apart, for what the console shows."""
+        env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env.pop("DATABASE_URL", None)
+        return subprocess.run(
+            [str(self.python), "manage.py", *args],
+            cwd=self.site,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Installed:
@@ -145,8 +212,10 @@ def installed(tmp_path_factory) -> Installed:
     venv = workdir / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=workdir)
     python = venv / "bin" / "python"
-    wheel = build_wheel(workdir, python)
-    run(python, "-m", "pip", "install", *PIP_QUIET, wheel, cwd=workdir, timeout=300)
+    clone(workdir)
+    install = readme_commands("install")
+    assert install, "the README's install section names no `pip install ./django-model-jobs`"
+    pip(python, install[0], workdir)  # the first: the plain install, on SQLite
 
     site = workdir / "site"
     site.mkdir()
@@ -155,31 +224,59 @@ def installed(tmp_path_factory) -> Installed:
     app.mkdir()
     (app / "__init__.py").touch()
     (app / "models.py").write_text(MODELS)
+    (app / "admin.py").write_text(ADMIN)
     with (site / "mysite" / "settings.py").open("a") as settings:
         settings.write(SETTINGS)
     with (site / "mysite" / "urls.py").open("a") as urls:
         urls.write(URLS)
-    return Installed(venv, wheel, site)
+    return Installed(venv, workdir, site)
 
 
-def test_the_wheel_carries_the_app_with_its_migrations_and_templates(installed):
-    assert installed.wheel.name == "django_model_jobs-0.1.0-py3-none-any.whl"
+def test_the_readme_names_an_install_that_works_and_says_the_index_lacks_it():
+    readme = (REPO / "README.md").read_text()
+    assert "not on the Python Package Index yet" in readme
+    assert [command[:3] for command in readme_commands("install")][:1] == [
+        ["pip", "install", f"./{CLONE}"]
+    ]
+
+
+def test_the_readmes_wheel_carries_the_app_with_its_migrations_and_templates(installed):
+    (build,) = readme_commands("wheel")
+    dist = installed.workdir / "dist"
+    pip(installed.python, [*build, "-w", str(dist)], installed.workdir)
+    (wheel,) = dist.glob("*.whl")
+    assert wheel.name == "django_model_jobs-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+    assert top_level == {"jobs", "django_model_jobs-0.1.0.dist-info"}
+
     where = run(installed.python, "-c", "import jobs; print(jobs.__path__[0])", cwd=installed.site)
     package = Path(where.strip())
     assert package.is_relative_to(installed.venv), f"jobs imported from {package}, not the venv"
     assert (package / "templates" / "admin" / "jobs" / "dashboard.html").is_file()
     assert (package / "migrations" / "0001_initial.py").is_file()
     assert package_files(package) == package_files(REPO / "jobs")
-    with zipfile.ZipFile(installed.wheel) as wheel:
-        top_level = {name.split("/")[0] for name in wheel.namelist()}
-    assert top_level == {"jobs", "django_model_jobs-0.1.0.dist-info"}
 
 
-def test_a_new_project_without_psycopg_runs_a_job_from_the_installed_wheel(installed):
+def test_a_new_project_without_psycopg_or_logging_settings_runs_jobs_and_shows_their_lines(
+    installed,
+):
     installed.manage("check", "--fail-level", "WARNING")
     installed.manage("makemigrations", "greetings")
     installed.manage("migrate")
     installed.manage("shell", "-c", ENQUEUE)
-    installed.manage("runjobs", "--burst")
+
+    worker = installed.manage_result("runjobs", "--burst")
+    assert worker.returncode == 0, worker.stderr
+    console = worker.stderr
+    assert "INFO jobs: greetings.SendGreeting#1 started" in console
+    assert "INFO greetings.models: greeting world" in console
+    assert "INFO jobs: greetings.SendGreeting#1 succeeded" in console
+    assert "ERROR jobs: greetings.SendGreeting#2 failed" in console
+    assert "LookupError: nobody to greet" in console
+
     outcome = installed.manage("shell", "-c", OUTCOME).splitlines()[-1]  # after shell's banner
-    assert outcome == '{"state": "succeeded", "error": "", "greetings": ["hello world"]}'
+    assert outcome == '{"states": ["succeeded", "failed"], "greetings": ["hello world"]}'
+    page = installed.manage("shell", "-c", ADMIN_PAGE)
+    assert "Log of the latest attempt" in page
+    assert "INFO greetings.models: greeting world" in page

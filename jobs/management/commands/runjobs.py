@@ -12,6 +12,7 @@ from jobs.backends import backend_for
 from jobs.budget import ConnectionBudget, check_connection_budget
 from jobs.cli.arguments import database_unreachable, positive_number, queue_list
 from jobs.conf import listen_enabled
+from jobs.console import use_console_unless_configured
 from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
 from jobs.outage import CONNECTION_ERRORS
@@ -98,6 +99,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, processes, burst, **options) -> None:
+        use_console_unless_configured(options["verbosity"])
         models = served_models()
         if not domain_models():
             raise CommandError(

@@ -1,9 +1,12 @@
 """HTTP that does not lie about resource creation: helpers for views that start jobs.
 
 A view that starts a job has not created anything yet, so it answers `202 Accepted` with a
-`Location` of the job's status resource (`accepted()`). The status resource (`status()`,
-routed by `jobs.urls` as `jobs-status`) answers JSON while the work goes on, and once the job
-has succeeded, `303 See Other` to what it produced, if its model says (`Job.result_url()`).
+`Location` of the job's status resource and a `Retry-After` saying when to look there
+(`accepted()`). The status resource (`status()`, routed by `jobs.urls` as `jobs-status`)
+answers JSON while the work goes on, and once the job has succeeded, `303 See Other` to what
+it produced, if its model says (`Job.result_url()`). Both name the job's model as
+`app_label.ModelName` (`instances.InstanceProvision`), as logs and the CLI do; the URL has it
+in lower case (`instances.instanceprovision`), though the label as named finds it too.
 
 A caller may ask for the synchronous answer instead with `Expect: 200-ok`: the job is run in
 the request and the final answer given. `Expectation` reads the header before the view writes
@@ -17,6 +20,7 @@ everyone else gets the same 404 as for a job that does not exist, so ids do not 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Self, TypeVar
 
 from django.apps import apps
@@ -29,6 +33,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
+from jobs import clock
 from jobs.conf import lease_duration
 from jobs.errors import JobNotRunnable
 from jobs.models import Job
@@ -50,6 +55,10 @@ MET_BY_THE_SERVER = "100-continue"
 INLINE_NOT_DONE = {JobState.FAILED: 500, JobState.CANCELLED: 500}
 
 NOT_FOUND = "No such job."
+
+# The `Retry-After` of a 202 for a job that is due now: an idle worker starts it within a
+# second (woken by NOTIFY on PostgreSQL, or by its next poll at runjobs' default --interval).
+SOON_SECONDS = 1
 
 
 class ExpectationFailed(Exception):
@@ -149,19 +158,28 @@ def status_url(job: Job) -> str:
 
 
 def accepted(job: Job, **body: Any) -> JsonResponse:
-    """`202 Accepted` for a started `job`, with `Location` of its status resource.
+    """`202 Accepted` for a started `job`, with `Location` of its status resource and
+    `Retry-After` (`retry_after()`), the seconds to wait before polling it.
 
     The body says the same (`id`, `model`, `state`, `status_url`) for clients that do not
     read headers; `body` adds keys of the view's own.
     """
     url = status_url(job)
     response = JsonResponse(
-        {"id": job.pk, "model": job._meta.label_lower, "state": job.state, "status_url": url}
-        | body,
+        {"id": job.pk, "model": job._meta.label, "state": job.state, "status_url": url} | body,
         status=202,
     )
     response["Location"] = url
+    response["Retry-After"] = str(retry_after(job))
     return response
+
+
+def retry_after(job: Job) -> int:
+    """Whole seconds until `job` may start (a delayed job, a retry waiting out its backoff),
+    and never less than SOON_SECONDS: polling sooner could only see it still pending."""
+    if job.run_at is None:
+        return SOON_SECONDS
+    return max(SOON_SECONDS, math.ceil((job.run_at - clock.now()).total_seconds()))
 
 
 def status_json(job: Job) -> dict[str, Any]:
@@ -179,7 +197,7 @@ def status_json(job: Job) -> dict[str, Any]:
         error = {"type": job.error_type, "message": job.error_message}
     return {
         "id": job.pk,
-        "model": job._meta.label_lower,
+        "model": job._meta.label,
         "state": job.state,
         "progress": progress,
         "attempts": job.attempts,
@@ -224,7 +242,8 @@ def status_response(job: Job, **body: Any) -> HttpResponse:
 @never_cache  # the state changes under the same URL; no cache may answer for it
 @require_safe
 def status(request: HttpRequest, label: str, pk: str) -> HttpResponse:
-    """The status resource of job `pk` of model `label` (`app_label.modelname`).
+    """The status resource of job `pk` of model `label` (`app_label.modelname`; the model
+    name in any case).
 
     404, with one message, for a label that is not a job model, a pk that is not one of its
     rows, and a row the job model does not show to this request: a caller cannot tell a

@@ -19,9 +19,14 @@ pytest_plugins = ["jobs.testing.pytest_plugin"]
 REPO = Path(__file__).resolve().parent.parent
 NOON = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
-on_postgresql = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs PostgreSQL (row locks across sessions)"
-)
+
+def needs_postgresql(why: str) -> pytest.MarkDecorator:
+    """Skip elsewhere, saying what of PostgreSQL the test needs."""
+    return pytest.mark.skipif(connection.vendor != "postgresql", reason=f"needs PostgreSQL ({why})")
+
+
+on_postgresql = needs_postgresql("row locks across sessions")
+listen_notify = needs_postgresql("LISTEN/NOTIFY wake-ups")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from django.db import connection
 
 from jobs.budget import ConnectionBudget, check_connection_budget
 from jobs.errors import ConfigurationError
-from tests.conftest import manage, on_postgresql
+from tests.conftest import manage, needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -19,14 +19,14 @@ def test_each_process_holds_its_threads_a_claimer_a_lease_keeper_and_a_listener(
     )
 
 
-@on_postgresql
+@needs_postgresql("its max_connections limit")
 def test_more_connections_than_the_server_allows_is_refused_with_the_numbers():
     budget = ConnectionBudget(processes=4, threads=1000, listening=True, supervised=True)
     with pytest.raises(ConfigurationError, match=r"needs 4013 connection\(s\).*max_connections"):
         check_connection_budget(budget, "default")
 
 
-@on_postgresql
+@needs_postgresql("its max_connections limit")
 def test_a_budget_within_the_limit_is_accepted():
     check_connection_budget(
         ConnectionBudget(processes=1, threads=4, listening=True, supervised=False), "default"
@@ -41,7 +41,7 @@ def test_a_connection_pool_smaller_than_a_process_needs_is_refused(monkeypatch):
         check_connection_budget(budget, "default")
 
 
-@on_postgresql
+@needs_postgresql("its max_connections limit")
 @pytest.mark.django_db(transaction=True)
 def test_runjobs_refuses_to_start_past_the_budget():
     result = manage("runjobs", "--processes", "3", "--threads", "5000")

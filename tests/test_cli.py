@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
+from jobs.management.commands.jobs import SUBCOMMANDS
 from jobs.models import JobState
 from project.instances.models import InstanceProvision
 from tests.conftest import NOON, manage, start_manage
@@ -27,6 +28,7 @@ JOB_MODELS = (RecordingJob, UrgentJob, StepJob, InstanceProvision)
 SECOND = timedelta(seconds=1)
 BOOM = "tests.testapp.models.Boom"
 RETRYING = '{"fail": true, "max_attempts": 2}'
+PROVISION = "instances.InstanceProvision"
 
 
 def jobs(*args: str) -> tuple[int, str]:
@@ -170,19 +172,15 @@ def rows_to_keep():
         (["enqueue", "testapp.Effect"], "'testapp.Effect' is not a job model"),
         (
             ["enqueue", "testapp.RecordingJob", "--field", "colour=red"],
-            "testapp.RecordingJob has no field 'colour' to set; its fields are queue,",
+            "invalid testapp.RecordingJob: no field 'colour' to set; its fields are queue,",
         ),
         (
             ["enqueue", "testapp.RecordingJob", "--field", "sleep_seconds=soon"],
-            "sleep_seconds: “soon” value must be a float.",
+            "invalid testapp.RecordingJob: sleep_seconds: “soon” value must be a float.",
         ),
         (
             ["enqueue", "instances.InstanceProvision"],
             "invalid instances.InstanceProvision: instance: This field cannot be null.",
-        ),
-        (
-            ["enqueue", "instances.InstanceProvision", "--field", "instance=424242"],
-            "instance: instance instance with id 424242 is not a valid choice.",
         ),
         (["enqueue", "testapp.StepJob", "--json", '{"steps": 3'], "--json: not valid JSON"),
         (["list", "--state", "stuck"], "invalid choice: 'stuck'"),
@@ -195,12 +193,83 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(rows_to_keep, args, fr
     assert_one_line_error(manage("jobs", *args), 2, fragment)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("model", "args", "reason"),
+    [
+        (PROVISION, ["--field", "instance=abc"], "instance: “abc” value must be an integer."),
+        (PROVISION, ["--field", "instance=424242"], "instance: no Instance with id 424242"),
+        (PROVISION, ["--json", '{"instance": 424242}'], "instance: no Instance with id 424242"),
+        (
+            PROVISION,
+            ["--field", "size=large"],
+            "no field 'size' to set; its fields are queue, priority, max_attempts, timeout, "
+            "instance",
+        ),
+        (
+            PROVISION,
+            ["--field", "instance=1", "--json", '{"instance": 1}'],
+            "instance given both by --field and by --json",
+        ),
+        (
+            "testapp.StepJob",
+            ["--field", "priority=1000"],
+            "priority 1000 is out of range: use -100 to 100 (higher runs first)",
+        ),
+        (
+            "testapp.StepJob",
+            ["--json", '{"max_attempts": 0}'],
+            "max_attempts must be an integer of at least 1, got 0",
+        ),
+    ],
+)
+def test_every_refused_enqueue_is_one_line_that_starts_invalid_and_the_model(
+    rows_to_keep, model, args, reason
+):
+    """The same prefix for a bad field name, value, related row or row option, so every
+    refusal reads alike; the missing row is named once, not "instance instance"."""
+    result = manage("jobs", "enqueue", model, *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [f"CommandError: invalid {model}: {reason}"]
+
+
+@pytest.mark.django_db
+def test_a_foreign_key_limited_by_limit_choices_to_says_so(monkeypatch):
+    instance = InstanceFactory(name="web-1")
+    field = InstanceProvision._meta.get_field("instance")
+    monkeypatch.setattr(field.remote_field, "limit_choices_to", {"name": "db-1"})
+    with pytest.raises(CommandError) as refused:
+        jobs("enqueue", "instances.InstanceProvision", "--field", f"instance={instance.pk}")
+    assert str(refused.value) == (
+        "invalid instances.InstanceProvision: instance: "
+        f"no Instance with id {instance.pk} that its limit_choices_to allows"
+    )
+    assert not InstanceProvision.objects.exists()
+
+
+def test_jobs_alone_lists_its_subcommands_one_line_each_and_exits_2():
+    result = manage("jobs")
+    assert (result.returncode, result.stdout) == (2, "")
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("usage: manage.py jobs ")
+    error = lines.index(
+        "manage.py jobs: error: say which subcommand to run "
+        "(manage.py jobs SUBCOMMAND --help shows its options):"
+    )
+    listed = [line.split(maxsplit=1) for line in lines[error + 1 :]]
+    assert listed == [[name, command.help] for name, command in SUBCOMMANDS.items()]
+    assert all(len(line) <= 80 for line in lines[error + 1 :])
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["enqueue", "nonsense"], "'nonsense' is not a job model"),
-        (["enqueue", "testapp.RecordingJob", "--field", "state=succeeded"], "no field 'state'"),
+        (
+            ["enqueue", "testapp.RecordingJob", "--field", "state=succeeded"],
+            "invalid testapp.RecordingJob: no field 'state'",
+        ),
         (
             ["enqueue", "testapp.RecordingJob", "--field", "behaviour=dance"],
             "invalid testapp.RecordingJob: behaviour: Value 'dance' is not a valid choice.",
@@ -208,12 +277,16 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(rows_to_keep, args, fr
         (["enqueue", "testapp.RecordingJob", "--field", "fail"], "'fail' is not NAME=VALUE"),
         (
             ["enqueue", "instances.InstanceProvision", "--field", "instance=web-1"],
-            "instance: “web-1” value must be an integer.",
+            "invalid instances.InstanceProvision: instance: “web-1” value must be an integer.",
         ),
         (["enqueue", "testapp.StepJob", "--json", "[3]"], "must be an object of field names"),
         (
             ["enqueue", "testapp.StepJob", "--json", '{"steps": 3}', "--field", "steps=4"],
-            "steps given both by --field and by --json",
+            "invalid testapp.StepJob: steps given both by --field and by --json",
+        ),
+        (
+            ["enqueue", "testapp.StepJob", "--field", "queue=two words"],
+            "invalid testapp.StepJob: queue name 'two words' is invalid",
         ),
         (["enqueue", "testapp.StepJob", "--priority", "500"], "priority 500 is out of range"),
         (["enqueue", "testapp.StepJob", "--queue", "two words"], "is invalid"),
@@ -274,7 +347,7 @@ def claim(job):
 def test_list_shows_a_table_of_the_matching_rows_latest_run_first(scene):
     code, out = jobs("list", "--model", "testapp.RecordingJob")
 
-    def cells(job, state: str, attempts: str, run_at: str, *error: str) -> list[str]:
+    def cells(job, state: str, attempts: str, run_at: str, error: str = "") -> list[str]:
         return [
             str(job.pk),
             "testapp.RecordingJob",
@@ -282,7 +355,7 @@ def test_list_shows_a_table_of_the_matching_rows_latest_run_first(scene):
             "default",
             attempts,
             *run_at.split(),
-            *error,
+            *error.split(),
         ]
 
     assert code == 0
@@ -290,9 +363,45 @@ def test_list_shows_a_table_of_the_matching_rows_latest_run_first(scene):
         ["ID", "MODEL", "STATE", "QUEUE", "ATTEMPTS", "RUN", "AT", "ERROR"],
         cells(scene["scheduled"], "pending", "0/1", "2026-11-22 13:00:00"),
         cells(scene["pending"], "pending", "0/1", "2026-11-22 12:00:00"),
-        cells(scene["failure"], "failed", "1/1", "2026-11-22 11:55:00", BOOM),
-        cells(scene["old_failure"], "failed", "1/1", "2026-11-22 10:00:00", BOOM),
+        cells(scene["failure"], "failed", "1/1", "2026-11-22 11:55:00", "Boom: boom in new"),
+        cells(scene["old_failure"], "failed", "1/1", "2026-11-22 10:00:00", "Boom: boom in old"),
     ]
+
+
+@pytest.mark.django_db
+def test_list_shows_why_a_failed_or_retrying_job_failed_but_not_a_succeeded_ones_past(frozen):
+    failed = RecordingJobFactory(fail=True, enqueue=True).run()
+    retrying = RecordingJobFactory(enqueue=True, fail=True, max_attempts=2).run()
+    retried = RecordingJobFactory(enqueue=True, fail=True, max_attempts=2).run()
+    RecordingJob.objects.filter(pk=retried.pk).update(fail=False, run_at=NOON)
+    retried = RecordingJob.objects.get(pk=retried.pk).run()
+    assert (retrying.state, retried.state, retried.error_type) == ("pending", "succeeded", BOOM)
+    _, out = jobs("list")
+    errors = {int(line.split()[0]): line.split(maxsplit=7)[7:] for line in out.splitlines()[1:]}
+    assert errors == {
+        failed.pk: [f"Boom: boom in {failed.label_text}"],
+        retrying.pk: [f"Boom: boom in {retrying.label_text}"],
+        retried.pk: [],
+    }
+
+
+@pytest.mark.django_db
+def test_list_cuts_the_error_to_fit_the_terminal_line_and_json_keeps_it_whole(monkeypatch):
+    message = "the provider refused: " + "quota exceeded " * 20
+    job = RecordingJobFactory(fail=True, enqueue=True).run()
+    RecordingJob.objects.filter(pk=job.pk).update(error_message=message)
+    monkeypatch.setenv("COLUMNS", "120")
+    _, out = jobs("list")
+    header, row = out.splitlines()
+    assert len(row) == 120
+    assert row.endswith("  Boom: the provider refused: quota exceeded qu…")
+    assert header.endswith("ERROR")
+    monkeypatch.setenv("COLUMNS", "40")  # too narrow for the row: the error keeps its type
+    assert jobs("list")[1].splitlines()[1].endswith("  Boom: the provider refu…")
+    monkeypatch.delenv("COLUMNS")
+    assert jobs("list")[1].splitlines()[1].endswith(f"Boom: {' '.join(message.split())}")
+    _, out = jobs("list", "--output", "json")
+    assert json.loads(out)[0]["error_message"] == message
 
 
 @pytest.mark.django_db

@@ -75,7 +75,7 @@ def test_post_creates_the_instance_and_a_pending_provision_and_answers_202(clien
     assert response["Location"] == status_url
     assert response.json() == {
         "id": job.pk,
-        "model": "instances.instanceprovision",
+        "model": "instances.InstanceProvision",
         "state": "pending",
         "status_url": status_url,
         "instance": instance.pk,

@@ -1,13 +1,14 @@
 """jobs.http: 202 Accepted with a status resource, 303 See Other to the result, and Expect."""
 
 import json
+import math
 
 import pytest
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from jobs.conf import lease_duration
-from jobs.http import Expectation, ExpectationFailed, status_url
+from jobs.http import Expectation, ExpectationFailed, accepted, status_url
 from jobs.models import JobState
 from project.instances import provider
 from project.instances.models import Instance, InstanceProvision
@@ -46,12 +47,33 @@ def test_post_answers_202_with_the_location_of_the_provisions_status(client):
     assert job.state == JobState.PENDING
     assert response["Location"] == provision_status_url(job.pk)
     body = response.json()
-    assert (body["id"], body["state"], body["status_url"]) == (
+    assert (body["id"], body["model"], body["state"], body["status_url"]) == (
         job.pk,
+        "instances.InstanceProvision",
         "pending",
         response["Location"],
     )
     assert body["instance_url"] == detail_url(job.instance)
+    assert response["Retry-After"] == "1"  # due now: a worker starts it within a second
+
+
+@pytest.mark.django_db
+def test_a_202_for_a_job_due_later_says_to_retry_after_it_is_due(frozen):
+    due_now = accepted(RecordingJobFactory(enqueue=True))
+    delayed = accepted(RecordingJobFactory(enqueue=True, enqueue__delay=90.2))
+    overdue = RecordingJobFactory(enqueue=True)
+    frozen.now = NOON + lease_duration()
+    assert (due_now["Retry-After"], delayed["Retry-After"]) == ("1", "91")
+    assert accepted(overdue)["Retry-After"] == "1"
+
+
+@pytest.mark.django_db
+def test_the_status_url_finds_the_job_by_its_label_as_logs_write_it(admin_client):
+    job = InstanceProvision.objects.get(pk=post_instance(admin_client).json()["id"])
+    url = reverse("jobs-status", args=["instances.InstanceProvision", job.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert response.json()["status_url"] == provision_status_url(job.pk)  # lower case
 
 
 @pytest.mark.django_db
@@ -63,7 +85,7 @@ def test_polling_a_pending_job_answers_its_state_and_when_it_was_requested(admin
     job = InstanceProvision.objects.get()
     assert response.json() == {
         "id": job.pk,
-        "model": "instances.instanceprovision",
+        "model": "instances.InstanceProvision",
         "state": "pending",
         "progress": None,
         "attempts": 0,
@@ -264,7 +286,9 @@ def test_an_inline_run_that_fails_for_good_answers_500_with_its_error(client, mo
 
 
 @pytest.mark.django_db
-def test_an_inline_attempt_that_will_be_retried_answers_202(client, monkeypatch):
+def test_an_inline_attempt_that_will_be_retried_answers_202_until_its_retry(
+    client, monkeypatch, frozen
+):
     def out_of_capacity(name, *, client_token):
         raise provider.ProviderError("out of capacity")
 
@@ -274,6 +298,9 @@ def test_an_inline_attempt_that_will_be_retried_answers_202(client, monkeypatch)
     assert (job.state, job.attempts) == (JobState.PENDING, 1)
     assert response.status_code == 202
     assert response["Location"] == provision_status_url(job.pk)
+    backoff = math.ceil((job.run_at - NOON).total_seconds())
+    assert backoff > 1
+    assert response["Retry-After"] == str(backoff)
 
 
 @pytest.mark.django_db

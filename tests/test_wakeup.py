@@ -10,11 +10,11 @@ from jobs.backends.postgresql import CHANNEL
 from jobs.doorbell import Doorbell
 from jobs.models import Worker as WorkerRow
 from jobs.worker import Worker
-from tests.conftest import database_url, in_thread, on_postgresql, wait_for
+from tests.conftest import database_url, in_thread, listen_notify, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import RecordingJob
 
-pytestmark = [pytest.mark.django_db(transaction=True), on_postgresql]
+pytestmark = [pytest.mark.django_db(transaction=True), listen_notify]
 
 
 @pytest.fixture

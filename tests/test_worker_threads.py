@@ -10,7 +10,7 @@ from jobs.backends import backend_for
 from jobs.errors import JobTimeout
 from jobs.models import JobState
 from jobs.worker import EXIT_RECYCLE, Worker
-from tests.conftest import in_thread, on_postgresql, wait_for
+from tests.conftest import in_thread, needs_postgresql, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
@@ -67,7 +67,7 @@ def test_an_idle_worker_sleeps_until_the_next_scheduled_job_not_the_poll_interva
     assert job.started_at >= job.run_at
 
 
-@on_postgresql
+@needs_postgresql("its planner's EXPLAIN")
 def test_the_claim_walks_a_pending_index_in_order_even_with_stale_statistics():
     """A backlog that arrives after the last ANALYZE must not make every claim sort it."""
     RecordingJobFactory.create_batch(20, enqueue=True)

@@ -8,6 +8,8 @@ so a bad value is refused before any row is read or written.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,9 +29,14 @@ USAGE = 2  # the exit status of a usage error, as argparse gives for its own
 
 @dataclass(frozen=True)
 class Subcommand:
-    """One `jobs` subcommand: its help line, its options, and what it does with them."""
+    """One `jobs` subcommand: its help, its options, and what it does with them.
+
+    `help` is the one line `manage.py jobs` lists it by (keep it under 70 characters, so
+    the list fits a terminal); `description` is the paragraph `jobs SUBCOMMAND --help` shows.
+    """
 
     help: str
+    description: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     handle: Callable[..., None]  # handle(command, **options)
 
@@ -112,14 +119,47 @@ def database_unreachable(exc: Exception) -> CommandError:
     return CommandError(f"cannot reach the database: {' '.join(str(exc).split())}")
 
 
-def write_table(command: BaseCommand, headers: tuple[str, ...], rows: list[tuple]) -> None:
-    """Columns padded to their widest cell; numbers right-aligned, so counts line up."""
+# The least room the last column of a table is cut to, however narrow the terminal: enough
+# to tell one exception type from another.
+NARROWEST_LAST_COLUMN = 24
+ELLIPSIS = "…"
+
+
+def line_width(command: BaseCommand) -> int | None:
+    """How wide a line of `command`'s output may be: `COLUMNS`, else the terminal's width;
+    None (no limit) when the output is not a terminal, so a pipe or a file gets it all."""
+    if os.environ.get("COLUMNS") or command.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def write_table(
+    command: BaseCommand,
+    headers: tuple[str, ...],
+    rows: list[tuple],
+    *,
+    width: int | None = None,
+) -> None:
+    """Columns padded to their widest cell; numbers right-aligned, so counts line up.
+
+    With `width`, each cell of the last column is cut (ending in "…") so its line fits in
+    `width` characters, though never to fewer than NARROWEST_LAST_COLUMN: the other
+    columns identify the row and are never cut.
+    """
     cells = [headers, *[tuple("" if cell is None else str(cell) for cell in row) for row in rows]]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    if width is not None:
+        room = max(width - sum(widths[:-1]) - 2 * (len(headers) - 1), NARROWEST_LAST_COLUMN)
+        cells = [(*row[:-1], _cut(row[-1], room)) for row in cells]
+        widths[-1] = max(len(row[-1]) for row in cells)
     numeric = [all(isinstance(row[column], int) for row in rows) for column in range(len(headers))]
     for row in cells:
         line = "  ".join(
-            cell.rjust(width) if right else cell.ljust(width)
-            for cell, width, right in zip(row, widths, numeric, strict=True)
+            cell.rjust(size) if right else cell.ljust(size)
+            for cell, size, right in zip(row, widths, numeric, strict=True)
         )
         command.stdout.write(line.rstrip())
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: room - len(ELLIPSIS)].rstrip() + ELLIPSIS

@@ -34,7 +34,8 @@ def count(rows: JobQuerySet) -> dict[str, int]:
 
 
 COMMAND = Subcommand(
-    help="Cancel new and pending jobs, and ask running ones to stop; by filters.",
+    help="Cancel new and pending jobs; ask running ones to stop.",
+    description="Cancel new and pending jobs, and ask running ones to stop; by filters.",
     add_arguments=changes.add_arguments,
     handle=handle,
 )

@@ -3,7 +3,8 @@
 Input is typed and checked by the model's own fields, as a form would: each value goes
 through its field's `to_python()` (a foreign key through its target's), then the whole row
 through `full_clean()`. So the shell accepts exactly what the model does, and a bad field
-name, value, missing field or missing related row is refused before anything is written.
+name, value, missing field or missing related row is refused before anything is written,
+with one line that starts `invalid app_label.Model:` and names the field.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
+from jobs.checks import OPTION_VALIDATORS
 from jobs.cli.arguments import (
     Subcommand,
     job_model,
@@ -27,7 +29,7 @@ from jobs.cli.arguments import (
     queue_name,
     usage_error,
 )
-from jobs.cli.listing import as_json, local_time
+from jobs.cli.listing import as_json, error_summary, local_time
 from jobs.models import LIFECYCLE_FIELDS, Job
 from jobs.states import JobState
 
@@ -109,7 +111,7 @@ def handle(
     **options: Any,
 ) -> None:
     if twice := sorted({name for name, _ in fields} & set(json_fields)):
-        raise usage_error(f"{', '.join(twice)} given both by --field and by --json")
+        raise invalid(model, f"{', '.join(twice)} given both by --field and by --json")
     given = [(name, value, True) for name, value in fields]
     given += [(name, value, False) for name, value in json_fields.items()]
     job = build(model, given, queue=queue, priority=priority)
@@ -136,20 +138,17 @@ def build(
 ) -> Job:
     """An unsaved, validated `model` from (name, value, given as text) triples.
 
-    Raises a usage error naming the field and what is wrong with it.
+    Raises a usage error (`invalid()`) naming the field and what is wrong with it.
     """
     settable = settable_fields(model)
     job = model()
     for name, value, as_text in given:
         if (field := settable.get(name)) is None:
-            raise usage_error(
-                f"{model._meta.label} has no field {name!r} to set; "
-                f"its fields are {', '.join(settable)}"
-            )
+            raise invalid(model, f"no field {name!r} to set; its fields are {', '.join(settable)}")
         try:
             setattr(job, field.attname, typed(field, value, as_text=as_text))
         except ValidationError as exc:
-            raise usage_error(f"{name}: {' '.join(exc.messages)}") from None
+            raise invalid(model, f"{name}: {' '.join(exc.messages)}") from None
     if queue is not None:
         job.queue = queue
     if priority is not None:
@@ -157,8 +156,21 @@ def build(
     try:
         job.full_clean(exclude=LIFECYCLE_FIELDS)
     except ValidationError as exc:
-        raise usage_error(f"invalid {model._meta.label}: {one_line(exc)}") from None
+        raise invalid(model, one_line(model, exc)) from None
+    # The row options' ranges are not the fields' own (a priority is a small integer, but
+    # only -100 to 100 is one): check them as `manage.py check` checks a model's defaults.
+    for option, validate in OPTION_VALIDATORS.items():
+        try:
+            validate(getattr(job, option))
+        except ValueError as exc:
+            raise invalid(model, str(exc)) from None
     return job
+
+
+def invalid(model: type[Job], reason: str) -> CommandError:
+    """The usage error for input `model` refuses; every one starts the same way, so a
+    script or an operator can tell a refused job from a failed command."""
+    return usage_error(f"invalid {model._meta.label}: {reason}")
 
 
 def settable_fields(model: type[Job]) -> dict[str, models.Field]:
@@ -182,13 +194,41 @@ def typed(field: models.Field, value: Any, *, as_text: bool) -> Any:
     return field.to_python(value)
 
 
-def one_line(error: ValidationError) -> str:
+def one_line(model: type[Job], error: ValidationError) -> str:
+    """`full_clean()`'s errors on one line, each after the name of its field."""
     if not hasattr(error, "error_dict"):
         return " ".join(error.messages)
-    return "; ".join(
-        " ".join(messages) if name == NON_FIELD_ERRORS else f"{name}: {' '.join(messages)}"
-        for name, messages in error.message_dict.items()
-    )
+    parts = []
+    for name, errors in error.error_dict.items():
+        messages = " ".join(field_messages(model, name, errors))
+        parts.append(messages if name == NON_FIELD_ERRORS else f"{name}: {messages}")
+    return "; ".join(parts)
+
+
+def field_messages(model: type[Job], name: str, errors: list[ValidationError]) -> list[str]:
+    """The messages of one field's errors, with a foreign key to no row said plainly.
+
+    Django says "instance instance with id 5 is not a valid choice." (the field's name,
+    then the target's verbose name); this says "no Instance with id 5".
+    """
+    field = None if name == NON_FIELD_ERRORS else model._meta.get_field(name)
+    messages = []
+    for error in errors:
+        if isinstance(field, models.ForeignKey) and error.code == "invalid":
+            messages.append(no_such_row(field, error.params["value"]))
+        else:
+            messages.extend(error.messages)
+    return messages
+
+
+def no_such_row(field: models.ForeignKey, value: Any) -> str:
+    """What a foreign key's `validate()` found: no row of its target with `value`, or none
+    its `limit_choices_to` lets it point at."""
+    key = repr(value) if isinstance(value, str) else value
+    target = f"no {field.related_model._meta.object_name} with {field.target_field.name} {key}"
+    if field.get_limit_choices_to():
+        return f"{target} that its limit_choices_to allows"
+    return target
 
 
 def outcome(job: Job, *, ran: bool) -> str:
@@ -197,14 +237,15 @@ def outcome(job: Job, *, ran: bool) -> str:
         return f"enqueued {job.label} on queue {job.queue}, to run at {local_time(job.run_at)}"
     if job.state == JobState.SUCCEEDED:
         return f"{job.label} succeeded"
-    error = " ".join(f"{job.error_type}: {job.error_message}".split())
+    error = error_summary(job)
     if job.state == JobState.PENDING:
         return f"{job.label} failed ({error}); will retry at {local_time(job.run_at)}"
-    return f"{job.label} {job.state}: {error}".rstrip(": ")
+    return f"{job.label} {job.state}: {error}" if error else f"{job.label} {job.state}"
 
 
 COMMAND = Subcommand(
-    help="Create a job from typed fields (--field NAME=VALUE, --json) and enqueue it, "
+    help="Create a job from typed fields and enqueue it, or --run it here.",
+    description="Create a job from typed fields (--field NAME=VALUE, --json) and enqueue it, "
     "or perform it now (--run).",
     add_arguments=add_arguments,
     handle=handle,

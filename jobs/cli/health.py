@@ -62,7 +62,8 @@ def nagios_lines(report: Report) -> str:
 
 
 COMMAND = Subcommand(
-    help="Report queues over their SLA, without a live worker, with a stale heartbeat, "
+    help="Check queues, workers and the clock, as a Nagios plugin.",
+    description="Report queues over their SLA, without a live worker, with a stale heartbeat, "
     "a stopped clock or too many failures; exit 0 ok, 1 warning, 2 critical, 3 unknown.",
     add_arguments=add_arguments,
     handle=handle,

@@ -1,4 +1,8 @@
-"""`jobs list`: the rows that match some filters, newest first, as a table or JSON."""
+"""`jobs list`: the rows that match some filters, newest first, as a table or JSON.
+
+The table is for a terminal: one line per row, the error cut to fit the line. JSON (and the
+admin) have every field in full.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from django.core.management.base import BaseCommand
 from django.db.models import F
 from django.utils import timezone
 
-from jobs.cli.arguments import Subcommand, positive_number, write_table
+from jobs.cli.arguments import Subcommand, line_width, positive_number, write_table
 from jobs.cli.selection import add_filters, select
 from jobs.models import Job
+from jobs.states import JobState
 
 HEADERS = ("ID", "MODEL", "STATE", "QUEUE", "ATTEMPTS", "RUN AT", "ERROR")
 
@@ -46,7 +51,7 @@ def handle(command: BaseCommand, *, limit: int, output: str, **options: Any) -> 
     if not rows:
         command.stdout.write("no jobs match")
         return
-    write_table(command, HEADERS, [row_cells(job) for job in rows])
+    write_table(command, HEADERS, [row_cells(job) for job in rows], width=line_width(command))
     if more:
         command.stdout.write(f"(more rows match; showing the first {limit}, see --limit)")
 
@@ -59,8 +64,22 @@ def row_cells(job: Job) -> tuple:
         job.queue,
         f"{job.attempts}/{job.max_attempts}",
         local_time(job.run_at),
-        job.error_type,
+        error_summary(job, qualified=False) if job.state != JobState.SUCCEEDED else "",
     )
+
+
+def error_summary(job: Job, *, qualified: bool = True) -> str:
+    """The last failed attempt's exception type and message, on one line ("" if none).
+
+    `qualified=False` names the type by its class alone (`ProviderError`, not
+    `project.instances.provider.ProviderError`), where room is short. A job that succeeded
+    after a failed attempt still has that attempt's error on its row.
+    """
+    if not job.error_type:
+        return ""
+    kind = job.error_type if qualified else job.error_type.rpartition(".")[2]
+    text = f"{kind}: {job.error_message}" if job.error_message else kind
+    return " ".join(text.split())
 
 
 def local_time(moment: datetime | None) -> str:
@@ -85,7 +104,8 @@ def as_json(job: Job) -> dict[str, Any]:
 
 
 COMMAND = Subcommand(
-    help="List jobs matching filters (model, state, queue, id, age), latest first.",
+    help="List jobs matching filters, latest first.",
+    description="List jobs matching filters (model, state, queue, id, age), latest first.",
     add_arguments=add_arguments,
     handle=handle,
 )

@@ -36,7 +36,8 @@ def count(rows: JobQuerySet) -> dict[str, int]:
 
 
 COMMAND = Subcommand(
-    help="Requeue failed or cancelled jobs with fresh attempts, and run scheduled "
+    help="Requeue failed or cancelled jobs; make scheduled ones due now.",
+    description="Requeue failed or cancelled jobs with fresh attempts, and run scheduled "
     "pending ones now; by filters.",
     add_arguments=changes.add_arguments,
     handle=handle,

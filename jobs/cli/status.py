@@ -98,7 +98,8 @@ def worker_cells(status: WorkerStatus) -> tuple:
 
 
 COMMAND = Subcommand(
-    help="Show queues (pending, scheduled, running, failed, oldest wait) and workers; "
+    help="Show queues and workers, once or every N seconds (--watch N).",
+    description="Show queues (pending, scheduled, running, failed, oldest wait) and workers; "
     "--watch SECONDS redraws until Ctrl-C.",
     add_arguments=add_arguments,
     handle=handle,

@@ -16,14 +16,14 @@ from collections import Counter
 import pytest
 
 from jobs.models import JobState
-from tests.conftest import on_postgresql, start_manage
+from tests.conftest import needs_postgresql, start_manage
 from tests.integration.test_database_outage import cut_other_connections
 from tests.testapp.models import Effect, RecordingJob
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.chaos,
-    on_postgresql,
+    needs_postgresql("pg_terminate_backend to cut connections"),
     pytest.mark.django_db(transaction=True),
 ]
 

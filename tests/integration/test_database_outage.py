@@ -7,10 +7,14 @@ from django.db import connection
 
 from jobs.models import JobState
 from jobs.models import Worker as WorkerRow
-from tests.conftest import on_postgresql, start_manage, wait_for
+from tests.conftest import needs_postgresql, start_manage, wait_for
 from tests.testapp.models import RecordingJob
 
-pytestmark = [pytest.mark.integration, on_postgresql, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    needs_postgresql("pg_terminate_backend to cut connections"),
+    pytest.mark.django_db(transaction=True),
+]
 
 JOBS = 300
 

@@ -6,7 +6,8 @@ only wires them up; each lives in its own module of `jobs.cli`.
 Exit status: 0 done; 1 the operation could not be done (the database is unreachable, a job
 run with `enqueue --run` did not succeed); 2 a usage error (a bad option, model, field,
 value, state or queue, or no filter without `--all`): one line on stderr, nothing changed.
-`jobs health` has its own, Nagios' (0 ok, 1 warning, 2 critical, 3 unknown).
+`jobs` with no subcommand exits 2 too, after listing them. `jobs health` has its own,
+Nagios' (0 ok, 1 warning, 2 critical, 3 unknown).
 """
 
 import argparse
@@ -27,6 +28,12 @@ SUBCOMMANDS = {
 }
 
 
+def subcommand_list() -> str:
+    """One line per subcommand, its name and its help, as `manage.py jobs` alone prints."""
+    width = max(map(len, SUBCOMMANDS))
+    return "\n".join(f"  {name:{width}}  {command.help}" for name, command in SUBCOMMANDS.items())
+
+
 class Command(BaseCommand):
     help = "Operate on jobs: " + ", ".join(SUBCOMMANDS) + " (see `jobs SUBCOMMAND --help`)."
     # Bad settings are what `jobs health` reports as UNKNOWN (exit 3); Django's system checks
@@ -34,13 +41,25 @@ class Command(BaseCommand):
     requires_system_checks = ()
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+        # Not `required=True`: argparse would answer a bare `jobs` with "the following
+        # arguments are required: SUBCOMMAND" and not say which there are.
+        subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
         for name, subcommand in SUBCOMMANDS.items():
             subcommand.add_arguments(
-                subparsers.add_parser(name, help=subcommand.help, description=subcommand.help)
+                subparsers.add_parser(
+                    name, help=subcommand.help, description=subcommand.description
+                )
             )
+        self._parser = parser
 
-    def handle(self, *args, subcommand: str, **options) -> None:
+    def handle(self, *args, subcommand: str | None, **options) -> None:
+        if subcommand is None:
+            # argparse's usage error: the usage, this message, exit status 2 (from a shell;
+            # call_command raises CommandError instead).
+            self._parser.error(
+                f"say which subcommand to run ({self._parser.prog} SUBCOMMAND --help "
+                f"shows its options):\n{subcommand_list()}"
+            )
         try:
             SUBCOMMANDS[subcommand].handle(self, **options)
         except CONNECTION_ERRORS as exc:

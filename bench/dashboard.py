@@ -106,7 +106,7 @@ def page(client: Client) -> None:
 
 def explain() -> str:
     now = timezone.now()
-    rows = dashboard._grouped_rows(NoopJob, now, now - timedelta(hours=1))
+    rows = dashboard._grouped_rows(NoopJob, now)
     return rows.explain(analyze=True, buffers=True)
 
 

@@ -332,11 +332,11 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
     (`_pend`), "... of any queue" (`_any`, for workers serving every queue), "when is the
     next pending row due" (`_due`, what an idle worker sleeps until) and "the running jobs
     whose lease ran out" (`_run`) from a few index pages, each read in its own order rather
-    than sorted. Pruning finds the oldest finished rows of a state (`_fin`). Every index but
-    the primary key is partial, so each version of a row is indexed only where some query
-    will look for it: a new row costs one index entry, a pending one four, a running one
-    two. Django caps index names at 30
-    characters, hence the digest.
+    than sorted. Pruning finds the oldest finished rows of a state (`_fin`), and the dashboard
+    counts the rows created but never enqueued (`_new`). Every index but the primary key is
+    partial, so each version of a row is indexed only where some query will look for it: a
+    new row costs two index entries, a pending one four, a running one two. Django caps index
+    names at 30 characters, hence the digest.
     """
     prefix = f"{db_table[:16]}_{names_digest(db_table, length=8)}"
     return [
@@ -357,6 +357,9 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
         ),
         models.Index(
             fields=["run_at"], condition=models.Q(state=JobState.PENDING), name=f"{prefix}_due"
+        ),
+        models.Index(
+            fields=["queue"], condition=models.Q(state=JobState.NEW), name=f"{prefix}_new"
         ),
         models.Index(
             fields=["state", "finished_at"],

@@ -2,14 +2,18 @@
 
     JOBS_QUEUES = {
         "urgent": {"sla": "30s", "heartbeat": True},
-        "default": {"sla": "10m", "max_failure_rate": 0.2},
+        "reports": {"sla": "2h", "max_failure_rate": 0.2},
     }
 
-`sla` is the longest a runnable job should wait before a worker starts it; `heartbeat` asks
-the clock to enqueue a no-op `jobs.Heartbeat` on the queue every minute, whose wait is the
-queue's live latency; `max_failure_rate` is the share of the last hour's finished jobs that
-may fail before health checks warn (default 0.5, None to never warn). Health checks and
-metrics cover the queues named here.
+`sla` is the longest a runnable job should wait before a worker starts it (default
+DEFAULT_SLA, None for no limit); `heartbeat` asks the clock to enqueue a no-op
+`jobs.Heartbeat` on the queue every minute, whose wait is the queue's live latency;
+`max_failure_rate` is the share of the last hour's finished jobs that may fail before health
+checks warn (default DEFAULT_MAX_FAILURE_RATE, None to never warn).
+
+The setting refines, it does not choose: health checks cover every queue the job models use,
+and a queue not named here is held to `QueueSettings(name)`, the defaults. Naming a queue
+also promises that some worker serves it, even while it is empty (`jobs.health`).
 """
 
 from __future__ import annotations
@@ -22,14 +26,20 @@ from django.conf import settings
 from jobs.durations import parse_duration
 from jobs.validation import reject_unknown_keys, validate_queue_name
 
+# What a queue that JOBS_QUEUES does not name (or names without `sla`) promises: a runnable
+# job starts within 10 minutes. Long enough for a busy queue's ordinary backlog, short enough
+# that a queue nobody drains is reported within the quarter hour an operator would notice it.
+DEFAULT_SLA = timedelta(minutes=10)
 DEFAULT_MAX_FAILURE_RATE = 0.5
 KEYS = ("sla", "heartbeat", "max_failure_rate")
 
 
 @dataclass(frozen=True)
 class QueueSettings:
+    """A queue's promises; `QueueSettings(name)` is what an unnamed queue is held to."""
+
     name: str
-    sla: timedelta | None = None
+    sla: timedelta | None = DEFAULT_SLA
     heartbeat: bool = False
     max_failure_rate: float | None = DEFAULT_MAX_FAILURE_RATE
 
@@ -51,7 +61,7 @@ def parse_queue(name: object, options: object) -> QueueSettings:
     if not isinstance(options, dict):
         raise ValueError(f"{where} must be a dict of options ({', '.join(KEYS)}), got {options!r}")
     reject_unknown_keys(where, options, KEYS, "option")
-    sla = options.get("sla")
+    sla = options.get("sla", DEFAULT_SLA)
     heartbeat = options.get("heartbeat", False)
     if not isinstance(heartbeat, bool):
         raise ValueError(f"{where}['heartbeat'] must be True or False, got {heartbeat!r}")

@@ -19,6 +19,7 @@ from django.utils.text import capfirst
 from django.views.generic import TemplateView
 
 from jobs import dashboard
+from jobs.health import default_queues, watched_queues
 from jobs.heartbeat import QueueLatency, queue_latency
 from jobs.models import Job, Worker
 from jobs.queues import QueueSettings, configured_queues
@@ -28,11 +29,18 @@ from jobs.schedules import configured_schedules
 
 # The counts that link to a changelist: (name in `dashboard.lookups`, heading, what it means).
 COUNT_COLUMNS = (
+    ("new", "new", "Created and never enqueued: no worker runs them until enqueue()."),
     ("pending", "pending", "Runnable now: pending, and due."),
     ("scheduled", "scheduled", "Pending, due later (a future run_at: delayed or a retry)."),
     ("running", "running", "Claimed by a worker and not finished."),
+    (
+        "finished_last_hour",
+        "finished 1 h",
+        "Succeeded or failed for good in the last hour: the sum of the chart's bars.",
+    ),
     ("failed_last_hour", "failed 1 h", "Failed for good (no attempts left) in the last hour."),
     ("failed_last_day", "failed 24 h", "Failed for good in the last 24 hours."),
+    ("cancelled_last_day", "cancelled 24 h", "Cancelled in the last 24 hours."),
 )
 
 
@@ -49,9 +57,11 @@ class Row:
 
 @dataclass
 class ServiceLevelRow:
-    """A queue of JOBS_QUEUES: its SLA beside what its jobs wait now."""
+    """A queue the health checks watch: its SLA beside what its jobs wait now. `named` is
+    False for a queue JOBS_QUEUES does not name, which is held to the default SLA."""
 
     queue: QueueSettings
+    named: bool
     oldest_wait: Any
     heartbeat: QueueLatency | None
     stale: bool
@@ -77,6 +87,16 @@ class WorkerRow:
     jobs: list[tuple[str, str]]
 
 
+def changelist_query(lookup: dict[str, Any]) -> str:
+    """`lookup` as a changelist's URL carries it: the admin splits an `__in` value on commas."""
+    return urlencode(
+        {
+            key: ",".join(value) if isinstance(value, list | tuple) else value
+            for key, value in lookup.items()
+        }
+    )
+
+
 class DashboardView(TemplateView):
     """What is queued, running and failing per queue and per job model, and the workers.
 
@@ -96,7 +116,10 @@ class DashboardView(TemplateView):
         for entry in summary.models:
             changelist = self.admin_url(entry.model, "changelist")
             links = (
-                {name: f"{changelist}?{urlencode(lookup)}" for name, lookup in lookups.items()}
+                {
+                    name: f"{changelist}?{changelist_query(lookup)}"
+                    for name, lookup in lookups.items()
+                }
                 if changelist
                 else None
             )
@@ -113,27 +136,37 @@ class DashboardView(TemplateView):
             "model_rows": model_rows,
             "total": Row("total", "all", summary.total),
             **self.workers_context(request),
-            **self.clock_context(request, summary),
+            **self.clock_context(request, summary, models),
         }
 
-    def clock_context(self, request: HttpRequest, summary: dashboard.Summary) -> dict[str, Any]:
-        """The queues' service levels and the schedules' last and next runs.
+    def clock_context(
+        self, request: HttpRequest, summary: dashboard.Summary, models: list[type[Job]]
+    ) -> dict[str, Any]:
+        """The service levels of the queues the health checks watch (those of JOBS_QUEUES,
+        the default queues of the job `models` the user may see, the queues those models
+        have live or recently finished rows on), and the schedules' last and next runs.
 
         Broken settings are shown, not raised: `manage.py check` names the mistake, and the
         rest of the dashboard is still worth seeing.
         """
         try:
-            queues = configured_queues()
+            named = configured_queues()
             schedules = schedule_statuses(configured_schedules(), summary.now)
         except ValueError as exc:
             return {"clock_error": str(exc)}
+        used = [
+            name
+            for name, counts in summary.queues.items()
+            if counts.pending or counts.scheduled or counts.running or counts.finished_last_hour
+        ]
         levels = []
-        for name, queue in queues.items():
+        for name, queue in watched_queues(named, default_queues(models), used).items():
             counts = summary.queues.get(name)
             latency = queue_latency(name, summary.now) if queue.heartbeat else None
             levels.append(
                 ServiceLevelRow(
                     queue=queue,
+                    named=name in named,
                     oldest_wait=counts.oldest_wait if counts else None,
                     heartbeat=latency,
                     stale=latency is not None and latency.stale(summary.now),

@@ -23,22 +23,38 @@ pytestmark = pytest.mark.django_db
 
 DASHBOARD = reverse("admin:jobs_dashboard")
 WORKERS = reverse("admin:jobs_worker_changelist")
-COUNTS = ("pending", "scheduled", "running", "failed_last_hour", "failed_last_day")
+COUNTS = (
+    "new",
+    "pending",
+    "scheduled",
+    "running",
+    "finished_last_hour",
+    "failed_last_hour",
+    "failed_last_day",
+    "cancelled_last_day",
+)
 PROVISIONS = "instances.instanceprovision"
 
 
 def counted(rows, now) -> dict[str, int]:
     """What the dashboard should show for `rows`, written straight against the table."""
+    return {name: rows.count() for name, rows in counted_rows(rows, now).items()}
+
+
+def counted_rows(rows, now) -> dict:
+    """The rows each dashboard count counts, written straight against the table."""
+    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
     return {
-        "pending": rows.filter(state="pending", run_at__lte=now).count(),
-        "scheduled": rows.filter(state="pending", run_at__gt=now).count(),
-        "running": rows.filter(state="running").count(),
-        "failed_last_hour": rows.filter(
-            state="failed", finished_at__gte=now - timedelta(hours=1)
-        ).count(),
-        "failed_last_day": rows.filter(
-            state="failed", finished_at__gte=now - timedelta(days=1)
-        ).count(),
+        "new": rows.filter(state="new"),
+        "pending": rows.filter(state="pending", run_at__lte=now),
+        "scheduled": rows.filter(state="pending", run_at__gt=now),
+        "running": rows.filter(state="running"),
+        "finished_last_hour": rows.filter(
+            state__in=["succeeded", "failed"], finished_at__gte=hour_ago
+        ),
+        "failed_last_hour": rows.filter(state="failed", finished_at__gte=hour_ago),
+        "failed_last_day": rows.filter(state="failed", finished_at__gte=day_ago),
+        "cancelled_last_day": rows.filter(state="cancelled", finished_at__gte=day_ago),
     }
 
 
@@ -98,8 +114,11 @@ def scene(frozen):
     """Jobs of three models in every state the dashboard counts, around NOON."""
     frozen.now = NOON - timedelta(days=2)
     failed_provision()  # too old to count
+    provision_in(JobState.CANCELLED)  # too old to count
     frozen.now = NOON - timedelta(hours=3)
     failed_provision()  # in the last day, not the last hour
+    provision_in(JobState.SUCCEEDED)  # more than an hour ago: not counted
+    provision_in(JobState.CANCELLED)
     frozen.now = NOON - timedelta(minutes=30)
     failed_provision()
     frozen.now = NOON - timedelta(minutes=10)
@@ -107,9 +126,12 @@ def scene(frozen):
     frozen.now = NOON
     InstanceProvisionFactory(enqueue=True, enqueue__queue="eu")
     InstanceProvisionFactory(enqueue=True, enqueue__queue="eu", enqueue__delay=600)
+    provision_in(JobState.NEW)
+    provision_in(JobState.NEW, queue="eu")
     provision_in(JobState.RUNNING)
     provision_in(JobState.SUCCEEDED)
     provision_in(JobState.CANCELLED)
+    UrgentJobFactory()  # new
     UrgentJobFactory(enqueue=True)
     UrgentJobFactory(enqueue=True, enqueue__delay=60)
     RecordingJobFactory(enqueue=True, enqueue__queue="eu")
@@ -143,11 +165,14 @@ def test_each_job_model_shows_the_counts_its_table_has(admin_client, scene):
     for model in (InstanceProvision, UrgentJob, RecordingJob):
         assert shown.counts(model._meta.label_lower) == counted(model.objects, NOON), model
     assert shown.counts(PROVISIONS) == {
+        "new": 2,
         "pending": 2,
         "scheduled": 1,
         "running": 1,
+        "finished_last_hour": 2,  # the one that succeeded at NOON, the one that failed at 11:30
         "failed_last_hour": 1,
         "failed_last_day": 2,
+        "cancelled_last_day": 2,
     }
 
 
@@ -157,11 +182,14 @@ def test_each_queue_shows_the_counts_of_every_job_model_on_it(admin_client, scen
         expected = [counted(model.objects.filter(queue=queue), NOON) for model in job_models()]
         assert shown.counts(queue) == {name: sum(c[name] for c in expected) for name in COUNTS}
     assert shown.counts("eu") == {
+        "new": 1,
         "pending": 2,
         "scheduled": 1,
         "running": 0,
+        "finished_last_hour": 0,
         "failed_last_hour": 0,
         "failed_last_day": 0,
+        "cancelled_last_day": 0,
     }
     assert shown.counts("total") == {
         name: sum(counted(model.objects, NOON)[name] for model in job_models()) for name in COUNTS
@@ -172,22 +200,13 @@ def test_each_count_of_a_job_model_opens_its_changelist_listing_exactly_those_ro
     admin_client, scene
 ):
     cells = tables(admin_client).rows[PROVISIONS]
-    expected = {
-        "pending": InstanceProvision.objects.filter(state="pending", run_at__lte=NOON),
-        "scheduled": InstanceProvision.objects.filter(state="pending", run_at__gt=NOON),
-        "running": InstanceProvision.objects.filter(state="running"),
-        "failed_last_hour": InstanceProvision.objects.filter(
-            state="failed", finished_at__gte=NOON - timedelta(hours=1)
-        ),
-        "failed_last_day": InstanceProvision.objects.filter(
-            state="failed", finished_at__gte=NOON - timedelta(days=1)
-        ),
-    }
     changelist = reverse("admin:instances_instanceprovision_changelist")
-    for name, rows in expected.items():
+    for name, rows in counted_rows(InstanceProvision.objects, NOON).items():
         href = cells[name]["href"].replace("&amp;", "&")
-        assert href.startswith(f"{changelist}?state__exact="), href
-        assert sorted(listed(admin_client.get(href))) == sorted(rows.values_list("pk", flat=True))
+        assert href.startswith(f"{changelist}?state__"), href
+        pks = sorted(rows.values_list("pk", flat=True))
+        assert pks, name  # the scene has rows of every count
+        assert sorted(listed(admin_client.get(href))) == pks, name
 
 
 def test_models_without_an_admin_show_their_counts_without_links(admin_client, scene):
@@ -195,18 +214,44 @@ def test_models_without_an_admin_show_their_counts_without_links(admin_client, s
     assert cells["pending"] == {"text": "1"}
 
 
-def test_oldest_runnable_job_and_throughput(admin_client, frozen):
+def test_oldest_runnable_job(admin_client, frozen):
     frozen.now = NOON - timedelta(minutes=10)
     InstanceProvisionFactory(enqueue=True)
-    for minutes_ago in (1, 2, 3, 5):  # the 5 complete minutes before NOON's minute
-        finish_at(frozen, NOON - timedelta(minutes=minutes_ago))
-        finish_at(frozen, NOON - timedelta(minutes=minutes_ago, seconds=-30), fail=True)
-    finish_at(frozen, NOON + timedelta(seconds=30))  # the current minute: not yet
-    finish_at(frozen, NOON - timedelta(minutes=6))  # before the window
     frozen.now = NOON + timedelta(seconds=40)
-    row = tables(admin_client).rows[PROVISIONS]
-    assert row["oldest_wait"]["text"] == "10 min 40 s"
-    assert row["throughput"]["text"] == "1.6"  # 8 finished over 5 minutes
+    assert tables(admin_client).rows[PROVISIONS]["oldest_wait"]["text"] == "10 min 40 s"
+
+
+def test_finished_in_the_last_hour_is_the_sum_of_the_charts_bars_this_minute_included(
+    admin_client, frozen
+):
+    """The issue: "finished / min 0.0" beside a chart showing 8 jobs that minute."""
+    now = NOON + timedelta(seconds=40)
+    for _ in range(6):
+        finish_at(frozen, NOON + timedelta(seconds=30))  # this minute, not over yet
+    for _ in range(2):
+        finish_at(frozen, NOON + timedelta(seconds=35), fail=True)
+    finish_at(frozen, now - timedelta(hours=1) + timedelta(seconds=1))  # the hour's first second
+    finish_at(frozen, now - timedelta(hours=1) - timedelta(seconds=1))  # just before the hour
+    frozen.now = now
+    page = admin_client.get(DASHBOARD).content.decode()
+    row = Tables(page).rows[PROVISIONS]
+    assert row["finished_last_hour"]["text"] == "9"
+    assert row["failed_last_hour"]["text"] == "2"
+    assert Tables(page).rows["total"]["finished_last_hour"]["text"] == "9"
+    finished = chart_columns(page)[:61]
+    assert finished[0] == ("11:00 (from 11:00:40)", "1 succeeded, 0 failed")
+    assert finished[-1] == ("12:00", "6 succeeded, 2 failed")
+    bars = [re.fullmatch(r"(\d+) succeeded, (\d+) failed", text).groups() for _, text in finished]
+    assert sum(int(ok) + int(failed) for ok, failed in bars) == 9
+    assert sum(int(failed) for _, failed in bars) == 2
+    changelist = row["finished_last_hour"]["href"].replace("&amp;", "&")
+    assert "state__in=succeeded%2Cfailed" in changelist
+    assert len(listed(admin_client.get(changelist))) == 9
+
+
+def chart_columns(page: str) -> list[tuple[str, str]]:
+    """Each chart column's tooltip: (its minute, what it says), both charts one after another."""
+    return re.findall(r"<g><title>([^<]*): ([^<:]*)</title>", page)
 
 
 def test_summary_costs_one_query_per_job_model_however_many_queues(frozen):
@@ -223,12 +268,12 @@ def test_summary_costs_one_query_per_job_model_however_many_queues(frozen):
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's EXPLAIN")
 def test_the_summary_query_reads_only_what_the_partial_indexes_cover(frozen):
     """With sequential scans priced out, the plan shows the query *can* use the indexes."""
-    rows = dashboard._grouped_rows(InstanceProvision, NOON, NOON - timedelta(hours=1))
+    rows = dashboard._grouped_rows(InstanceProvision, NOON)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         plan = rows.explain()
     assert "Seq Scan" not in plan, plan
-    for index in ("_run", "_fin"):
+    for index in ("_new", "_run", "_fin"):
         assert re.search(rf"Index Scan on \w+{index}\b", plan), plan
     assert re.search(r"Index Scan on \w+_(due|pend|any)\b", plan), plan
 
@@ -246,11 +291,11 @@ def test_charts_show_each_minute_of_the_last_hour(admin_client, frozen):
     assert charts.count('<svg class="jobs-chart"') == 2
     assert "<script" not in charts
     columns = re.findall(r"<g><title>(\d\d:\d\d): ([^<]*)</title>(.*?)</g>", page)
-    assert len(columns) == 120  # two charts, sixty minutes each
-    assert columns[0][0] == "11:01"
-    assert columns[59][0] == "12:00"
-    finished = dict((time, (text, bars)) for time, text, bars in columns[:60])
-    waits = dict((time, (text, bars)) for time, text, bars in columns[60:])
+    assert len(columns) == 122  # two charts, the 61 minutes that hold the hour since 11:00:00
+    assert columns[0][0] == "11:00"
+    assert columns[60][0] == "12:00"
+    finished = dict((time, (text, bars)) for time, text, bars in columns[:61])
+    waits = dict((time, (text, bars)) for time, text, bars in columns[61:])
     assert finished["11:57"][0] == "2 succeeded, 1 failed"
     assert finished["11:57"][1].count("<rect x=") == 2  # green under red
     assert waits["11:57"][0] == "longest wait 2 min 0 s"
@@ -341,7 +386,8 @@ def test_queue_names_worker_fields_and_job_labels_are_escaped(admin_client, froz
     worker_row("host:1", queues=script, jobs_in_flight=[script])
     page = admin_client.get(DASHBOARD).content.decode()
     assert script not in page
-    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 4  # row key, name, 2 workers
+    # the queue's row key and name, its service level's row key and name, two in the workers
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 6
 
 
 # Links to it

@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 
 from jobs.models import Heartbeat, JobState
+from jobs.queues import DEFAULT_SLA
 from jobs.scheduler import Scheduler
 from jobs.schedules import configured_schedules
 from tests.conftest import NOON
@@ -51,6 +52,18 @@ def test_a_queue_over_its_sla_is_flagged_beside_its_wait(admin_client, frozen):
     frozen.now = NOON + timedelta(minutes=2, seconds=10)
     rows = tables(admin_client).rows
     assert rows["urgent"]["latency"]["text"] == "3.00 s"
+    assert rows["urgent"]["status"]["text"] == "ok"
+
+
+def test_a_queue_jobs_queues_does_not_name_is_shown_against_the_default_sla(admin_client, frozen):
+    RecordingJobFactory(queue="eu", enqueue=True)
+    frozen.now = NOON + DEFAULT_SLA + timedelta(seconds=1)
+    rows = tables(admin_client).rows
+    assert rows["eu"]["sla"]["text"] == "10 min 0 s (default)"
+    assert rows["eu"]["oldest-wait"]["text"] == "10 min 1 s"
+    assert "over SLA" in rows["eu"]["status"]["text"]
+    # a job model's default queue is watched before any job is put on it
+    assert rows["urgent"]["sla"]["text"] == "10 min 0 s (default)"
     assert rows["urgent"]["status"]["text"] == "ok"
 
 

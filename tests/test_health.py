@@ -2,6 +2,7 @@
 
 import json
 import re
+import signal
 from datetime import timedelta
 from io import StringIO
 
@@ -14,11 +15,11 @@ from django.urls import reverse
 from jobs import health, health_view
 from jobs.errors import ConfigurationError
 from jobs.models import Heartbeat, JobState, Worker
-from jobs.queues import configured_queues
-from jobs.registry import job_models
+from jobs.queues import DEFAULT_SLA, configured_queues
+from jobs.registry import served_models
 from project import settings as project_settings
 from project.instances.models import InstanceProvision
-from tests.conftest import NOON, manage
+from tests.conftest import NOON, manage, start_manage, wait_for
 from tests.factories import InstanceProvisionFactory, RecordingJobFactory, UrgentJobFactory
 from tests.test_dashboard import worker_row
 from tests.testapp.models import RecordingJob, UrgentJob
@@ -29,6 +30,10 @@ HEALTH = reverse("jobs-health")
 SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)
 SCHEDULE = {"tick": {"job": "testapp.RecordingJob", "every": "1m"}}
+# The default queues of the test project's served job models: provisions, tests' jobs and
+# tasks, urgent jobs. With no JOBS_QUEUES, these are what the checks watch when all is idle.
+DEFAULT_QUEUES = ["average_slow", "default", "urgent"]
+START = "start a worker whose --queues include it, or one without --queues"
 
 
 @pytest.fixture
@@ -39,13 +44,18 @@ def urgent(settings, frozen):
     return frozen
 
 
-def problems(now=None) -> list[tuple[str, str, str | None, str]]:
+def problems(now=None, *, queue: str | None = None) -> list[tuple[str, str, str | None, str]]:
+    """The report's problems, or only those of `queue`."""
     report = health.check_health(now)
-    return [(p.severity, p.code, p.queue, p.reason) for p in report.problems]
+    return [
+        (p.severity, p.code, p.queue, p.reason)
+        for p in report.problems
+        if queue is None or p.queue == queue
+    ]
 
 
-def codes() -> list[str]:
-    return [problem.code for problem in health.check_health().problems]
+def codes(*, queue: str | None = None) -> list[str]:
+    return [problem[1] for problem in problems(queue=queue)]
 
 
 def get_health(client, status_code: int) -> dict:
@@ -119,6 +129,44 @@ def test_a_queue_held_past_its_sla_answers_503_with_the_reason_then_200_once_dra
     }
 
 
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_with_no_jobs_queues_pending_jobs_and_no_worker_are_critical_until_runjobs_serves_them(
+    client, settings
+):
+    """Starts one real `runjobs` process (one thread, busy with a 60 s job so the others stay
+    pending) and SIGKILLs it at the end."""
+    assert configured_queues() == {}
+    RecordingJobFactory(sleep_seconds=60, enqueue=True)
+    RecordingJobFactory.create_batch(2, enqueue=True)
+
+    body = get_health(client, 503)
+    assert [(p["severity"], p["code"], p["queue"]) for p in body["problems"]] == [
+        ("critical", "no_worker", "default"),
+        ("warning", "no_worker", "average_slow"),
+        ("warning", "no_worker", "urgent"),
+    ]
+    unserved = f"queue default: no live worker serves it, and 3 jobs are runnable now; {START}"
+    assert body["problems"][0]["reason"] == unserved
+    nagios = manage("jobs", "health")
+    assert nagios.returncode == 2, nagios.stderr
+    assert nagios.stdout.splitlines()[:2] == [
+        f"JOBS CRITICAL - {unserved} (+2 more)",
+        f"CRITICAL no_worker: {unserved}",
+    ]
+
+    worker = start_manage("runjobs", "--threads", "1", "--interval", "0.1")
+    try:
+        wait_for(lambda: RecordingJob.objects.filter(state=JobState.RUNNING).exists())
+        assert RecordingJob.objects.filter(state=JobState.PENDING).count() == 2
+        assert get_health(client, 200)["problems"] == []
+        nagios = manage("jobs", "health")
+        assert (nagios.returncode, nagios.stdout) == (0, "JOBS OK - no problems\n")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=30)
+
+
 # Over SLA
 
 
@@ -161,12 +209,43 @@ def test_running_and_finished_jobs_are_not_waiting(urgent):
     assert problems() == []
 
 
-def test_a_queue_without_an_sla_is_never_over_it(urgent, settings):
-    settings.JOBS_QUEUES = {"urgent": {}}
+def test_a_queue_whose_sla_is_none_is_never_over_it(urgent, settings):
+    settings.JOBS_QUEUES = {"urgent": {"sla": None}}
     urgent.now = NOON - timedelta(days=1)
     UrgentJobFactory(enqueue=True)
     urgent.now = NOON
     assert problems() == []
+
+
+def test_a_queue_jobs_queues_does_not_name_is_held_to_the_default_sla(frozen):
+    worker_row("w:1")
+    frozen.now = NOON - DEFAULT_SLA - SECOND
+    RecordingJobFactory(enqueue=True, enqueue__queue="mail")  # no model's default either
+    assert problems(NOON - SECOND) == []
+    assert problems(NOON) == [
+        (
+            "critical",
+            "over_sla",
+            "mail",
+            "queue mail: oldest job has waited 10m1s, over the default SLA of 10m "
+            "(JOBS_QUEUES can set another)",
+        )
+    ]
+
+
+def test_a_queue_named_without_an_sla_is_held_to_the_default_too(urgent, settings):
+    settings.JOBS_QUEUES = {"urgent": {"heartbeat": False}}
+    urgent.now = NOON - DEFAULT_SLA - SECOND
+    UrgentJobFactory(enqueue=True)
+    assert problems(NOON - SECOND) == []
+    assert problems(NOON) == [
+        (
+            "critical",
+            "over_sla",
+            "urgent",
+            "queue urgent: oldest job has waited 10m1s, over its SLA of 10m",
+        )
+    ]
 
 
 def test_a_heartbeat_queue_over_its_sla_by_its_live_latency(urgent, settings):
@@ -208,18 +287,89 @@ def test_a_queue_needs_a_running_worker_with_a_fresh_heartbeat_that_serves_it(
     expected = (
         []
         if serves
-        else [("critical", "no_worker", "urgent", "queue urgent: no live worker serves it")]
+        else [
+            ("critical", "no_worker", "urgent", f"queue urgent: no live worker serves it; {START}")
+        ]
     )
-    assert problems() == expected
+    assert problems(queue="urgent") == expected
 
 
 def test_a_supervisor_runs_no_jobs_itself_so_it_serves_no_queue(settings, frozen):
     settings.JOBS_QUEUES = {"urgent": {}}
     supervisor = worker_row("s:1")
     worker_row("w:2", supervisor=supervisor, heartbeat_ago=5 * MINUTE)
-    assert codes() == ["no_worker"]
+    assert codes(queue="urgent") == ["no_worker"]
     worker_row("w:3", supervisor=supervisor)
     assert codes() == []
+
+
+def test_with_no_jobs_queues_the_default_queues_are_watched_and_an_idle_one_only_warns(
+    client, frozen
+):
+    worker_row("w:1", queues="average_slow,urgent")
+    assert problems() == [
+        (
+            "warning",
+            "no_worker",
+            "default",
+            "queue default: no live worker serves it: jobs enqueued on it by default wait "
+            f"until one does; {START}",
+        )
+    ]
+    assert get_health(client, 200)["status"] == "warning"
+
+
+def test_runnable_jobs_on_a_queue_no_worker_serves_are_critical_whatever_queue_they_are_on(
+    client, frozen
+):
+    worker_row("w:1")
+    InstanceProvisionFactory(enqueue=True, enqueue__queue="eu")
+    assert problems() == []
+    Worker.objects.update(queues=",".join(DEFAULT_QUEUES))
+    assert problems() == [
+        (
+            "critical",
+            "no_worker",
+            "eu",
+            f"queue eu: no live worker serves it, and 1 job is runnable now; {START}",
+        )
+    ]
+    assert get_health(client, 503)["status"] == "critical"
+
+
+@pytest.mark.parametrize(
+    ("state", "what"),
+    [
+        ("scheduled", "2 jobs are due later"),
+        ("running", "2 jobs are still marked running"),
+    ],
+)
+def test_jobs_due_later_or_still_running_on_a_queue_no_worker_serves_are_a_warning(
+    frozen, state, what
+):
+    worker_row("w:1", queues=",".join(DEFAULT_QUEUES))
+    for _ in range(2):
+        job = RecordingJobFactory(enqueue=True, enqueue__queue="eu", enqueue__delay=60)
+        if state == "running":
+            RecordingJob.objects.filter(pk=job.pk).update(state=JobState.RUNNING)
+    assert problems() == [
+        ("warning", "no_worker", "eu", f"queue eu: no live worker serves it, and {what}; {START}")
+    ]
+
+
+def test_a_queue_known_only_from_jobs_that_ended_needs_no_worker_but_its_failures_count(frozen):
+    worker_row("w:1", queues=",".join(DEFAULT_QUEUES))
+    ended(frozen, 10, fail=False, queue="eu")
+    assert problems() == []
+    ended(frozen, 11, fail=True, queue="eu")
+    assert codes() == ["failure_rate"]
+
+
+def test_jobs_of_a_model_no_worker_claims_from_make_no_queue_to_watch(frozen):
+    worker_row("w:1", queues=",".join(DEFAULT_QUEUES))
+    Heartbeat(queue="beats").enqueue()  # no queue asks for heartbeats: nobody claims them
+    assert Heartbeat not in served_models()
+    assert problems() == []
 
 
 # Heartbeat stale
@@ -371,13 +521,14 @@ def test_cancelled_jobs_and_retries_are_not_failures(urgent):
 def test_critical_problems_come_first_and_set_the_status(client, urgent, settings):
     settings.JOBS_QUEUES = {"mail": {}, "urgent": {"sla": "30s"}}
     worker_row("w:2", queues="mail")
-    Worker.objects.filter(name="w:1").update(queues="mail")
+    Worker.objects.filter(name="w:1").update(queues="mail,average_slow")
     ended(urgent, 10, fail=True, queue="mail")
     body = get_health(client, 503)
     assert body["status"] == "critical"
     assert [(p["severity"], p["code"], p["queue"]) for p in body["problems"]] == [
         ("critical", "no_worker", "urgent"),
         ("warning", "failure_rate", "mail"),
+        ("warning", "no_worker", "default"),
     ]
 
 
@@ -409,11 +560,12 @@ def test_the_json_holds_no_job_data(client, urgent, settings):
         "no_worker",
         "heartbeat_stale",
         "clock_stopped",
+        "failure_rate",
     }
     assert set(body) == {"status", "problems", "checked_at"}
     for problem in body["problems"]:
         assert set(problem) == {"severity", "code", "queue", "reason"}
-        assert problem["queue"] in {"urgent", "mail", None}
+        assert problem["queue"] in {"urgent", "mail", "average_slow", "default", None}
     text = json.dumps(body)
     for secret in [*secrets, "web-secret-name", "Boom", "RecordingJob", "testapp", "instances"]:
         assert secret not in text
@@ -448,9 +600,10 @@ def test_the_checks_cost_the_same_few_queries_however_many_jobs(urgent, settings
         "mail": {},
     }
     worker_row("w:2", clock_ticked_at=NOON)
-    # One grouped query per job model, one for the workers, one for the clock (there are
-    # schedules: the heartbeats), two for the one heartbeat queue.
-    expected = len(job_models()) + 1 + 1 + 2
+    # One grouped query per served job model (heartbeats too, as a queue asks for them),
+    # one for the workers, one for the clock (there are schedules: the heartbeats), two for
+    # the one heartbeat queue.
+    expected = len(served_models()) + 1 + 1 + 2
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
@@ -463,20 +616,23 @@ def test_the_checks_cost_the_same_few_queries_however_many_jobs(urgent, settings
         UrgentJobFactory.create_batch(10, enqueue=True)
         InstanceProvisionFactory.create_batch(10, enqueue=True)
         ended(urgent, 10, fail=True, queue="mail", ago=ago * MINUTE)
+        ended(urgent, 10, fail=True, queue=f"other-{ago}", ago=ago * MINUTE)
         heartbeat(urgent, due=NOON - ago * MINUTE, started=NOON - ago * MINUTE)
     assert set(codes()) == {"over_sla", "failure_rate"}
+    assert {"other-1", "other-2", "other-3"} <= {p[2] for p in problems()}
     assert queries() == expected
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's EXPLAIN")
 def test_the_queue_query_reads_only_what_the_partial_indexes_cover(frozen):
     """With sequential scans priced out, the plan shows the query *can* use the indexes."""
-    rows = health._queue_rows(InstanceProvision, ["average_slow", "urgent"], NOON)
+    rows = health._queue_rows(InstanceProvision, NOON)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         plan = rows.explain()
     assert "Seq Scan" not in plan, plan
-    assert re.search(r"Index Scan on \w+_fin\b", plan), plan
+    for index in ("_run", "_fin"):
+        assert re.search(rf"Index Scan on \w+{index}\b", plan), plan
     assert re.search(r"Index Scan on \w+_(due|pend|any)\b", plan), plan
 
 
@@ -559,11 +715,15 @@ def test_command_critical_exits_2_and_names_the_worst_problem_first(urgent, sett
     code, output = run_command("health")
     assert code == 2
     assert output.splitlines() == [
-        "JOBS CRITICAL - queue urgent: oldest job has waited 1m, over its SLA of 30s (+2 more)",
+        "JOBS CRITICAL - queue urgent: oldest job has waited 1m, over its SLA of 30s (+4 more)",
         "CRITICAL over_sla: queue urgent: oldest job has waited 1m, over its SLA of 30s",
-        "CRITICAL no_worker: queue mail: no live worker serves it",
+        f"CRITICAL no_worker: queue mail: no live worker serves it; {START}",
         "WARNING failure_rate: queue urgent: 10 of 10 jobs that ended in the last hour failed "
         "(100%), over its limit of 50%",
+        "WARNING no_worker: queue average_slow: no live worker serves it: jobs enqueued on it "
+        f"by default wait until one does; {START}",
+        "WARNING no_worker: queue default: no live worker serves it: jobs enqueued on it "
+        f"by default wait until one does; {START}",
     ]
 
 
@@ -574,9 +734,14 @@ def test_command_json_prints_what_the_view_answers(client, urgent):
     assert json.loads(output) == get_health(client, 200)
 
 
-def test_command_as_a_real_process_exits_with_the_status():
-    result = manage("jobs", "health")  # the test settings configure no queue
-    assert (result.returncode, result.stdout) == (0, "JOBS OK - no problems\n")
+def test_command_as_a_real_process_warns_that_no_worker_serves_the_default_queues():
+    result = manage("jobs", "health")  # the test settings name no queue; no worker runs
+    assert result.returncode == 1, result.stderr
+    idle = f"no live worker serves it: jobs enqueued on it by default wait until one does; {START}"
+    assert result.stdout.splitlines() == [
+        f"JOBS WARNING - queue average_slow: {idle} (+2 more)",
+        *(f"WARNING no_worker: queue {queue}: {idle}" for queue in DEFAULT_QUEUES),
+    ]
 
 
 def test_command_with_the_database_unreachable_exits_3_without_a_traceback():
@@ -590,5 +755,6 @@ def test_command_with_the_database_unreachable_exits_3_without_a_traceback():
 def test_command_without_a_subcommand_says_which_exist():
     result = manage("jobs")
     assert result.returncode == 2
-    assert "the following arguments are required: SUBCOMMAND" in result.stderr
+    assert "say which subcommand to run" in result.stderr
+    assert "  health " in result.stderr
     assert "health" in manage("jobs", "--help").stdout

@@ -119,9 +119,18 @@ def _time(minute: Minute) -> str:
     return time_format(localtime(minute.start), "H:i")
 
 
+def _column(minute: Minute) -> str:
+    """What a column's tooltip calls it: its minute, and for the hour's first, partial one,
+    the moment it counts from."""
+    if minute.since > minute.start:
+        return f"{_time(minute)} (from {time_format(localtime(minute.since), 'H:i:s')})"
+    return _time(minute)
+
+
 @register.inclusion_tag("admin/jobs/dashboard/chart.html")
 def finished_chart(minutes: list[Minute]) -> dict[str, Any]:
-    """Jobs that finished in each minute: succeeded, with those that failed for good on top."""
+    """Jobs that finished in each minute: succeeded, with those that failed for good on top.
+    Together the bars are the "finished 1 h" count: the same rows, the same hour."""
     peak = max((minute.finished for minute in minutes), default=0)
     return _chart(
         minutes,
@@ -133,7 +142,7 @@ def finished_chart(minutes: list[Minute]) -> dict[str, Any]:
             for minute in minutes
         ],
         [
-            f"{_time(minute)}: {minute.succeeded} succeeded, {minute.failed} failed"
+            f"{_column(minute)}: {minute.succeeded} succeeded, {minute.failed} failed"
             for minute in minutes
         ],
         f"{peak} / min",
@@ -153,7 +162,7 @@ def wait_chart(minutes: list[Minute]) -> dict[str, Any]:
         minutes,
         [[(max(wait.total_seconds(), 0), WAIT_COLOUR)] for wait in waits],
         [
-            f"{_time(minute)}: longest wait {format_duration(minute.longest_wait)}"
+            f"{_column(minute)}: longest wait {format_duration(minute.longest_wait)}"
             for minute in minutes
         ],
         format_duration(max(waits, default=timedelta(0))),

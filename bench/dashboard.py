@@ -32,7 +32,7 @@ from bench.__main__ import at_least, empty_table, fill_finished, table_name  # s
 from bench.models import NoopJob
 from jobs import dashboard
 from jobs.models import JobState, Worker
-from jobs.registry import job_models
+from jobs.registry import served_models
 
 HISTORY = timedelta(days=7)
 FAILED_EVERY = 100  # one finished row in a hundred failed
@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         "database": connection.vendor,
         "finished_rows": args.finished_rows,
         "rows_in_table": NoopJob.objects.count(),
-        "job_models": len(job_models()),
+        "job_models": len(served_models()),
         "runs": args.runs,
         "page": timed(args.runs, lambda: page(client)),
-        "summary": timed(args.runs, lambda: dashboard.summarize(job_models())),
+        "summary": timed(args.runs, lambda: dashboard.summarize(served_models())),
     }
     print(f"{results['database']}: {results['rows_in_table']} rows in {table_name()}, ", end="")
     print(f"{results['job_models']} job models, median of {args.runs} run(s)\n")

@@ -2,22 +2,39 @@
 
 Lifecycle fields are read-only here; the actions go through the same guarded verbs as the
 shell (`jobs.operator`), so the admin cannot put a row into an impossible state, and every
-change an operator makes is in Django's admin log, shown on the job's page.
+change an operator makes is in Django's admin log, shown on the job's page. An operation on
+more than one job (requeue or cancel a selection, requeue all failed) asks first, on a page
+that says how many jobs it would touch; nothing changes until that page is submitted.
+
+The job lists and the workers page are laid out for a 1280 px screen: compact times, no
+navigation sidebar (`nav_sidebar`), so every column shows without scrolling sideways.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import ClassVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
+from django.contrib.admin.utils import model_ngettext
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
 
 from jobs import clock, dashboard
 from jobs.identity import claimed_by_process
@@ -26,24 +43,42 @@ from jobs.models import (
     MASK,
     ROW_OPTIONS,
     Heartbeat,
+    Job,
     JobState,
     TaskJob,
     Worker,
 )
-from jobs.operator import OFFERED, OPERATIONS
+from jobs.operator import OPERATIONS, SCHEDULED, STOP_REQUESTED, offered, shown_state
+from jobs.registry import served_models
 from jobs.views import DashboardView
 
+# Keyed by `jobs.operator.shown_state()`: a scheduled job is not runnable yet, and a job asked
+# to stop is on its way out, so neither looks like the plain state.
 STATE_COLOURS = {
     JobState.NEW: "#6c757d",
     JobState.PENDING: "#0d6efd",
+    SCHEDULED: "#6f42c1",
     JobState.RUNNING: "#fd7e14",
+    STOP_REQUESTED: "#a33a00",
     JobState.SUCCEEDED: "#198754",
     JobState.FAILED: "#dc3545",
     JobState.CANCELLED: "#495057",
 }
+WORKER_STATUS_COLOURS = {"alive": "#198754", "stale": "#dc3545", "stopped": "#6c757d"}
+# How an operation's button looks: `default` (the admin's Save colour) moves a job on,
+# `danger` stops one; Run now is the admin's plain button, being for debugging.
+BUTTON_STYLES = {"cancel": "danger", "run_now": ""}
+# Operations on a selection that ask for confirmation when it holds more than one job.
+CONFIRMED = frozenset({"requeue", "cancel"})
+# Jobs a confirmation page names one by one; it counts the rest.
+CONFIRM_LISTED = 20
+# Characters of an error message the changelist shows; its title has the whole message.
+ERROR_SHOWN = 40
+# The jobs admin's own styles: buttons for operations, compact cells, badges.
+STYLESHEETS = {"all": ("jobs/admin.css",)}
 
 TIMELINE_FIELDS = (
-    "state",
+    "state_display",
     "requested_at",
     "run_at",
     "started_at",
@@ -78,6 +113,61 @@ def format_duration(duration: timedelta | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def format_until(delay: timedelta) -> str:
+    """How soon, roughly, for a badge: "in 40 s", "in 59 min", "in 3 h 5 min", "in 4 days"."""
+    seconds = max(0, int(delay.total_seconds()))
+    if seconds < 60:
+        return f"in {seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"in {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"in {hours} h {minutes} min"
+    return f"in {hours // 24} days"
+
+
+def format_moment(moment: datetime) -> str:
+    """The full local time of `moment`, as a title shows it: "2026-11-22 12:00:00 UTC"."""
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def compact_time(moment: datetime | None, now: datetime) -> str:
+    """`moment` in as few characters as a changelist column can spare, the full time on hover:
+    the time of day if it is today, the day and minute if this year, else the date."""
+    if moment is None:
+        return "-"
+    local, today = timezone.localtime(moment), timezone.localtime(now).date()
+    if local.date() == today:
+        text = f"{local:%H:%M:%S}"
+    elif local.year == today.year:
+        text = f"{local:%b} {local.day}, {local:%H:%M}"
+    else:
+        text = f"{local:%Y-%m-%d}"
+    return format_html(
+        '<time class="job-time" datetime="{}" title="{}">{}</time>',
+        moment.isoformat(),
+        format_moment(moment),
+        text,
+    )
+
+
+def badge(
+    colour: str, text: str, title: str = "", css_class: str = "job-state", tag: str = "span"
+) -> str:
+    """A coloured label, the way the admin shows a job's state and a worker's status."""
+    return format_html(
+        '<{} class="{}" style="color:#fff;background:{};padding:1px 6px;'
+        'border-radius:8px;white-space:nowrap"{}>{}</{}>',
+        tag,
+        css_class,
+        colour,
+        format_html(' title="{}"', title) if title else "",
+        text,
+        tag,
+    )
 
 
 class WorkerFilter(admin.SimpleListFilter):
@@ -119,19 +209,22 @@ class FinishedWithinFilter(admin.SimpleListFilter):
 
 
 class JobAdmin(admin.ModelAdmin):
-    """Base admin for job models. Subclass it and add the domain's `search_fields`."""
+    """Base admin for job models. Subclass it and add the domain's `search_fields`.
+
+    A subclass that adds columns to `list_display` should keep them few and narrow: the
+    lifecycle columns take about 820 px of the 980 px a 1280 px screen leaves the table.
+    """
 
     list_display = (
         "id",
         "state_badge",
-        "queue",
-        "priority",
-        "requested_at",
-        "started_at",
-        "finished_at",
+        "queue_display",
         "attempts_display",
+        "requested",
+        "finished",
         "wait_time",
         "run_time",
+        "error_summary",
     )
     list_filter = (
         "state",
@@ -140,12 +233,18 @@ class JobAdmin(admin.ModelAdmin):
         FinishedWithinFilter,
     )
     readonly_fields = (*TIMELINE_FIELDS, *ERROR_FIELDS, *ACTIVITY_FIELDS, "sensitive_display")
-    actions = ("requeue_jobs", "cancel_jobs", "retry_now_jobs", "run_now_jobs")
+    actions = ("enqueue_jobs", "requeue_jobs", "cancel_jobs", "retry_now_jobs", "run_now_jobs")
     date_hierarchy = "requested_at"
     # A table of a million finished rows is counted once per page, not twice.
     show_full_result_count = False
     change_form_template = "admin/jobs/job_change_form.html"
     change_list_template = "admin/jobs/job_change_list.html"
+    # The admin's navigation sidebar on the job list: off, because its 300 px are what the
+    # columns need on a 1280 px screen. True puts it back (the list then scrolls sideways).
+    nav_sidebar = False
+
+    class Media:
+        css: ClassVar[dict] = STYLESHEETS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         """Durations are computed in SQL so the changelist can sort by them."""
@@ -191,7 +290,7 @@ class JobAdmin(admin.ModelAdmin):
         ]
 
     def get_urls(self) -> list:
-        info = self.model._meta.app_label, self.model._meta.model_name
+        info = self._info()
         return [
             path(
                 "<path:object_id>/operate/<str:operation>/",
@@ -207,13 +306,17 @@ class JobAdmin(admin.ModelAdmin):
         ]
 
     def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
-        """Offer the operations that apply to the job's state, as buttons (POST forms)."""
+        """Offer the operations that apply to the job as it is now, as buttons (POST forms):
+        Retry now only while it is scheduled, Cancel only until a stop has been requested."""
         obj = self.get_object(request, object_id)
         extra_context = extra_context or {}
-        if obj is not None and self.has_change_permission(request, obj):
-            extra_context["job_operations"] = [
-                (name, OPERATIONS[name].title) for name in OFFERED[obj.state]
-            ]
+        if obj is not None:
+            extra_context["job_state"] = self.state_badge(obj, wrap=False)
+            if self.has_change_permission(request, obj):
+                extra_context["job_operations"] = [
+                    (name, OPERATIONS[name].title, BUTTON_STYLES.get(name, "default"))
+                    for name in offered(obj, clock.now())
+                ]
         return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
@@ -221,6 +324,8 @@ class JobAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "can_requeue_failed": self.has_change_permission(request),
         }
+        if not self.nav_sidebar:
+            extra_context["is_nav_sidebar_enabled"] = False
         return super().changelist_view(request, extra_context)
 
     def operate_view(self, request: HttpRequest, object_id: str, operation: str):
@@ -233,49 +338,163 @@ class JobAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         self._operate(request, self.get_queryset(request).filter(pk=obj.pk), operation)
-        info = self.model._meta.app_label, self.model._meta.model_name
-        return HttpResponseRedirect(reverse("admin:{}_{}_change".format(*info), args=[obj.pk]))
+        return HttpResponseRedirect(self.change_url(obj))
 
-    def requeue_failed_view(self, request: HttpRequest):
-        """Every failed job of this model back in the queue: after a fix, in one click."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+    def requeue_failed_view(self, request: HttpRequest) -> HttpResponse:
+        """Every failed job of this model back in the queue, after a fix: GET asks (how many,
+        which), POST does it."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        self._operate(request, self.get_queryset(request).failed(), "requeue")
-        info = self.model._meta.app_label, self.model._meta.model_name
-        return HttpResponseRedirect(reverse("admin:{}_{}_changelist".format(*info)))
+        failed = self.get_queryset(request).failed()
+        if request.method == "GET":
+            count = failed.count()
+            name = model_ngettext(self.opts, count)
+            if not count:
+                title = f"No failed {name}"
+            else:
+                title = f"Requeue {'the' if count == 1 else f'all {count}'} failed {name}?"
+            return self.confirm_operation(
+                request,
+                "requeue",
+                failed.order_by("-finished_at", "-pk"),
+                count,
+                title=title,
+                hidden=[],
+                back_url=self._url("changelist"),
+            )
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        self._operate(request, failed, "requeue")
+        return HttpResponseRedirect(self._url("changelist"))
+
+    def confirm_operation(
+        self,
+        request: HttpRequest,
+        name: str,
+        jobs: QuerySet,
+        count: int,
+        *,
+        title: str,
+        hidden: list[tuple[str, str]],
+        back_url: str,
+    ) -> TemplateResponse:
+        """The page that asks before operation `name` touches `count` jobs.
+
+        It names the first `CONFIRM_LISTED` of `jobs` with their state and error, and posts
+        `hidden` (plus `post=yes`) back to the URL it was drawn for; "No" goes to `back_url`.
+        """
+        operation = OPERATIONS[name]
+        listed = [
+            (job, self.change_url(job), self.state_badge(job, wrap=False), self.error_summary(job))
+            for job in jobs[:CONFIRM_LISTED]
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "media": self.media,
+            # Strings, not the Operation: a template would call it (it is callable).
+            "operation_title": operation.title,
+            "applies_to": operation.applies_to,
+            "effect": operation.effect,
+            "count": count,
+            "listed": listed,
+            "unlisted": count - len(listed),
+            "hidden": hidden,
+            "back_url": back_url,
+            "confirm": f"Yes, {operation.title.lower()} {'them' if count > 1 else 'it'}",
+            "confirm_style": BUTTON_STYLES.get(name, "default"),
+        }
+        return TemplateResponse(request, "admin/jobs/job_confirm_operation.html", context)
+
+    def change_url(self, job: Job) -> str:
+        return self._url("change", job.pk)
+
+    def _url(self, view: str, *args: object) -> str:
+        """This model's admin page `view` on the site it is registered on."""
+        app_label, model_name = self._info()
+        return reverse(f"{self.admin_site.name}:{app_label}_{model_name}_{view}", args=args)
+
+    def _info(self) -> tuple[str, str]:
+        return self.model._meta.app_label, self.model._meta.model_name
 
     @admin.display(description="state", ordering="state")
-    def state_badge(self, job) -> str:
+    def state_badge(self, job: Job, *, wrap: bool = True) -> str:
+        """The state as a badge, with the exact time and the reason in its title. With
+        `wrap` (the changelist), a long one takes two short lines to keep the column narrow:
+        "Scheduled / in 59 min", "Stop / requested"."""
+        shown, label, when, note = _state_label(job, clock.now())
+        if wrap and (when or " " in label):
+            first, second = (label, when) if when else label.split(" ", 1)
+            text = format_html("{}<br> {}", first, second)  # the space: for a text reading
+            return badge(STATE_COLOURS[shown], text, note, "job-state two-lines")
+        return badge(STATE_COLOURS[shown], f"{label} · {when}" if when else label, note)
+
+    @admin.display(description="state")
+    def state_display(self, job: Job) -> str:
+        """The job page's state: the badge, and in words what a scheduled or stopping job
+        waits for."""
+        note = _state_label(job, clock.now())[3]
         return format_html(
-            '<span class="job-state" style="color:#fff;background:{};padding:1px 6px;'
-            'border-radius:8px;white-space:nowrap">{}</span>',
-            STATE_COLOURS[job.state],
-            job.get_state_display(),
+            '{} <span class="job-quiet job-state-note">{}</span>',
+            self.state_badge(job, wrap=False),
+            note,
+        )
+
+    @admin.display(description="queue", ordering="queue")
+    def queue_display(self, job: Job) -> str:
+        """The queue, and under it the priority unless it is 0: one column for both, since
+        most jobs keep the default and the list has no width to spare."""
+        if not job.priority:
+            return job.queue
+        return format_html(
+            '{}<br><small class="job-quiet">priority {}</small>', job.queue, job.priority
         )
 
     @admin.display(description="attempts", ordering="attempts")
-    def attempts_display(self, job) -> str:
+    def attempts_display(self, job: Job) -> str:
         return f"{job.attempts} of {job.max_attempts}"
 
+    @admin.display(description="requested", ordering="requested_at")
+    def requested(self, job: Job) -> str:
+        return compact_time(job.requested_at, clock.now())
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, job: Job) -> str:
+        return compact_time(job.finished_at, clock.now())
+
     @admin.display(description="wait", ordering="wait_duration")
-    def wait_time(self, job) -> str:
+    def wait_time(self, job: Job) -> str:
         """From requested to started: how long the job queued."""
         return format_duration(job.wait_duration)
 
     @admin.display(description="run time", ordering="run_duration")
-    def run_time(self, job) -> str:
+    def run_time(self, job: Job) -> str:
         return format_duration(job.run_duration)
 
+    @admin.display(description="error", ordering="error_type")
+    def error_summary(self, job: Job) -> str:
+        """Why the last attempt failed: the exception's class, under it the start of its
+        message, all of it on hover. Not on a succeeded job: an earlier attempt's error is history
+        there (its page keeps it under "Last error")."""
+        if not job.error_type or job.state == JobState.SUCCEEDED:
+            return "-"
+        return format_html(
+            '<span class="job-error" title="{}: {}"><strong>{}</strong><span>{}</span></span>',
+            job.error_type,
+            job.error_message,
+            job.error_type.rpartition(".")[2],
+            Truncator(job.error_message).chars(ERROR_SHOWN),
+        )
+
     @admin.display(description="traceback")
-    def error_traceback_display(self, job) -> str:
+    def error_traceback_display(self, job: Job) -> str:
         if not job.error_traceback:
             return "-"
         return format_html('<pre style="white-space:pre-wrap">{}</pre>', job.error_traceback)
 
     @admin.display(description="earlier failures")
-    def error_history_display(self, job) -> str:
+    def error_history_display(self, job: Job) -> str:
         """Each kept failure, newest first, so "failed 3 times, here is each" is one look."""
         if not job.error_history:
             return "-"
@@ -300,7 +519,7 @@ class JobAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="progress")
-    def progress_display(self, job) -> str:
+    def progress_display(self, job: Job) -> str:
         if job.progress_done is None:
             return "-"
         if not job.progress_total:
@@ -316,13 +535,13 @@ class JobAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="log of the latest attempt")
-    def log_display(self, job) -> str:
+    def log_display(self, job: Job) -> str:
         if not job.log:
             return "-"
         return format_html('<pre class="job-log" style="white-space:pre-wrap">{}</pre>', job.log)
 
     @admin.display(description="operator actions")
-    def operator_history(self, job) -> str:
+    def operator_history(self, job: Job) -> str:
         """Who did what to this job from the admin, newest first (Django's admin log)."""
         entries = (
             LogEntry.objects.filter(
@@ -351,7 +570,7 @@ class JobAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="sensitive fields")
-    def sensitive_display(self, job) -> str:
+    def sensitive_display(self, job: Job) -> str:
         """Names only: the values are secrets, set where the job is created, never shown."""
         return format_html_join(
             "",
@@ -362,23 +581,55 @@ class JobAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Requeue selected failed or cancelled jobs", permissions=["change"])
-    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._operate(request, queryset, "requeue")
+    @admin.action(description="Enqueue selected new jobs", permissions=["change"])
+    def enqueue_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "enqueue")
+
+    @admin.action(description="Requeue selected failed or cancelled jobs…", permissions=["change"])
+    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "requeue")
 
     @admin.action(
-        description="Cancel selected jobs (running ones are asked to stop)", permissions=["change"]
+        description="Cancel selected jobs (running ones are asked to stop)…",
+        permissions=["change"],
     )
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._operate(request, queryset, "cancel")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "cancel")
 
     @admin.action(description="Retry selected scheduled jobs now", permissions=["change"])
-    def retry_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._operate(request, queryset, "retry_now")
+    def retry_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "retry_now")
 
     @admin.action(description="Run selected jobs now, here (debugging)", permissions=["change"])
-    def run_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._operate(request, queryset, "run_now")
+    def run_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "run_now")
+
+    def _act(self, request: HttpRequest, queryset: QuerySet, name: str) -> HttpResponse | None:
+        """Apply operation `name` to the selection, as an admin action; one of `CONFIRMED`
+        on more than one job first asks, on a page like Django's delete confirmation that
+        posts the same request back with `post=yes` (None: back to the changelist)."""
+        if name not in CONFIRMED or request.POST.get("post") == "yes":
+            self._operate(request, queryset, name)
+            return None
+        if (count := queryset.count()) <= 1:
+            self._operate(request, queryset, name)
+            return None
+        operation = OPERATIONS[name]
+        hidden = [
+            (key, value)
+            for key, values in request.POST.lists()
+            if key not in ("csrfmiddlewaretoken", "post")
+            for value in values
+        ]
+        return self.confirm_operation(
+            request,
+            name,
+            queryset.order_by("-pk"),
+            count,
+            title=f"{operation.title} {count} selected {model_ngettext(self.opts, count)}?",
+            hidden=hidden,
+            back_url=request.get_full_path(),  # the changelist, as filtered
+        )
 
     def _operate(self, request: HttpRequest, queryset: QuerySet, name: str) -> None:
         """Apply an operation and say what it changed and what it skipped.
@@ -403,6 +654,22 @@ class JobAdmin(admin.ModelAdmin):
         self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)
 
 
+def _state_label(job: Job, now: datetime) -> tuple[str, str, str, str]:
+    """What the admin says of `job`'s state at `now`: (`shown_state()`, its label, how soon
+    a scheduled job is due, a sentence on what a scheduled or stopping job waits for)."""
+    shown = shown_state(job, now)
+    if shown == SCHEDULED:
+        note = f"Pending, not to start before {format_moment(job.run_at)}."
+        return shown, "Scheduled", format_until(job.run_at - now), note
+    if shown == STOP_REQUESTED:
+        note = (
+            f"Running; asked to stop at {format_moment(job.cancel_requested_at)}. It stops "
+            "when it next checks for a cancel request, or when it finishes."
+        )
+        return shown, "Stop requested", "", note
+    return shown, job.get_state_display(), "", ""
+
+
 def _masked_column(name: str):
     """A changelist column that shows that a sensitive field is set, never its value."""
 
@@ -413,13 +680,40 @@ def _masked_column(name: str):
     return masked
 
 
+class FrameworkJobAdmin(JobAdmin):
+    """The framework's own job models (heartbeats, tasks): rows only the framework writes.
+
+    Shown only in a project that uses them (`jobs.registry.served_models()`, read on each
+    request, so a settings change shows at once), and never added by hand: a heartbeat is
+    the clock's, a task row is written by `@task(...).enqueue()`.
+    """
+
+    def in_use(self) -> bool:
+        try:
+            return self.model in served_models()
+        except ValueError:  # JOBS_QUEUES is unusable: show the rows; `manage.py check` says why
+            return True
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.in_use() and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.in_use() and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.in_use() and super().has_delete_permission(request, obj)
+
+
 # The clock's heartbeats: each row's wait (started minus run at) is one sample of its
 # queue's latency, so an operator can see when a queue fell behind.
-admin.site.register(Heartbeat, JobAdmin)
+admin.site.register(Heartbeat, FrameworkJobAdmin)
 
 
 @admin.register(TaskJob)
-class TaskJobAdmin(JobAdmin):
+class TaskJobAdmin(FrameworkJobAdmin):
     """Calls of `@task` functions (Django's Tasks API): which function, with what, and what
     it returned."""
 
@@ -455,13 +749,11 @@ class WorkerAdmin(admin.ModelAdmin):
             }.get(self.value())
 
     list_display = (
-        "name",
-        "state",
-        "alive",
+        "process",
+        "status",
         "queues_served",
-        "supervisor",
         "threads",
-        "started_at",
+        "started",
         "heartbeat",
         "jobs_in_flight",
         "jobs_performed",
@@ -469,6 +761,11 @@ class WorkerAdmin(admin.ModelAdmin):
     list_filter = (StatusFilter, "state", "host")
     list_select_related = ("supervisor",)
     search_fields = ("name", "supervisor__name")
+    # As on the job lists (`JobAdmin.nav_sidebar`): the columns need the sidebar's width.
+    nav_sidebar = False
+
+    class Media:
+        css: ClassVar[dict] = STYLESHEETS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -483,25 +780,74 @@ class WorkerAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    @admin.display(boolean=True, description="alive")
-    def alive(self, worker: Worker) -> bool:
-        """Running, with a heartbeat fresher than a lease: a worker past that is presumed dead."""
-        fresh = dashboard.heartbeat_is_fresh(worker, clock.now())
-        return worker.state == Worker.State.RUNNING and fresh
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        if not self.nav_sidebar:
+            extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}
+        return super().changelist_view(request, extra_context)
+
+    def get_list_display(self, request: HttpRequest) -> list:
+        """Jobs in flight link to their pages, where `request`'s user may see them."""
+        return [
+            _in_flight_column(self.admin_site, request) if name == "jobs_in_flight" else name
+            for name in super().get_list_display(request)
+        ]
+
+    @admin.display(description="worker", ordering="name")
+    def process(self, worker: Worker) -> str:
+        """Its name (`host:pid`), and the supervisor that started it, if one did."""
+        if worker.supervisor is None:
+            return worker.name
+        return format_html(
+            '{}<br><small class="job-quiet">under {}</small>', worker.name, worker.supervisor
+        )
+
+    @admin.display(description="status", ordering="state")
+    def status(self, worker: Worker) -> str:
+        """Alive (running, heartbeat fresher than a lease), stale (running by its row but
+        silent for a lease: presumed dead, its jobs rescued by others) or stopped."""
+        if worker.state != Worker.State.RUNNING:
+            name = "stopped"
+        elif dashboard.heartbeat_is_fresh(worker, clock.now()):
+            name = "alive"
+        else:
+            name = "stale"
+        return badge(
+            WORKER_STATUS_COLOURS[name], name, css_class=f"worker-status {name}", tag="strong"
+        )
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, worker: Worker) -> str:
+        return compact_time(worker.started_at, clock.now())
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
     def heartbeat(self, worker: Worker) -> str:
-        """How long ago, flagged when a running worker has gone quiet for a lease."""
-        ago = format_html("{} ago", format_duration(clock.now() - worker.last_heartbeat_at))
-        if worker.state != Worker.State.RUNNING or self.alive(worker):
-            return ago
         return format_html(
-            '{} <strong style="color:#fff;background:{};padding:1px 6px;border-radius:8px">'
-            "stale</strong>",
-            ago,
-            STATE_COLOURS[JobState.FAILED],
+            '<span title="{}">{} ago</span>',
+            format_moment(worker.last_heartbeat_at),
+            format_duration(clock.now() - worker.last_heartbeat_at),
         )
 
     @admin.display(description="queues")
     def queues_served(self, worker: Worker) -> str:
         return worker.queues or "all"
+
+
+def _in_flight_column(site: admin.AdminSite, request: HttpRequest):
+    """The workers page's "jobs in flight": one per line (`Model#pk`), each linked to its
+    page as the dashboard links it, for a user who may see that model."""
+    links = DashboardView(admin_site=site)
+
+    @admin.display(description="jobs in flight")
+    def jobs_in_flight(worker: Worker) -> str:
+        if not worker.jobs_in_flight:
+            return "-"
+        lines = []
+        for label, url in (links.job_link(request, label) for label in worker.jobs_in_flight):
+            short = label.partition(".")[2]  # the model and pk: its app is in the title
+            if url:
+                lines.append(format_html('<a href="{}" title="{}">{}</a>', url, label, short))
+            else:
+                lines.append(format_html('<span title="{}">{}</span>', label, short))
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
+
+    return jobs_in_flight

@@ -1,9 +1,15 @@
 """What an operator does to jobs from the admin, each change recorded in Django's admin log.
 
-Every operation goes through a lifecycle verb (`requeue()`, `cancel()`, `retry_now()`,
-`run()`), so the admin can do nothing the shell could not, and nothing `ALLOWED_FROM`
-forbids. The selected rows are locked for the length of the operation, so the audit entry
-written for each row says exactly what changed it from what: "Requeue: failed → pending".
+Every operation goes through a lifecycle verb (`enqueue()`, `requeue()`, `cancel()`,
+`retry_now()`, `run()`), so the admin can do nothing the shell could not, and nothing
+`ALLOWED_FROM` forbids. The selected rows are locked for the length of the operation, so the
+audit entry written for each row says exactly what changed it from what: "Requeue: failed →
+pending".
+
+What an operator is offered depends on more than the row's state: a pending job due later is
+*scheduled* (only it can be retried now), and a running job asked to stop has *stop
+requested* (asking again does nothing). `shown_state()` tells them apart; the state column
+still says pending and running.
 """
 
 from __future__ import annotations
@@ -12,19 +18,23 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
 from django.db.models import QuerySet
 
-from jobs.errors import JobNotRunnable
-from jobs.models import JobQuerySet
+from jobs.errors import JobNotRunnable, JobStateError
+from jobs.models import Job, JobQuerySet
 from jobs.states import RUNNABLE_STATES, JobState
 
 # The columns an operation may change; a row whose values differ afterwards was changed.
 WATCHED = ("state", "run_at", "cancel_requested_at")
 # Jobs one "run now" may perform inside a web request: it is for debugging, not draining.
 RUN_NOW_LIMIT = 10
+# What `shown_state()` calls a pending job due later, and a running job asked to stop.
+SCHEDULED = "scheduled"
+STOP_REQUESTED = "stop requested"
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class Operation:
     # Lock the rows while applying, so the audit is exact. Not for running jobs inline: a
     # job's lease keeper renews its lease from another connection and would wait on the lock.
     locks: bool = True
+    effect: str = ""  # what it does to each job it applies to, for a page that asks first
 
     def __call__(self, user, rows: QuerySet) -> list[tuple[str, str]]:
         """Apply to `rows` on behalf of `user`; returns (from, to) for each changed row."""
@@ -66,8 +77,36 @@ def describe(before: list, after: list) -> tuple[str, str]:
     if old_state == new_state == JobState.RUNNING:
         return old_state, "asked to stop"
     if old_state == new_state == JobState.PENDING:
-        return "scheduled", "runnable now"
+        return SCHEDULED, "runnable now"
     return old_state, new_state
+
+
+def shown_state(job: Job, now: datetime) -> str:
+    """The job's state as an operator needs to see it: `SCHEDULED` for a pending job whose
+    `run_at` is still to come (what `retry_now()` moves), `STOP_REQUESTED` for a running job
+    someone cancelled (it stops if and when it checks), otherwise `job.state`.
+
+    For display and for choosing what to offer only: the row's state is pending or running.
+    """
+    if job.state == JobState.PENDING and job.run_at is not None and job.run_at > now:
+        return SCHEDULED
+    if job.state == JobState.RUNNING and job.cancel_requested_at is not None:
+        return STOP_REQUESTED
+    return job.state
+
+
+def offered(job: Job, now: datetime) -> tuple[str, ...]:
+    """The names of the operations that apply to `job` as it is at `now`: its page's buttons."""
+    return OFFERED[shown_state(job, now)]
+
+
+def _enqueue(rows: QuerySet) -> None:
+    """Queue each new row as `enqueue()` does: pending now, in its own queue and priority."""
+    for job in rows.filter(state=JobState.NEW).order_by("pk"):
+        try:
+            job.enqueue()
+        except JobStateError:
+            continue  # it left `new` since it was read (on SQLite rows are not locked)
 
 
 def _run_now(rows: QuerySet) -> None:
@@ -80,8 +119,22 @@ def _run_now(rows: QuerySet) -> None:
 
 
 OPERATIONS = {
-    "requeue": Operation("Requeue", "requeued", "failed or cancelled", JobQuerySet.requeue),
-    "cancel": Operation("Cancel", "cancelled", "new, pending or running", JobQuerySet.cancel),
+    "enqueue": Operation("Enqueue", "enqueued", "new", _enqueue),
+    "requeue": Operation(
+        "Requeue",
+        "requeued",
+        "failed or cancelled",
+        JobQuerySet.requeue,
+        effect="Each goes back to pending, due now, with its attempts reset.",
+    ),
+    "cancel": Operation(
+        "Cancel",
+        "cancelled",
+        "new, pending or running",
+        JobQuerySet.cancel,
+        effect="A new or pending job is cancelled at once; a running one is asked to stop, "
+        "and stops when it next checks for a cancel request, or when it finishes.",
+    ),
     "retry_now": Operation(
         "Retry now", "moved to now", "scheduled (pending, due later)", JobQuerySet.retry_now
     ),
@@ -90,11 +143,13 @@ OPERATIONS = {
     ),
 }
 
-# Which operations make sense for a job in each state: the buttons on its admin page.
+# Which operations make sense for a job as `shown_state()` sees it: the buttons on its page.
 OFFERED = {
-    JobState.NEW: ("run_now", "cancel"),
-    JobState.PENDING: ("retry_now", "run_now", "cancel"),
+    JobState.NEW: ("enqueue", "run_now", "cancel"),
+    JobState.PENDING: ("run_now", "cancel"),
+    SCHEDULED: ("retry_now", "run_now", "cancel"),
     JobState.RUNNING: ("cancel",),
+    STOP_REQUESTED: (),
     JobState.FAILED: ("requeue",),
     JobState.CANCELLED: ("requeue",),
     JobState.SUCCEEDED: (),

@@ -2,9 +2,13 @@
 
 Builds a scene in a throwaway SQLite database of the example project: an hour of history
 (provisions run at past moments under a moved clock, some refused by the provider), a backlog,
-jobs scheduled for later, a real `runjobs` process busy with slow provisions and a worker row
-gone stale. Then it serves the admin on a live server thread, signs in with headless Chromium
-(`tests.browser`) and photographs the dashboard and a failed job's page.
+jobs scheduled for later, a job added but not queued, a real `runjobs` process busy with slow
+provisions (one of them asked to stop) and a worker row gone stale. Then it serves the admin on
+a live server thread, signs in with headless Chromium (`tests.browser`) and photographs, at
+1280x900, what docs/admin.md shows: the dashboard, a failed job's page, and the provisions'
+list and the workers page as they first appear on the screen. `--review` adds what an
+operator sees while acting (a running job asked to stop, a new job, the page that asks
+before "Requeue all failed"), to look at after changing the admin; the docs do not use them.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ BUSY_THREADS = 2
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.screenshots", description=__doc__)
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    parser.add_argument(
+        "--review", action="store_true", help="also photograph pages the docs do not show"
+    )
     return parser.parse_args(argv)
 
 
@@ -88,8 +95,10 @@ def build_history(now) -> InstanceProvision:
     return refused
 
 
-def build_present(now) -> None:
-    """What is going on now: a backlog, jobs due later, and a worker that went quiet."""
+def build_present(now) -> InstanceProvision:
+    """What is going on now: a backlog, jobs due later, and a worker that went quiet.
+
+    Returns a provision added and not queued yet (`new`), as an operator adds one."""
     for number in range(BUSY_THREADS + 4):
         provision(f"db-{number}", at=now - timedelta(minutes=4 - number / 2))
     for number in range(3):
@@ -105,6 +114,7 @@ def build_present(now) -> None:
         started_at=now - timedelta(hours=3),
         last_heartbeat_at=now - timedelta(minutes=7),
     )
+    return InstanceProvision.objects.create(instance=Instance.objects.create(name="api-1"))
 
 
 @contextmanager
@@ -143,18 +153,43 @@ def live_server() -> Iterator[str]:
         server.terminate()
 
 
-def photograph(base_url: str, out: Path, failed: InstanceProvision) -> None:
+def stop_one_busy_job() -> InstanceProvision:
+    """Ask one of the busy worker's provisions to stop; it does not check, so it runs on."""
+    running = InstanceProvision.objects.running().order_by("pk")
+    running.filter(pk=running[0].pk).cancel()
+    return running[0]
+
+
+def pages(review: bool, **jobs: InstanceProvision) -> list[tuple[str, str, bool]]:
+    """(file name, admin URL, whole page or only the first screen) of each photograph."""
+
+    def change(job: InstanceProvision) -> str:
+        return reverse("admin:instances_instanceprovision_change", args=[job.pk])
+
+    shots = [
+        ("dashboard", reverse("admin:jobs_dashboard"), True),
+        ("job", change(jobs["failed"]), True),
+        ("changelist", reverse("admin:instances_instanceprovision_changelist"), False),
+        ("workers", reverse("admin:jobs_worker_changelist"), False),
+    ]
+    if review:
+        shots += [
+            ("stop-requested", change(jobs["stopping"]), False),
+            ("new-job", change(jobs["new"]), False),
+            ("requeue-failed", reverse("admin:instances_instanceprovision_requeue_failed"), False),
+        ]
+    return shots
+
+
+def photograph(base_url: str, out: Path, shots: list[tuple[str, str, bool]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with chromium() as browser:
         context = browser.new_context(base_url=base_url, viewport=VIEWPORT)
         page = context.new_page()
         log_in(page, USERNAME, PASSWORD)
-        for name, url in [
-            ("dashboard", reverse("admin:jobs_dashboard")),
-            ("job", reverse("admin:instances_instanceprovision_change", args=[failed.pk])),
-        ]:
+        for name, url, full_page in shots:
             page.goto(url)
-            page.screenshot(path=out / f"{name}.png", full_page=True)
+            page.screenshot(path=out / f"{name}.png", full_page=full_page)
             print(out / f"{name}.png")
         context.close()
 
@@ -166,9 +201,10 @@ def main(argv: list[str] | None = None) -> None:
         get_user_model().objects.create_superuser(USERNAME, password=PASSWORD)
         now = timezone.now()
         failed = build_history(now)
-        build_present(now)
+        new = build_present(now)
         with busy_worker(), live_server() as base_url:
-            photograph(base_url, args.out, failed)
+            shots = pages(args.review, failed=failed, new=new, stopping=stop_one_busy_job())
+            photograph(base_url, args.out, shots)
     finally:
         shutil.rmtree(DATABASE.parent)
 

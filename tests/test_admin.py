@@ -84,10 +84,12 @@ def messages_of(response) -> list[tuple[int, str]]:
     return [(message.level, message.message) for message in get_messages(response.wsgi_request)]
 
 
-def run_action(client, action: str, *jobs, view: str = ""):
-    """Select `jobs` on the changelist (as filtered by the querystring `view`), run `action`."""
+def run_action(client, action: str, *jobs, view: str = "", confirmed: bool = True):
+    """Select `jobs` on the changelist (as filtered by the querystring `view`), run `action`;
+    `confirmed` posts as its confirmation page does (`post=yes`), as if "Yes" was clicked."""
     url = f"{CHANGELIST}?{view}" if view else CHANGELIST
-    return client.post(url, {"action": action, "_selected_action": pks(*jobs), "index": "0"})
+    data = {"action": action, "_selected_action": pks(*jobs), "index": "0"}
+    return client.post(url, {**data, "post": "yes"} if confirmed else data)
 
 
 def timed_provision(wait: timedelta, run: timedelta) -> InstanceProvision:
@@ -101,6 +103,18 @@ def timed_provision(wait: timedelta, run: timedelta) -> InstanceProvision:
         finished_at=requested + wait + run,
     )
     return job
+
+
+def row_of(page: str, job) -> str:
+    """The changelist row of `job`, as HTML."""
+    start = page.index(f'value="{job.pk}"')
+    return page[page.rindex("<tr", 0, start) : page.index("</tr>", start)]
+
+
+def cell(row: str, column: str) -> str:
+    """The inside of the cell of changelist column `column` in `row`."""
+    start = row.index(f'class="field-{column}"')
+    return row[row.index(">", start) + 1 : row.index("</td>", start)]
 
 
 def column_index(client, name: str) -> int:
@@ -147,6 +161,103 @@ def test_changelist_shows_a_coloured_badge_per_state(admin_client):
         ("#198754", "Succeeded"),
         ("#dc3545", "Failed"),
     ]
+
+
+def test_a_pending_job_due_later_is_shown_scheduled_with_when_it_is_due(admin_client, frozen):
+    later = InstanceProvisionFactory(enqueue__delay=timedelta(minutes=59))
+    due = provision_in(JobState.PENDING)
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert cell(row_of(page, later), "state_badge") == (
+        '<span class="job-state two-lines" style="color:#fff;background:#6f42c1;padding:1px '
+        '6px;border-radius:8px;white-space:nowrap" title="Pending, not to start before '
+        '2026-11-22 12:59:00 UTC.">Scheduled<br> in 59 min</span>'
+    )
+    assert ">Pending</span>" in cell(row_of(page, due), "state_badge")
+    assert state_of(later) == JobState.PENDING  # what the database says is unchanged
+
+
+def test_a_job_page_says_when_a_scheduled_job_is_due(admin_client, frozen):
+    job = InstanceProvisionFactory(enqueue__delay=timedelta(hours=2, minutes=5))
+    page = admin_client.get(change_url(job)).content.decode()
+    assert ">Scheduled · in 2 h 5 min</span>" in page
+    assert "Pending, not to start before 2026-11-22 14:05:00 UTC." in page
+
+
+def test_a_running_job_asked_to_stop_is_shown_stop_requested(admin_client):
+    job = provision_in(JobState.RUNNING)
+    job.cancel()
+    listing = admin_client.get(CHANGELIST).content.decode()
+    assert ">Stop<br> requested</span>" in cell(row_of(listing, job), "state_badge")
+    page = admin_client.get(change_url(job)).content.decode()
+    assert ">Stop requested</span>" in page
+    assert ">Running</span>" not in page
+    assert "It stops when it next checks for a cancel request, or when it finishes." in page
+    assert state_of(job) == JobState.RUNNING
+
+
+def test_changelist_shows_the_error_type_and_the_start_of_its_message(admin_client):
+    job = failed_provision("Bad_Name!")
+    error = cell(row_of(admin_client.get(CHANGELIST).content.decode(), job), "error_summary")
+    full = (
+        "project.instances.provider.ProviderError: invalid server name &#x27;Bad_Name!&#x27;: "
+        "use lowercase letters, digits and hyphens"
+    )
+    assert error == (
+        f'<span class="job-error" title="{full}"><strong>ProviderError</strong>'
+        "<span>invalid server name &#x27;Bad_Name!&#x27;: use lo…</span></span>"
+    )
+
+
+def test_the_error_column_leaves_out_an_earlier_attempts_error_once_the_job_succeeded(
+    admin_client,
+):
+    job = provision_in(JobState.SUCCEEDED)
+    InstanceProvision.objects.filter(pk=job.pk).update(
+        error_type="builtins.TimeoutError", error_message="attempt 1 timed out"
+    )
+    assert cell(row_of(admin_client.get(CHANGELIST).content.decode(), job), "error_summary") == "-"
+
+
+def test_the_error_column_escapes_the_message(admin_client):
+    job = failed_provision("<script>alert(1)</script>")
+    error = cell(row_of(admin_client.get(CHANGELIST).content.decode(), job), "error_summary")
+    assert "<script>" not in error
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in error
+
+
+def test_changelist_times_are_compact_with_the_full_time_on_hover(admin_client, frozen):
+    today = timed_provision(wait=timedelta(seconds=5), run=timedelta(seconds=1))
+    InstanceProvision.objects.filter(pk=today.pk).update(
+        requested_at=NOON - timedelta(hours=1), finished_at=NOON - timedelta(minutes=59)
+    )
+    row = row_of(admin_client.get(CHANGELIST).content.decode(), today)
+    assert cell(row, "requested") == (
+        '<time class="job-time" datetime="2026-11-22T11:00:00+00:00" '
+        'title="2026-11-22 11:00:00 UTC">11:00:00</time>'
+    )
+    assert ">11:01:00</time>" in cell(row, "finished")
+    InstanceProvision.objects.filter(pk=today.pk).update(requested_at=NOON - timedelta(days=3))
+    row = row_of(admin_client.get(CHANGELIST).content.decode(), today)
+    assert ">Nov 19, 12:00</time>" in cell(row, "requested")
+
+
+def test_job_lists_leave_out_the_navigation_sidebar_so_the_columns_fit(admin_client):
+    provision_in(JobState.PENDING)
+    listing = admin_client.get(CHANGELIST)
+    assert listing.context["is_nav_sidebar_enabled"] is False
+    assert 'id="nav-sidebar"' not in listing.content.decode()
+    page = admin_client.get(change_url(provision_in(JobState.NEW))).content.decode()
+    assert 'id="nav-sidebar"' in page  # a job's page has room for it
+
+
+def test_the_queue_column_shows_a_priority_other_than_0_under_the_queue(admin_client):
+    urgent = provision_in(JobState.PENDING, enqueue__priority=10)
+    usual = provision_in(JobState.PENDING)
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert cell(row_of(page, urgent), "queue_display") == (
+        'average_slow<br><small class="job-quiet">priority 10</small>'
+    )
+    assert cell(row_of(page, usual), "queue_display") == "average_slow"
 
 
 def test_changelist_shows_attempts_out_of_the_maximum(admin_client):
@@ -477,8 +588,29 @@ def test_workers_page_flags_live_and_stale_workers(admin_client):
     page = admin_client.get(reverse("admin:jobs_worker_changelist")).content.decode()
     live_row = page[page.index("live:1") :]
     stale_row = page[page.index("stale:2") :]
-    assert 'alt="True"' in live_row.split("</tr>")[0]
-    assert 'alt="False"' in stale_row.split("</tr>")[0]
+    assert 'class="worker-status alive"' in live_row.split("</tr>")[0]
+    assert 'class="worker-status stale"' in stale_row.split("</tr>")[0]
+
+
+def test_workers_page_shows_the_last_heartbeat_and_links_the_jobs_in_flight(admin_client, frozen):
+    job = provision_in(JobState.RUNNING)
+    Worker.objects.create(
+        name="busy:7",
+        host="busy",
+        pid=7,
+        started_at=NOON - timedelta(hours=1),
+        last_heartbeat_at=NOON - timedelta(seconds=3),
+        jobs_in_flight=[job.label, "gone.Model#1"],
+    )
+    response = admin_client.get(reverse("admin:jobs_worker_changelist"))
+    assert response.context["is_nav_sidebar_enabled"] is False
+    page = response.content.decode()
+    row = page[page.index(">busy:7<") : page.index("</tr>", page.index(">busy:7<"))]
+    assert cell(row, "heartbeat") == '<span title="2026-11-22 11:59:57 UTC">3.00 s ago</span>'
+    assert cell(row, "jobs_in_flight") == (
+        f'<a href="{change_url(job)}" title="{job.label}">InstanceProvision#{job.pk}</a><br>'
+        '<span title="gone.Model#1">Model#1</span>'
+    )
 
 
 def test_workers_cannot_be_added_or_edited_in_the_admin(admin_client):

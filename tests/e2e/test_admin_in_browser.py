@@ -60,13 +60,11 @@ def test_an_operator_finds_a_failed_job_requeues_it_and_watches_it_succeed(page,
     log_in(page, USERNAME, PASSWORD)
     page.click("text=Jobs dashboard")
     expect(page.locator("h1")).to_have_text("Jobs dashboard")
-    assert shown_counts(page, PROVISIONS_ROW) == {
-        "pending": 0,
-        "scheduled": 1,
-        "running": 0,
-        "failed_last_hour": 1,
-        "failed_last_day": 1,
-    }
+    # The counts this scene is about; the dashboard shows more, checked just below.
+    expected = {"pending": 0, "scheduled": 1, "running": 0}
+    expected |= {"failed_last_hour": 1, "failed_last_day": 1}
+    shown = shown_counts(page, PROVISIONS_ROW)
+    assert {name: shown[name] for name in expected} == expected
     now = timezone.now()
     assert shown_counts(page, PROVISIONS_ROW) == counted(InstanceProvision.objects, now)
     assert shown_counts(page, 'tr[data-row="testapp.urgentjob"]') == counted(UrgentJob.objects, now)

@@ -14,6 +14,7 @@ before "Requeue all failed"), to look at after changing the admin; the docs do n
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
@@ -34,11 +35,14 @@ SCENE_ENV = {
     "DJANGO_SETTINGS_MODULE": "project.settings",
     "DATABASE_URL": f"sqlite:///{DATABASE}",
     "JOBS_LEASE_SECONDS": "4",  # the busy worker reports its jobs every second
-    "JOBS_LOG_LEVEL": "WARNING",
+    "JOBS_LOG_LEVEL": "INFO",  # so each job's page has the lines it logged
     "PROVIDER_BOOT_SECONDS": "0",  # the history is run here, at once
 }
 os.environ.update(SCENE_ENV)
 django.setup()
+# The scene runs hundreds of jobs here: their lines go to their rows, the console only warns.
+for _handler in logging.getLogger("jobs").handlers:
+    _handler.setLevel(logging.WARNING)
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.staticfiles.handlers import StaticFilesHandler  # noqa: E402
@@ -48,7 +52,7 @@ from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from jobs import clock  # noqa: E402
-from jobs.models import Worker  # noqa: E402
+from jobs.models import TaskJob, Worker  # noqa: E402
 from project.instances.models import Instance, InstanceProvision  # noqa: E402
 from tests.browser import VIEWPORT, chromium, log_in  # noqa: E402
 
@@ -75,8 +79,12 @@ def provision(name: str, *, at, queue=None, waited=timedelta(0), attempts=5, run
 
 
 def run_at_moment(job: InstanceProvision, at) -> None:
+    """Run the provision at `at`, then, a second later, the task its success enqueued."""
     with mock.patch.object(clock, "now", return_value=at):
         job.run()
+    with mock.patch.object(clock, "now", return_value=at + timedelta(seconds=1)):
+        for task in TaskJob.objects.pending():
+            task.run()
 
 
 def build_history(now) -> InstanceProvision:

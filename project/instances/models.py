@@ -44,14 +44,17 @@ class InstanceProvision(Job):
     def perform(self) -> None:
         instance = self.instance
         if not instance.provider_id:
+            self.logger.info("creating server %r at the provider", instance.name)
             instance.provider_id = provider.create_server(
                 instance.name, client_token=f"instance-{instance.pk}"
             )
             instance.state = Instance.State.BOOTING
             instance.save(update_fields=["provider_id", "state"])
+        self.logger.info("waiting for %s to boot", instance.provider_id)
         provider.wait_until_ready(instance.provider_id)
         if not instance.ip_address:
             instance.ip_address = provider.attach_ip(instance.provider_id)
+            self.logger.info("attached %s to %s", instance.ip_address, instance.provider_id)
         instance.state = Instance.State.READY
         with transaction.atomic():
             instance.save(update_fields=["ip_address", "state"])

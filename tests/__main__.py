@@ -8,30 +8,46 @@ understood here is passed to pytest unchanged.
 PostgreSQL comes from, in order: a postgres ``DATABASE_URL`` in the environment, a server
 answering on 127.0.0.1 at ``$PGPORT`` (default 5432), or a throwaway cluster started from the
 installed binaries and removed afterwards.
+
+The browser tests (marked ``e2e``) need Chromium and Playwright. Whether they can run is
+decided once, before the first pass (``--browser``): by default they are skipped when either
+is missing, with one line saying so at the start and in the summary, so a fresh machine gets
+a green run in minutes instead of a failure at the end; CI passes ``--browser install`` so it
+never passes without them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
-from tests import postgres_server
+from tests import browser, postgres_server
 
 POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
 NO_POSTGRES = (
     "no PostgreSQL found: set DATABASE_URL, start a server on 127.0.0.1:5432, "
     "or install one (apt-get install postgresql)"
 )
+# How long each pass of the whole suite takes on a 2-core machine with the browser tests
+# (measured; the README says the same). Printed as each pass starts, so nobody waits blind.
+PASS_ESTIMATES = {"sqlite": "3.5 min", "postgresql": "4.5 min"}
+BROWSER_CHOICES = {
+    "auto": "run them if Chromium and Playwright are installed, else skip them and say so",
+    "require": "fail before any pass if they cannot run (no silent skip)",
+    "install": "install what they need first (apt-get, as root or through sudo; pip), "
+    "then as require",
+}
 PYTEST_OUTCOMES = {
     0: "passed",
     1: "tests failed",
@@ -42,7 +58,7 @@ PYTEST_OUTCOMES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Database:
     """Where one pass runs: the backend, a human description, and the URL given to Django."""
 
@@ -51,13 +67,14 @@ class Database:
     url: str
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PassResult:
     """The outcome of one pass; ``exit_code`` is pytest's, or 1 if the pass could not run."""
 
     backend: str
     exit_code: int
     outcome: str
+    seconds: float = 0.0
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -74,16 +91,52 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         default="both",
         help="which database(s) to run the suite on (default: both)",
     )
+    parser.add_argument(
+        "--browser",
+        choices=list(BROWSER_CHOICES),
+        default="auto",
+        help="the browser tests (marked e2e): "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in BROWSER_CHOICES.items())
+        + " (default: auto)",
+    )
     options, pytest_args = parser.parse_known_args(argv)
     if pytest_args[:1] == ["--"]:
         pytest_args = pytest_args[1:]
     return options, pytest_args
 
 
-def run_pytest(database: Database, pytest_args: list[str]) -> PassResult:
-    """Run the whole suite in a fresh interpreter, so no Django state leaks between passes."""
-    print(f"== tests on {database.backend} ({database.origin})", flush=True)
+def browser_decision(choice: str) -> str | None:
+    """Whether the browser tests can run: None if so, else the line saying they are skipped.
+
+    Raises BrowserUnavailable or BrowserInstallFailed when ``choice`` will not accept a skip.
+    """
+    try:
+        browser.check_available()
+    except browser.BrowserUnavailable as unavailable:
+        if choice == "auto":
+            return (
+                f"browser tests skipped: {unavailable.missing} ({unavailable.remedy}, then "
+                "rerun; or python -m tests --browser install to install it now)"
+            )
+        if choice == "require":
+            raise
+        print(f"== {unavailable.missing}: installing it (a minute or two)", flush=True)
+        browser.install()
+    return None
+
+
+def run_pytest(database: Database, pytest_args: list[str], skip_browser: str | None) -> PassResult:
+    """Run the whole suite in a fresh interpreter, so no Django state leaks between passes.
+
+    ``skip_browser``, the line from `browser_decision()`, reaches tests/e2e/conftest.py as
+    the skip reason; None lets the browser tests run, whatever this process inherited.
+    """
+    estimate = f"about {PASS_ESTIMATES[database.backend]} for the whole suite on 2 cores"
+    print(f"== tests on {database.backend} ({estimate}): {database.origin}", flush=True)
     env = {**os.environ, "DATABASE_URL": database.url}
+    env.pop(browser.SKIP_BROWSER_TESTS, None)
+    if skip_browser:
+        env[browser.SKIP_BROWSER_TESTS] = skip_browser
     command = [sys.executable, "-m", "pytest", *pytest_args]
     exit_code = subprocess.run(command, env=env, check=False).returncode
     if exit_code < 0:  # killed by a signal
@@ -91,19 +144,20 @@ def run_pytest(database: Database, pytest_args: list[str]) -> PassResult:
     return PassResult(database.backend, exit_code, PYTEST_OUTCOMES.get(exit_code, "failed"))
 
 
-def sqlite_pass(pytest_args: list[str]) -> PassResult:
+def sqlite_pass(pytest_args: list[str], skip_browser: str | None) -> PassResult:
     """Run on a database file in a fresh temporary directory, never on a developer's db."""
     with tempfile.TemporaryDirectory(prefix="jobs-sqlite-") as directory:
         # An absolute path after "sqlite:///" gives the four slashes django-environ expects.
         url = f"sqlite:///{Path(directory) / 'jobs.sqlite3'}"
-        return run_pytest(Database("sqlite", f"DATABASE_URL={url}", url), pytest_args)
+        database = Database("sqlite", f"DATABASE_URL={url}", url)
+        return run_pytest(database, pytest_args, skip_browser)
 
 
-def postgresql_pass(pytest_args: list[str]) -> PassResult:
+def postgresql_pass(pytest_args: list[str], skip_browser: str | None) -> PassResult:
     """Run on the first PostgreSQL available; a missing server is a failed pass, not a skip."""
     try:
         with postgresql_database() as database:
-            return run_pytest(database, pytest_args)
+            return run_pytest(database, pytest_args, skip_browser)
     except postgres_server.PostgresUnavailable as error:
         print(f"tests: {error}", file=sys.stderr, flush=True)
         return PassResult("postgresql", 1, "not run, see the message above")
@@ -142,11 +196,21 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def print_summary(results: list[PassResult]) -> None:
+def print_summary(results: list[PassResult], skip_browser: str | None) -> None:
     """One line per pass, so the outcome is readable without scrolling through pytest output."""
-    print("== summary", flush=True)
+    total = duration(sum(result.seconds for result in results))
+    print(f"== summary ({total})", flush=True)
     for result in results:
-        print(f"   {result.backend:<10} exit {result.exit_code} ({result.outcome})", flush=True)
+        outcome = f"exit {result.exit_code} ({result.outcome})"
+        print(f"   {result.backend:<10} {outcome:<24} {duration(result.seconds)}", flush=True)
+    if skip_browser:
+        print(f"   {skip_browser}", flush=True)
+
+
+def duration(seconds: float) -> str:
+    """``"42s"`` or ``"3m05s"``: what a person reads in a summary."""
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -158,16 +222,27 @@ def main(argv: list[str]) -> int:
     """Run the selected passes; 0 only if every one of them exited 0."""
     options, pytest_args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    passes = [sqlite_pass, postgresql_pass]
+    if options.db != "both":
+        passes = [sqlite_pass] if options.db == "sqlite" else [postgresql_pass]
     results: list[PassResult] = []
     try:
-        if options.db in ("sqlite", "both"):
-            results.append(sqlite_pass(pytest_args))
-        if options.db in ("postgresql", "both"):
-            results.append(postgresql_pass(pytest_args))
+        try:
+            skip_browser = browser_decision(options.browser)
+        except (browser.BrowserUnavailable, browser.BrowserInstallFailed) as error:
+            instead = " (or rerun with --browser install)" if options.browser == "require" else ""
+            print(f"tests: --browser {options.browser}: {error}{instead}", file=sys.stderr)
+            return 1
+        if skip_browser:
+            print(f"== {skip_browser}", flush=True)
+        for run_pass in passes:
+            started = time.monotonic()
+            result = run_pass(pytest_args, skip_browser)
+            results.append(dataclasses.replace(result, seconds=time.monotonic() - started))
     except KeyboardInterrupt:
         print("\ntests: interrupted", file=sys.stderr)
         return 130
-    print_summary(results)
+    print_summary(results, skip_browser)
     return next((result.exit_code for result in results if result.exit_code != 0), 0)
 
 

@@ -1,11 +1,31 @@
-"""Fixtures for the browser tests: one Chromium per session, a fresh page per test."""
+"""Fixtures for the browser tests: one Chromium per test, a fresh page per test.
+
+When `python -m tests` found no browser it says so once and skips these tests (it passes the
+reason in TESTS_SKIP_BROWSER); run by plain `pytest` without Chromium, they fail saying what
+to install (`tests.browser.BrowserUnavailable`).
+"""
+
+import os
 
 import pytest
 
-from tests.browser import VIEWPORT, chromium
+from tests.browser import SKIP_BROWSER_TESTS, VIEWPORT, chromium
 
 USERNAME = "operator"
 PASSWORD = "a-long-operator-password"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the browser tests, before any live server starts, when the test command says to.
+
+    A conftest's hook sees every collected item, not only this folder's: hence the marker.
+    """
+    reason = os.environ.get(SKIP_BROWSER_TESTS)
+    if not reason:
+        return
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ django.setup()
 
 from bench import floor  # noqa: E402
 from bench.models import NoopJob  # noqa: E402
-from jobs.backends import backend_for  # noqa: E402
+from jobs.db import backend_for  # noqa: E402
 from jobs.models import Worker as WorkerRow  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,9 +5,9 @@ in a hundred failed) spread evenly over the last week, as a site that keeps a we
 has them, plus a live part: a backlog of runnable and scheduled jobs, jobs running and a few
 workers. Then it renders the dashboard through the admin `--runs` times and prints how many
 queries a page costs and how long it takes (the median), the same for the queries alone
-(`jobs.dashboard.summarize`), and on PostgreSQL the plan of the per-model query, then one line
-`BENCH_JSON {...}` with every number. It runs against DATABASE_URL and replaces what the
-benchmark's table holds.
+(`jobs.monitoring.dashboard.summarize`), and on PostgreSQL the plan of the per-model query,
+then one line `BENCH_JSON {...}` with every number. It runs against DATABASE_URL and replaces
+what the benchmark's table holds.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from django.utils import timezone
 
 from bench.__main__ import at_least, empty_table, fill_finished, table_name  # sets Django up
 from bench.models import NoopJob
-from jobs import dashboard
 from jobs.models import JobState, Worker
-from jobs.registry import served_models
+from jobs.models.discovery import served_models
+from jobs.monitoring import dashboard
 
 HISTORY = timedelta(days=7)
 FAILED_EVERY = 100  # one finished row in a hundred failed

@@ -3,13 +3,13 @@
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
 
-from jobs.backends import BACKENDS
 from jobs.conf import lease_seconds, metrics_token, retention_days
+from jobs.conf.queues import configured_queues
+from jobs.cron.schedules import parse_schedule, raw_schedules
+from jobs.db import BACKENDS
 from jobs.errors import ConfigurationError
 from jobs.models import Job
-from jobs.queues import configured_queues
-from jobs.registry import job_models
-from jobs.schedules import parse_schedule, raw_schedules
+from jobs.models.discovery import job_models
 from jobs.validation import (
     validate_max_attempts,
     validate_priority,

@@ -31,14 +31,20 @@ def parse_duration(value: object, what: str) -> timedelta:
     return duration
 
 
-def format_duration(duration: timedelta) -> str:
+def format_duration(duration: timedelta | None) -> str:
     """`duration` written the way `parse_duration` reads it ("45s", "10m", "1h30m"), so a
     message can set a measured wait beside the setting it broke in the same notation.
 
-    Under a minute it keeps a tenth of a second (a wait of 30.4s is over an SLA of "30s");
-    above, whole seconds.
+    Under a second it keeps milliseconds (a quick job's run time is "0.004s"), under a minute
+    a tenth of a second (a wait of 30.4s is over an SLA of "30s"); above, whole seconds. The
+    admin, the health checks and the CLI all write durations this way; None (no duration
+    yet, as a job that has not started) is "-".
     """
+    if duration is None:
+        return "-"
     seconds = max(duration.total_seconds(), 0.0)
+    if seconds < 1:
+        return f"{round(seconds, 3):g}s"
     if round(seconds, 1) < 60:
         return f"{round(seconds, 1):g}s"
     remaining = round(seconds)

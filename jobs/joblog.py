@@ -5,7 +5,7 @@ A job logs the way any Python code does (`logging.getLogger(__name__).info(...)`
 is performing a job into that job's `JobLog`; records from other threads pass it by. What
 reaches the handler is what the project's logging configuration lets through: a logger
 with `propagate = False` or a level above INFO keeps its lines out. (A project with no logging
-configuration gets a console from `runjobs` at INFO, see `jobs.console`, so there its jobs'
+configuration gets a console from `runjobs` at INFO, see `jobs.runtime.console`, so there its jobs'
 INFO lines are kept.) Lines are bounded, the newest kept, so a job that logs in a loop cannot
 grow its row without limit.
 
@@ -27,7 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
-# How a line reads in a job's log, and on the console `runjobs` sets up (jobs.console).
+# How a line reads in a job's log, and on the console `runjobs` sets up (jobs.runtime.console).
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # What one attempt's log may hold on the row, in characters; older lines are dropped first.
 LOG_LIMIT = 16_000

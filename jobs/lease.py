@@ -12,15 +12,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from jobs import clock
+from jobs import timesource
 from jobs.conf import heartbeat_interval, lease_duration
-from jobs.outage import CONNECTION_ERRORS, Outage
+from jobs.db.outage import CONNECTION_ERRORS, Outage
+from jobs.states import JobState
 
-logger = logging.getLogger("jobs.lease")
+if TYPE_CHECKING:
+    from jobs.models import Job
+
+logger = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
@@ -59,9 +64,9 @@ class LeaseKeeper:
 
     def beat(self) -> None:
         """Renew every held lease, then run `on_beat`."""
-        until = clock.now() + lease_duration()
+        until = timesource.now() + lease_duration()
         for job in self.held():
-            if not job._renew_lease(until):
+            if not renew_lease(job, until):
                 logger.warning(
                     "%s lost its claim while running; its outcome won't be kept", job.label
                 )
@@ -87,3 +92,13 @@ class LeaseKeeper:
                     outage.succeeded()
         finally:
             connections.close_all()
+
+
+def renew_lease(job: Job, until: datetime) -> bool:
+    """Extend this attempt's lease; False if the row was taken from this attempt.
+
+    An attempt that has just recorded its own outcome has nothing to renew, and has not
+    lost anything.
+    """
+    renewed = job._same_row(state=JobState.RUNNING, **job._claim()).update(lease_expires_at=until)
+    return bool(renewed) or job.state != JobState.RUNNING

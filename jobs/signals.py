@@ -24,7 +24,7 @@ import logging
 
 from django.dispatch import Signal
 
-logger = logging.getLogger("jobs.signals")
+logger = logging.getLogger(__name__)
 
 job_enqueued = Signal()
 job_started = Signal()

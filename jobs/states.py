@@ -1,10 +1,12 @@
 """The states a job row moves through, and which moves are allowed.
 
-Kept apart from the models so the database backends can name states without importing the
-models (which import the backends to wake workers).
+Kept apart from the models so the database engines and the attempt protocol, which the
+models build on, can name states and check a move without importing the models.
 """
 
 from django.db import models
+
+from jobs.errors import JobStateError
 
 
 class JobState(models.TextChoices):
@@ -16,7 +18,7 @@ class JobState(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-# For each state, the states a row may enter it from. `_transition` refuses anything else,
+# For each state, the states a row may enter it from. `check_transition` refuses anything else,
 # so no code path (admin, shell, worker) can make an impossible move.
 ALLOWED_FROM: dict[str, frozenset[str]] = {
     JobState.PENDING: frozenset(
@@ -34,3 +36,9 @@ RUNNABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
 REQUEUEABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
 CANCELLABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+def check_transition(from_states: frozenset[str], to_state: str) -> None:
+    """Refuse a move `ALLOWED_FROM` does not list: the guard every state change passes."""
+    if not from_states <= ALLOWED_FROM[to_state]:
+        raise JobStateError(f"no transition to {to_state} from {sorted(from_states)}")

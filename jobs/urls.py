@@ -5,10 +5,10 @@ The admin pages (dashboard, job pages) are not here: they live on the admin site
 
 from django.urls import path
 
-from jobs import health_view, http, metrics_view
+from jobs.views import health, metrics, status
 
 urlpatterns = [
-    path("health/", health_view.health, name="jobs-health"),
-    path("metrics/", metrics_view.metrics, name="jobs-metrics"),
-    path("status/<str:label>/<str:pk>/", http.status, name="jobs-status"),
+    path("health/", health.health, name="jobs-health"),
+    path("metrics/", metrics.metrics, name="jobs-metrics"),
+    path("status/<str:label>/<str:pk>/", status.status, name="jobs-status"),
 ]

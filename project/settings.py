@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_tasks",
+    "jobs.contrib.tasks",  # the Tasks API backend's table (the example's check_reachable)
     "project.instances",
 ]
 
@@ -128,8 +129,8 @@ JOBS_LEASE_SECONDS = env.float("JOBS_LEASE_SECONDS", default=60)
 JOBS_QUEUES = {"average_slow": {"sla": "10m", "heartbeat": True}}
 
 # Django's Tasks API (the django-tasks package on Django 5.2): `@task` functions become
-# jobs.TaskJob rows, run by runjobs like any job.
-TASKS = {"default": {"BACKEND": "jobs.backends.tasks.DatabaseBackend"}}
+# jobs_tasks.TaskJob rows, run by runjobs like any job.
+TASKS = {"default": {"BACKEND": "jobs.contrib.tasks.backend.DatabaseBackend"}}
 
 # How long the simulated cloud provider of the example domain takes to boot a server.
 PROVIDER_BOOT_SECONDS = env.float("PROVIDER_BOOT_SECONDS", default=0.2)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from jobs import clock
+from jobs import timesource
 
 pytest_plugins = ["jobs.testing.pytest_plugin"]
 
@@ -36,7 +36,7 @@ def frozen(monkeypatch):
     class Clock:
         now = NOON
 
-    monkeypatch.setattr(clock, "now", lambda: Clock.now)
+    monkeypatch.setattr(timesource, "now", lambda: Clock.now)
     return Clock
 
 

@@ -51,8 +51,9 @@ from django.test.testcases import LiveServerThread  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from jobs import clock  # noqa: E402
-from jobs.models import TaskJob, Worker  # noqa: E402
+from jobs import timesource  # noqa: E402
+from jobs.contrib.tasks.models import TaskJob  # noqa: E402
+from jobs.models import Worker  # noqa: E402
 from project.instances.models import Instance, InstanceProvision  # noqa: E402
 from tests.browser import VIEWPORT, chromium, log_in  # noqa: E402
 
@@ -73,16 +74,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def provision(name: str, *, at, queue=None, waited=timedelta(0), attempts=5, run_at=None):
     """A provision of a new instance `name`, enqueued at `at - waited`, not run yet."""
-    with mock.patch.object(clock, "now", return_value=at - waited):
+    with mock.patch.object(timesource, "now", return_value=at - waited):
         job = InstanceProvision(instance=Instance.objects.create(name=name), max_attempts=attempts)
         return job.enqueue(queue=queue, run_at=run_at)
 
 
 def run_at_moment(job: InstanceProvision, at) -> None:
     """Run the provision at `at`, then, a second later, the task its success enqueued."""
-    with mock.patch.object(clock, "now", return_value=at):
+    with mock.patch.object(timesource, "now", return_value=at):
         job.run()
-    with mock.patch.object(clock, "now", return_value=at + timedelta(seconds=1)):
+    with mock.patch.object(timesource, "now", return_value=at + timedelta(seconds=1)):
         for task in TaskJob.objects.pending():
             task.run()
 

@@ -1,18 +1,19 @@
 """The framework's own job models in the admin: heartbeats and tasks appear only in a project
-that uses them (`jobs.registry.served_models()`), and no one adds their rows by hand."""
+that uses them (`jobs.models.discovery.served_models()`), and no one adds their rows by hand."""
 
 import pytest
 from django.urls import reverse
 
-from jobs.models import Heartbeat, TaskJob
+from jobs.contrib.tasks.models import TaskJob
+from jobs.models import Heartbeat
 from tests.settings_heartbeat import JOBS_QUEUES as HEARTBEAT_QUEUES
 
 pytestmark = pytest.mark.django_db
 
 INDEX = reverse("admin:index")
 HEARTBEATS = reverse("admin:jobs_heartbeat_changelist")
-TASKS = reverse("admin:jobs_taskjob_changelist")
-# A Tasks API backend that runs tasks at once: the project stores none in jobs.TaskJob.
+TASKS = reverse("admin:jobs_tasks_taskjob_changelist")
+# A Tasks API backend that runs tasks at once: the project stores none in jobs_tasks.TaskJob.
 IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 
 
@@ -46,11 +47,11 @@ def test_tasks_are_shown_with_the_database_tasks_backend(admin_client):
 def test_heartbeats_and_tasks_are_never_added_by_hand(admin_client, settings):
     settings.JOBS_QUEUES = HEARTBEAT_QUEUES
     index = admin_client.get(INDEX).content.decode()
-    for model in ("heartbeat", "taskjob"):
-        add = reverse(f"admin:jobs_{model}_add")
+    for model in ("jobs_heartbeat", "jobs_tasks_taskjob"):
+        add = reverse(f"admin:{model}_add")
         assert f'href="{add}"' not in index
         assert admin_client.get(add).status_code == 403
-        changelist = admin_client.get(reverse(f"admin:jobs_{model}_changelist"))
+        changelist = admin_client.get(reverse(f"admin:{model}_changelist"))
         assert f'href="{add}"' not in changelist.content.decode()
 
 

@@ -8,7 +8,8 @@ from django.contrib import messages
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from jobs.models import MASK, JobState, Worker
+from jobs.models import JobState, Worker
+from jobs.models.job import MASK
 from project.instances.models import InstanceProvision
 from tests.conftest import NOON
 from tests.factories import InstanceProvisionFactory, StepJobFactory
@@ -207,7 +208,7 @@ def test_requeue_all_failed_with_nothing_failed_offers_nothing_to_confirm(admin_
 
 
 def test_requeue_all_failed_confirmation_counts_all_and_names_the_newest(admin_client, monkeypatch):
-    monkeypatch.setattr("jobs.admin.CONFIRM_LISTED", 2)
+    monkeypatch.setattr("jobs.admin.jobs.CONFIRM_LISTED", 2)
     failed = [failed_provision(f"Bad_{n}!") for n in range(3)]
     page = admin_client.get(REQUEUE_FAILED).content.decode()
     assert "Requeue all 3 failed instance provisions?" in page

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.db import connection, transaction
 
-from jobs import clock
-from jobs.backends import backend_for
+from jobs import timesource
+from jobs.db import backend_for
 from jobs.models import JobState
 from tests.conftest import on_postgresql
 from tests.factories import RecordingJobFactory
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def claim_many(**kwargs):
-    options = {"queue": None, "worker": "test:1:main", "now": clock.now(), **kwargs}
+    options = {"queue": None, "worker": "test:1:main", "now": timesource.now(), **kwargs}
     return backend_for("default").claim(RecordingJob, **options)
 
 
@@ -46,7 +46,7 @@ def test_claim_takes_nothing_when_nothing_is_runnable():
     RecordingJobFactory()
     RecordingJobFactory(enqueue=True, enqueue__delay=60)
     assert claim() is None
-    assert claim(now=clock.now() + timedelta(seconds=61)) is not None
+    assert claim(now=timesource.now() + timedelta(seconds=61)) is not None
 
 
 def test_claim_filters_by_queue():

@@ -3,8 +3,8 @@
 import pytest
 from django.db import connection
 
-from jobs.budget import ConnectionBudget, check_connection_budget
 from jobs.errors import ConfigurationError
+from jobs.runtime.budget import ConnectionBudget, check_connection_budget
 from tests.conftest import manage, needs_postgresql
 
 pytestmark = pytest.mark.django_db

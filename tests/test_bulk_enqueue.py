@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
-from jobs import clock
+from jobs import timesource
 from jobs.errors import JobStateError
 from jobs.models import JobState
-from jobs.worker import Worker
+from jobs.runtime.worker import Worker
 from project.instances.models import InstanceProvision
 from tests.factories import InstanceFactory, RecordingJobFactory
 from tests.testapp.models import RecordingJob, UrgentJob
@@ -73,7 +73,7 @@ def test_bulk_enqueue_takes_the_options_enqueue_takes():
     )
     assert set(RecordingJob.objects.values_list("priority", "queue")) == {(7, "later")}
     assert RecordingJob.objects.runnable().count() == 0
-    assert RecordingJob.objects.runnable(clock.now() + timedelta(hours=2)).count() == 2
+    assert RecordingJob.objects.runnable(timesource.now() + timedelta(hours=2)).count() == 2
 
 
 def test_bulk_enqueued_jobs_run_once_each():

@@ -4,9 +4,10 @@ from datetime import timedelta
 
 import pytest
 
+from jobs import execution
 from jobs.errors import JobStateError
 from jobs.models import JobState
-from jobs.worker import Worker
+from jobs.runtime.worker import Worker
 from tests.conftest import in_thread, wait_for
 from tests.factories import RecordingJobFactory, StepJobFactory
 from tests.testapp.models import StepJob
@@ -29,7 +30,7 @@ def test_a_running_job_asked_to_stop_ends_cancelled_at_its_next_check():
 
 def test_cancelling_a_running_job_only_asks_until_it_checks():
     job = StepJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     assert StepJob.objects.filter(pk=job.pk).cancel() == 1
     row = StepJob.objects.get(pk=job.pk)
     assert (row.state, row.cancel_requested_at is not None) == (JobState.RUNNING, True)
@@ -44,14 +45,14 @@ def test_a_finished_job_cannot_be_cancelled():
 
 def test_cancellation_requested_reads_the_row_at_most_once_a_second(django_assert_num_queries):
     job = StepJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     with django_assert_num_queries(1):
         assert not any(job.cancellation_requested() for _ in range(100))
 
 
 def test_a_job_asked_to_stop_whose_worker_died_is_rescued_as_cancelled(frozen):
     job = StepJobFactory(max_attempts=3, enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     StepJob.objects.filter(pk=job.pk).cancel()
     frozen.now += timedelta(hours=1)
     assert StepJob.objects.rescue() == 1
@@ -60,17 +61,17 @@ def test_a_job_asked_to_stop_whose_worker_died_is_rescued_as_cancelled(frozen):
 
 def test_a_job_asked_to_stop_is_cancelled_not_handed_back_at_shutdown():
     job = StepJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     StepJob.objects.filter(pk=job.pk).cancel()
-    assert job._hand_back()
+    assert execution.hand_back(job)
     assert StepJob.objects.get(pk=job.pk).state == JobState.CANCELLED
 
 
 def test_requeue_forgets_an_old_cancel_request():
     job = StepJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     StepJob.objects.filter(pk=job.pk).cancel()
-    job._hand_back()
+    execution.hand_back(job)
     StepJob.objects.filter(pk=job.pk).requeue()
     assert StepJob.objects.get(pk=job.pk).cancel_requested_at is None
 

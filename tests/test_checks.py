@@ -5,8 +5,8 @@ from django.core.management import call_command
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
-from jobs.backends import BACKENDS, backend_for
 from jobs.checks import check_job_databases, check_settings, job_model_errors
+from jobs.db import BACKENDS, backend_for
 from jobs.errors import ConfigurationError
 from jobs.models import Job
 

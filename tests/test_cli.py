@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
+from jobs import execution
 from jobs.management.commands.jobs import SUBCOMMANDS
 from jobs.models import JobState
 from project.instances.models import InstanceProvision
@@ -339,7 +340,7 @@ def scene(frozen):
 
 
 def claim(job):
-    job._claim_for_run()
+    execution.claim_for_run(job)
     return job
 
 

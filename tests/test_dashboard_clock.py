@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
+from jobs.conf.queues import DEFAULT_SLA
+from jobs.cron.clock import Clock
+from jobs.cron.schedules import configured_schedules
 from jobs.models import Heartbeat, JobState
-from jobs.queues import DEFAULT_SLA
-from jobs.scheduler import Scheduler
-from jobs.schedules import configured_schedules
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory
 from tests.test_dashboard import DASHBOARD, tables
@@ -24,7 +24,7 @@ SCHEDULE = {
 
 @override_settings(JOBS_QUEUES=QUEUES, JOBS_SCHEDULE=SCHEDULE)
 def test_schedules_show_their_last_and_next_run_with_a_link_to_the_job(admin_client, frozen):
-    (job, beat) = Scheduler(configured_schedules()).tick(NOON)
+    (job, beat) = Clock(configured_schedules()).tick(NOON)
     frozen.now = NOON + timedelta(seconds=20)
     rows = tables(admin_client).rows
     assert rows["nightly"]["last-run"]["text"] == "never"
@@ -43,15 +43,15 @@ def test_a_queue_over_its_sla_is_flagged_beside_its_wait(admin_client, frozen):
     Heartbeat(queue="urgent").enqueue()
     frozen.now = NOON + timedelta(minutes=2)
     rows = tables(admin_client).rows
-    assert rows["default"]["sla"]["text"] == "10 min 0 s"
-    assert rows["default"]["oldest-wait"]["text"] == "2 min 0 s"
+    assert rows["default"]["sla"]["text"] == "10m"
+    assert rows["default"]["oldest-wait"]["text"] == "2m"
     assert rows["default"]["status"]["text"] == "ok"
-    assert rows["urgent"]["latency"]["text"] == "2 min 0 s"
+    assert rows["urgent"]["latency"]["text"] == "2m"
     assert "over SLA" in rows["urgent"]["status"]["text"]
     Heartbeat.objects.update(state=JobState.SUCCEEDED, started_at=NOON + timedelta(seconds=3))
     frozen.now = NOON + timedelta(minutes=2, seconds=10)
     rows = tables(admin_client).rows
-    assert rows["urgent"]["latency"]["text"] == "3.00 s"
+    assert rows["urgent"]["latency"]["text"] == "3s"
     assert rows["urgent"]["status"]["text"] == "ok"
 
 
@@ -59,11 +59,11 @@ def test_a_queue_jobs_queues_does_not_name_is_shown_against_the_default_sla(admi
     RecordingJobFactory(queue="eu", enqueue=True)
     frozen.now = NOON + DEFAULT_SLA + timedelta(seconds=1)
     rows = tables(admin_client).rows
-    assert rows["eu"]["sla"]["text"] == "10 min 0 s (default)"
-    assert rows["eu"]["oldest-wait"]["text"] == "10 min 1 s"
+    assert rows["eu"]["sla"]["text"] == "10m (default)"
+    assert rows["eu"]["oldest-wait"]["text"] == "10m1s"
     assert "over SLA" in rows["eu"]["status"]["text"]
     # a job model's default queue is watched before any job is put on it
-    assert rows["urgent"]["sla"]["text"] == "10 min 0 s (default)"
+    assert rows["urgent"]["sla"]["text"] == "10m (default)"
     assert rows["urgent"]["status"]["text"] == "ok"
 
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from jobs.doorbell import Doorbell
+from jobs.runtime.doorbell import Doorbell
 from tests.conftest import REPO
 
 # A loop that waits and clears, flooded with signals whose handler rings: the pattern that
@@ -12,7 +12,7 @@ from tests.conftest import REPO
 FLOOD = textwrap.dedent(
     """
     import os, signal, sys, threading
-    from jobs.doorbell import Doorbell
+    from jobs.runtime.doorbell import Doorbell
 
     bell = Doorbell()
     signal.signal(signal.SIGUSR1, lambda signum, frame: bell.ring())

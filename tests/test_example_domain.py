@@ -8,8 +8,9 @@ from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
 
-from jobs import clock
-from jobs.models import JobState, TaskJob
+from jobs import timesource
+from jobs.contrib.tasks.models import TaskJob
+from jobs.models import JobState
 from jobs.testing import assert_enqueued, drain, run_jobs_inline
 from project.instances import provider
 from project.instances.models import Instance, InstanceProvision, ProviderServer
@@ -254,7 +255,7 @@ def test_retry_after_a_failed_attempt_finishes_the_server_the_first_attempt_crea
     first_server = instance.provider_id
 
     assert drain() == [], "the retry waits out its backoff"
-    [retry, _check] = drain(now=clock.now() + timedelta(hours=1))
+    [retry, _check] = drain(now=timesource.now() + timedelta(hours=1))
     assert (retry.pk, retry.state, retry.attempts) == (job.pk, JobState.SUCCEEDED, 2)
     assert assert_provisioned_once(instance).provider_id == first_server
     assert waits == [first_server, first_server]

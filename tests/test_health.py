@@ -12,11 +12,12 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from jobs import health, health_view
+from jobs.conf.queues import DEFAULT_SLA, configured_queues
 from jobs.errors import ConfigurationError
 from jobs.models import Heartbeat, JobState, Worker
-from jobs.queues import DEFAULT_SLA, configured_queues
-from jobs.registry import served_models
+from jobs.models.discovery import served_models
+from jobs.monitoring import health
+from jobs.views import health as health_view
 from project import settings as project_settings
 from project.instances.models import InstanceProvision
 from tests.conftest import NOON, manage, start_manage, wait_for

@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
-from jobs.heartbeat import STALE_AFTER, queue_latency
-from jobs.models import Heartbeat, JobState, TaskJob
-from jobs.registry import served_models
+from jobs.contrib.tasks.models import TaskJob
+from jobs.models import Heartbeat, JobState
+from jobs.models.discovery import served_models
+from jobs.monitoring.latency import STALE_AFTER, queue_latency
 from tests.conftest import NOON
 
 

@@ -1,4 +1,5 @@
-"""jobs.http: 202 Accepted with a status resource, 303 See Other to the result, and Expect."""
+"""jobs.views.status: 202 Accepted with a status resource, 303 See Other to the result,
+and Expect."""
 
 import json
 import math
@@ -8,8 +9,8 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from jobs.conf import lease_duration
-from jobs.http import Expectation, ExpectationFailed, accepted, status_url
 from jobs.models import JobState
+from jobs.views.status import Expectation, ExpectationFailed, accepted, status_url
 from project.instances import provider
 from project.instances.models import Instance, InstanceProvision
 from tests.conftest import NOON

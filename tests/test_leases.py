@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from jobs import clock
-from jobs.backends import backend_for
+from jobs import execution, timesource
+from jobs.db import backend_for
 from jobs.lease import LeaseKeeper
-from jobs.models import WORKER_LOST, JobState
+from jobs.models import JobState
 from jobs.models import Worker as WorkerRow
-from jobs.worker import DEAD_WORKER_RETENTION, Worker
+from jobs.models.queryset import WORKER_LOST
+from jobs.runtime.worker import DEAD_WORKER_RETENTION, Worker
 from tests.conftest import NOON, in_thread, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
@@ -23,7 +24,9 @@ LEASE = timedelta(seconds=60)
 
 
 def claim_as(worker: str) -> RecordingJob:
-    [job] = backend_for("default").claim(RecordingJob, queue=None, worker=worker, now=clock.now())
+    [job] = backend_for("default").claim(
+        RecordingJob, queue=None, worker=worker, now=timesource.now()
+    )
     return job
 
 
@@ -39,7 +42,7 @@ def test_a_claim_takes_a_lease_of_jobs_lease_seconds(frozen):
 def test_run_takes_a_lease_too(frozen, settings):
     settings.JOBS_LEASE_SECONDS = 30
     job = RecordingJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     assert RecordingJob.objects.get(pk=job.pk).lease_expires_at == NOON + timedelta(seconds=30)
 
 
@@ -83,7 +86,7 @@ def test_an_expired_lease_with_attempts_spent_fails_as_worker_lost(frozen):
 def test_rescue_touches_only_running_rows():
     RecordingJobFactory(enqueue=True)
     RecordingJobFactory(enqueue=True).run()
-    assert RecordingJob.objects.rescue(now=clock.now() + 10 * LEASE) == 0
+    assert RecordingJob.objects.rescue(now=timesource.now() + 10 * LEASE) == 0
 
 
 def test_a_late_finisher_cannot_overwrite_the_attempt_that_replaced_it(frozen, caplog):
@@ -94,10 +97,10 @@ def test_a_late_finisher_cannot_overwrite_the_attempt_that_replaced_it(frozen, c
     fresh = claim_as("b:2:T")
     assert fresh.attempts == 2
     stale.fail = True  # the stale attempt ends in failure: it must not be recorded
-    stale._execute()
+    execution.execute(stale)
     assert RecordingJob.objects.get().state == JobState.RUNNING
     assert "row moved on" in caplog.text
-    fresh._execute()
+    execution.execute(fresh)
     job = RecordingJob.objects.get()
     assert (job.state, job.attempts, job.claimed_by) == (JobState.SUCCEEDED, 2, "b:2:T")
 
@@ -156,7 +159,7 @@ def test_a_job_running_longer_than_its_lease_is_never_rescued(settings):
 def test_a_failing_beat_is_logged_and_the_leases_are_still_renewed(settings, caplog):
     settings.JOBS_LEASE_SECONDS = 1
     job = RecordingJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     beats = []
 
     def housekeeping_with_a_bug():
@@ -198,7 +201,7 @@ def test_a_worker_rescues_orphans_when_it_starts(settings):
 @pytest.mark.django_db(transaction=True)
 def test_heartbeats_refresh_the_worker_row_and_forget_long_dead_workers(settings):
     settings.JOBS_LEASE_SECONDS = 1
-    now = clock.now()
+    now = timesource.now()
     WorkerRow.objects.create(
         name="gone:1",
         host="gone",
@@ -223,6 +226,6 @@ def test_a_job_that_finished_while_its_lease_was_being_renewed_is_not_reported_l
     job = claim_as("a:1:T")
     keeper = LeaseKeeper()
     keeper.hold(job)
-    job._execute()  # finishes before the keeper lets go of it
+    execution.execute(job)  # finishes before the keeper lets go of it
     keeper.beat()
     assert "lost its claim" not in caplog.text

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.dispatch import receiver
 
-from jobs import signals
+from jobs import execution, signals
 from jobs.errors import JobTimeout
 from jobs.models import JobState
 from tests.conftest import NOON
@@ -119,7 +119,7 @@ def test_a_final_failure_is_an_error_record_with_the_exception_and_extras(caplog
     with caplog.at_level(logging.WARNING, logger="jobs"):
         job = RecordingJobFactory(fail=True, queue="reports", enqueue=True).run()
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert record.name == "jobs"
+    assert record.name == "jobs.execution"
     assert record.exc_info[0] is Boom
     assert record.job_model == "testapp.RecordingJob"
     assert record.job_id == job.pk
@@ -142,9 +142,9 @@ def test_a_retry_is_a_warning_record_with_the_same_extras(caplog):
 
 def test_a_timeout_is_reported_as_a_failure_with_a_job_timeout(heard, caplog):
     job = RecordingJobFactory(timeout=1, enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     with caplog.at_level(logging.ERROR, logger="jobs"):
-        job._time_out(began=0.0, stack="  File 'x', line 1")
+        execution.time_out(job, began=0.0, stack="  File 'x', line 1")
     assert names(heard)[-1] == "job_failed"
     assert isinstance(heard[-1][3]["exception"], JobTimeout)
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -12,12 +12,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import metrics, signals, tally
-from jobs.backends import backend_for
+from jobs import signals
+from jobs.db import backend_for
 from jobs.errors import ConfigurationError
 from jobs.models import Heartbeat, MetricTally, Worker
-from jobs.registry import job_models
-from jobs.worker import Worker as JobWorker
+from jobs.models.discovery import job_models
+from jobs.monitoring import metrics, tally
+from jobs.runtime.worker import Worker as JobWorker
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import HugeErrorJob, RecordingJob
@@ -137,7 +138,7 @@ def test_counts_wait_in_memory_while_the_database_is_unreachable(caplog):
     def unreachable(execute, sql, params, many, context):
         raise OperationalError("server closed the connection unexpectedly")
 
-    with caplog.at_level(logging.WARNING, logger="jobs.worker"):
+    with caplog.at_level(logging.WARNING, logger="jobs.runtime.worker"):
         with connection.execute_wrapper(unreachable):
             assert not tally.flush("default")
             tally.TALLY.record(job, counter=tally.FAILED)

@@ -5,9 +5,11 @@ from datetime import datetime, timedelta
 import pytest
 from django.db import transaction
 
+from jobs import execution
 from jobs.errors import JobNotRunnable, JobStateError
+from jobs.execution import ERROR_MESSAGE_LIMIT, TRACEBACK_LIMIT
 from jobs.identity import process_identity
-from jobs.models import ERROR_MESSAGE_LIMIT, TRACEBACK_LIMIT, JobState
+from jobs.models import JobState
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Effect, HugeErrorJob, RecordingJob, UrgentJob
@@ -271,8 +273,8 @@ def test_cancel_leaves_running_and_finished_rows_alone(frozen):
 
 def test_finish_is_not_recorded_when_the_claim_was_lost(caplog):
     job = RecordingJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     RecordingJob.objects.filter(pk=job.pk).update(claimed_by="someone-else:1:T")
-    job._execute()
+    execution.execute(job)
     assert RecordingJob.objects.get(pk=job.pk).state == JobState.RUNNING
     assert "outcome not recorded" in caplog.text

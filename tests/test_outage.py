@@ -4,12 +4,12 @@ import logging
 
 from django.db import OperationalError
 
-from jobs.outage import MAX_BACKOFF, Outage
+from jobs.db.outage import MAX_BACKOFF, Outage
 
 
 def test_an_outage_is_logged_once_and_its_end_once_with_growing_backoff(caplog):
     outage = Outage("claiming")
-    with caplog.at_level(logging.WARNING, logger="jobs.worker"):
+    with caplog.at_level(logging.WARNING, logger="jobs.runtime.worker"):
         waits = [outage.failed(OperationalError("server closed the connection")) for _ in range(9)]
         outage.succeeded()
         outage.succeeded()

@@ -5,9 +5,10 @@ import threading
 
 import pytest
 
-from jobs import joblog
-from jobs.models import MASK, JobState
-from jobs.worker import Worker
+from jobs import execution, joblog
+from jobs.models import JobState
+from jobs.models.job import MASK
+from jobs.runtime.worker import Worker
 from tests.conftest import in_thread, wait_for
 from tests.factories import StepJobFactory
 from tests.testapp.models import StepJob
@@ -43,7 +44,7 @@ def test_progress_and_log_are_visible_while_the_job_runs():
 
 def test_set_progress_writes_at_most_once_a_second(django_assert_max_num_queries):
     job = StepJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     with django_assert_max_num_queries(1):
         for done in range(1000):
             job.set_progress(done, 1000)
@@ -52,7 +53,7 @@ def test_set_progress_writes_at_most_once_a_second(django_assert_max_num_queries
 
 def test_the_last_step_is_always_written():
     job = StepJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     job.set_progress(1, 2)
     job.set_progress(2, 2)
     assert StepJob.objects.get(pk=job.pk).progress_done == 2
@@ -70,7 +71,7 @@ def test_the_last_step_is_always_written():
 )
 def test_bad_progress_is_refused_and_nothing_is_written(done, total, problem):
     job = StepJobFactory(enqueue=True)
-    job._claim_for_run()
+    execution.claim_for_run(job)
     with pytest.raises(ValueError, match=problem):
         job.set_progress(done, total)
     assert StepJob.objects.get(pk=job.pk).progress_done is None

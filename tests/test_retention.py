@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
+from jobs import execution
 from jobs.checks import check_settings, job_model_errors
 from jobs.models import JobQuerySet, JobState
-from jobs.worker import Worker
+from jobs.runtime.worker import Worker
 from tests.conftest import NOON, manage
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import RecordingJob
@@ -115,7 +116,7 @@ def test_pending_and_running_rows_are_never_pruned(frozen):
     frozen.now = NOON - timedelta(days=90)
     RecordingJobFactory(enqueue=True)
     running = RecordingJobFactory(enqueue=True)
-    running._claim_for_run()
+    execution.claim_for_run(running)
     frozen.now = NOON
     assert prune() == 0
     assert set(RecordingJob.objects.values_list("state", flat=True)) == {

@@ -7,7 +7,8 @@ from django.db import models
 from django.test.utils import isolate_apps
 
 from jobs.checks import job_model_errors
-from jobs.models import ERROR_HISTORY_LIMIT, Job, JobState
+from jobs.execution import ERROR_HISTORY_LIMIT
+from jobs.models import Job, JobState
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob

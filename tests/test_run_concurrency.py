@@ -7,7 +7,7 @@ from django.db import connection, transaction
 
 from jobs.errors import JobNotRunnable
 from jobs.models import JobState
-from jobs.worker import Worker
+from jobs.runtime.worker import Worker
 from tests.conftest import manage, on_postgresql
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob

@@ -10,9 +10,9 @@ import pytest
 from django.db import connection, transaction
 from django.test import override_settings
 
+from jobs.cron.clock import Clock, enqueue_slot, prune_runs, schedule_statuses
+from jobs.cron.schedules import configured_schedules, parse_schedule
 from jobs.models import Heartbeat, JobState, ScheduledRun
-from jobs.scheduler import Scheduler, enqueue_slot, prune_runs, schedule_statuses
-from jobs.schedules import configured_schedules, parse_schedule
 from project.instances.models import InstanceProvision
 from tests.conftest import NOON, on_postgresql
 from tests.factories import InstanceFactory
@@ -22,8 +22,8 @@ NIGHTLY = {"job": "testapp.RecordingJob", "cron": "0 3 * * *", "timezone": "UTC"
 MINUTELY = {"job": "testapp.RecordingJob", "every": "1m", "fields": {"label_text": "minutely"}}
 
 
-def scheduler(**specs) -> Scheduler:
-    return Scheduler([parse_schedule(name, spec) for name, spec in specs.items()])
+def scheduler(**specs) -> Clock:
+    return Clock([parse_schedule(name, spec) for name, spec in specs.items()])
 
 
 @pytest.mark.django_db
@@ -81,7 +81,7 @@ def test_missed_slots_are_skipped_when_the_schedule_says_so(caplog):
     three_am = NOON.replace(hour=3)
     skipping = {**NIGHTLY, "missed": "skip"}
     scheduler(nightly=skipping).tick(three_am)
-    with caplog.at_level(logging.WARNING, logger="jobs.clock"):
+    with caplog.at_level(logging.WARNING, logger="jobs.timesource"):
         assert scheduler(nightly=skipping).tick(three_am + timedelta(days=2, hours=1)) == []
     assert "schedule nightly missed its slot" in caplog.text
     assert "skipped" in caplog.text
@@ -109,7 +109,7 @@ def test_a_failing_schedule_is_logged_and_the_others_still_run(monkeypatch, capl
 
     original = RecordingJob.enqueue
     monkeypatch.setattr(RecordingJob, "enqueue", refuse)
-    with caplog.at_level(logging.ERROR, logger="jobs.clock"):
+    with caplog.at_level(logging.ERROR, logger="jobs.timesource"):
         enqueued = clock.tick(NOON)
     assert [job.label_text for job in enqueued] == ["minutely"]
     (record,) = caplog.records
@@ -122,7 +122,7 @@ def test_a_failing_schedule_is_logged_and_the_others_still_run(monkeypatch, capl
 @pytest.mark.django_db
 @override_settings(JOBS_QUEUES={"urgent": {"sla": "30s", "heartbeat": True}})
 def test_heartbeat_queues_get_a_heartbeat_every_minute():
-    clock = Scheduler(configured_schedules())
+    clock = Clock(configured_schedules())
     for minute in range(3):
         clock.tick(NOON + timedelta(minutes=minute, seconds=40))  # the clock restarted late
     beats = Heartbeat.objects.order_by("run_at")
@@ -134,7 +134,7 @@ def test_heartbeat_queues_get_a_heartbeat_every_minute():
 @pytest.mark.django_db
 def test_statuses_give_each_schedules_last_and_next_run():
     nightly, minutely = parse_schedule("nightly", NIGHTLY), parse_schedule("minutely", MINUTELY)
-    Scheduler([minutely]).tick(NOON)
+    Clock([minutely]).tick(NOON)
     statuses = schedule_statuses([nightly, minutely], NOON + timedelta(seconds=10))
     assert statuses[0].last_run is None
     assert statuses[0].next_slot == NOON.replace(hour=3) + timedelta(days=1)
@@ -225,7 +225,7 @@ def test_a_foreign_key_is_given_by_its_targets_key_and_a_missing_row_is_logged(c
     (job,) = scheduler(provision=spec).tick(NOON)
     assert job.instance == web
     gone = {**spec, "fields": {"instance": web.pk + 1000}}
-    with caplog.at_level(logging.ERROR, logger="jobs.clock"):
+    with caplog.at_level(logging.ERROR, logger="jobs.timesource"):
         assert scheduler(gone=gone).tick(NOON) == []
     assert "schedule gone could not enqueue its slot" in caplog.text
     assert "IntegrityError" in caplog.text

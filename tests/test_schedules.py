@@ -7,9 +7,9 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
+from jobs.conf.queues import configured_queues
+from jobs.cron.schedules import configured_schedules, parse_schedule
 from jobs.durations import parse_duration
-from jobs.queues import configured_queues
-from jobs.schedules import configured_schedules, parse_schedule
 from tests.testapp.models import RecordingJob
 
 GOOD = {"job": "testapp.RecordingJob", "cron": "0 3 * * *"}

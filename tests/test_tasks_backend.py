@@ -1,4 +1,4 @@
-"""Django's Tasks API on this framework: `@task` functions run as `jobs.TaskJob` rows."""
+"""Django's Tasks API on this framework: `@task` functions run as `jobs_tasks.TaskJob` rows."""
 
 import sys
 from datetime import timedelta
@@ -14,9 +14,11 @@ from django_tasks.exceptions import (
 )
 from django_tasks.signals import task_enqueued, task_finished, task_started
 
-from jobs.backends.tasks import DatabaseBackend, UnregisteredTask
+from jobs.contrib.tasks.backend import DatabaseBackend
+from jobs.contrib.tasks.calls import UnregisteredTask
+from jobs.contrib.tasks.models import TaskJob
 from jobs.identity import process_identity
-from jobs.models import JobState, TaskJob
+from jobs.models import JobState
 from jobs.testing import drain
 from tests.conftest import NOON
 from tests.testapp import tasks
@@ -99,7 +101,7 @@ def test_using_sets_priority_queue_and_run_after(frozen):
     with override_settings(
         TASKS={
             "default": {
-                "BACKEND": "jobs.backends.tasks.DatabaseBackend",
+                "BACKEND": "jobs.contrib.tasks.backend.DatabaseBackend",
                 "QUEUES": ["default", "emails"],
             }
         }
@@ -157,7 +159,7 @@ def test_a_row_naming_an_unregistered_path_is_refused_and_never_imported():
     drain()
     forged.refresh_from_db()
     assert forged.state == JobState.FAILED
-    assert forged.error_type == "jobs.backends.tasks.UnregisteredTask"
+    assert forged.error_type == "jobs.contrib.tasks.calls.UnregisteredTask"
     assert "is not a registered task, so it is not run" in forged.error_message
     assert "tests.testapp.import_bomb" not in sys.modules
     with pytest.raises(UnregisteredTask):
@@ -217,7 +219,7 @@ def test_unknown_backend_options_fail_the_check():
 
 def test_tasks_show_in_the_admin(admin_client):
     result = tasks.add.enqueue(4, 5)
-    response = admin_client.get(f"/admin/jobs/taskjob/{result.id}/change/")
+    response = admin_client.get(f"/admin/jobs_tasks/taskjob/{result.id}/change/")
     assert response.status_code == 200
     assert b"tests.testapp.tasks.add" in response.content
 

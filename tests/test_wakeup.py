@@ -6,10 +6,10 @@ import psycopg
 import pytest
 from django.db import transaction
 
-from jobs.backends.postgresql import CHANNEL
-from jobs.doorbell import Doorbell
+from jobs.db.postgresql import CHANNEL
 from jobs.models import Worker as WorkerRow
-from jobs.worker import Worker
+from jobs.runtime.doorbell import Doorbell
+from jobs.runtime.worker import Worker
 from tests.conftest import database_url, in_thread, listen_notify, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import RecordingJob

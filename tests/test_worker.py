@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from jobs import clock
+from jobs import timesource
 from jobs.models import JobState
-from jobs.worker import Worker
+from jobs.runtime.worker import Worker
 from tests.conftest import in_thread
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Effect, RecordingJob, UrgentJob
@@ -37,7 +37,7 @@ def test_new_cancelled_and_future_jobs_are_not_claimed():
 
 
 def test_higher_priority_first_then_oldest_run_at():
-    now = clock.now()
+    now = timesource.now()
     late = RecordingJobFactory(enqueue=True, enqueue__run_at=now - timedelta(seconds=1))
     early = RecordingJobFactory(enqueue=True, enqueue__run_at=now - timedelta(seconds=9))
     urgent = RecordingJobFactory(enqueue=True, enqueue__priority=50)
@@ -73,7 +73,7 @@ def test_worker_serves_only_the_models_it_is_given():
 
 
 def test_the_worker_logs_which_job_models_it_serves(caplog):
-    with caplog.at_level(logging.INFO, logger="jobs.worker"):
+    with caplog.at_level(logging.INFO, logger="jobs.runtime.worker"):
         Worker(models=[UrgentJob], burst=True).run()
     assert "from 1 job model(s): testapp.UrgentJob" in caplog.text
 

@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from jobs import clock
-from jobs.backends import backend_for
+from jobs import timesource
+from jobs.db import backend_for
 from jobs.errors import JobTimeout
 from jobs.models import JobState
-from jobs.worker import EXIT_RECYCLE, Worker
+from jobs.runtime.worker import EXIT_RECYCLE, Worker
 from tests.conftest import in_thread, needs_postgresql, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
@@ -76,9 +76,11 @@ def test_the_claim_walks_a_pending_index_in_order_even_with_stale_statistics():
         cursor.execute(f"ANALYZE {RecordingJob._meta.db_table}")  # "nothing is pending"
     RecordingJob.objects.bulk_enqueue(RecordingJob() for _ in range(3000))
     backend = backend_for("default")
-    assert len(backend.claim(RecordingJob, queue=None, worker="w", now=clock.now(), limit=4)) == 4
+    assert (
+        len(backend.claim(RecordingJob, queue=None, worker="w", now=timesource.now(), limit=4)) == 4
+    )
     sql, params = backend._claim_statement(
-        RecordingJob, queue=None, worker="w", now=clock.now(), limit=4
+        RecordingJob, queue=None, worker="w", now=timesource.now(), limit=4
     )
     with connection.cursor() as cursor:  # the claiming session, as the worker's main thread
         cursor.execute(f"EXPLAIN {sql}", params)

@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from jobs.durations import parse_duration
 from jobs.models import Job
-from jobs.registry import job_models
+from jobs.models.discovery import job_models
 from jobs.validation import parse_queue_list, validate_priority, validate_queue_name
 
 USAGE = 2  # the exit status of a usage error, as argparse gives for its own

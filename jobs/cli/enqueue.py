@@ -30,7 +30,8 @@ from jobs.cli.arguments import (
     usage_error,
 )
 from jobs.cli.listing import as_json, error_summary, local_time
-from jobs.models import LIFECYCLE_FIELDS, Job
+from jobs.models import Job
+from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.states import JobState
 
 FAILED_RUN = 1  # exit status of `--run` when the job did not succeed

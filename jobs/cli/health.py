@@ -16,7 +16,7 @@ from django.db import DatabaseError
 
 from jobs.cli.arguments import Subcommand
 from jobs.errors import ConfigurationError
-from jobs.health import CRITICAL, OK, UNKNOWN, WARNING, Report, check_health
+from jobs.monitoring.health import CRITICAL, OK, UNKNOWN, WARNING, Report, check_health
 
 EXIT_CODES = {OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3}
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from jobs import clock
+from jobs import timesource
 from jobs.cli.arguments import duration, job_model, positive_number, queue_name, usage_error
 from jobs.models import Job, JobQuerySet
-from jobs.registry import job_models, queues_with_defaults
+from jobs.models.discovery import job_models, queues_with_defaults
 from jobs.states import JobState
 
 FILTERS = ("models", "state", "queue", "ids", "older_than", "failed_since")
@@ -70,9 +70,9 @@ def select(options: dict[str, Any]) -> dict[type[Job], JobQuerySet]:
             raise usage_error(
                 f"--failed-since selects failed rows; it cannot go with --state {state}"
             )
-        lookups.update(state=JobState.FAILED, finished_at__gte=clock.now() - since)
+        lookups.update(state=JobState.FAILED, finished_at__gte=timesource.now() - since)
     if older_than := options.get("older_than"):
-        lookups["requested_at__lt"] = clock.now() - older_than
+        lookups["requested_at__lt"] = timesource.now() - older_than
     if ids := options.get("ids"):
         lookups["pk__in"] = ids
     rows = {model: model._default_manager.filter(**lookups) for model in models}

@@ -1,6 +1,6 @@
 """`jobs status`: the dashboard's queues and workers in a terminal, once or redrawn.
 
-The numbers are the admin dashboard's own (`jobs.dashboard.summarize` and
+The numbers are the admin dashboard's own (`jobs.monitoring.dashboard.summarize` and
 `running_workers`), so the terminal and the browser never disagree about what a count
 means. `--watch` is for an operator's eyes: it keeps drawing through a database outage
 (saying so), and Ctrl-C ends it with status 0.
@@ -15,13 +15,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from jobs import clock
+from jobs import timesource
 from jobs.cli.arguments import Subcommand, database_unreachable, positive_number, write_table
 from jobs.cli.listing import local_time
-from jobs.dashboard import Counts, WorkerStatus, running_workers, summarize
+from jobs.db.outage import CONNECTION_ERRORS, close_broken_connections
 from jobs.durations import format_duration
-from jobs.outage import CONNECTION_ERRORS, close_broken_connections
-from jobs.registry import job_models
+from jobs.models.discovery import job_models
+from jobs.monitoring.dashboard import Counts, WorkerStatus, running_workers, summarize
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen
 QUEUE_HEADERS = ("QUEUE", "PENDING", "SCHEDULED", "RUNNING", "FAILED 1H", "OLDEST WAIT")
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def handle(command: BaseCommand, *, watch: float | None, **options: Any) -> None:
     if watch is None:
         try:
-            draw(command, clock.now())
+            draw(command, timesource.now())
         except CONNECTION_ERRORS as exc:
             raise database_unreachable(exc) from exc
         return
@@ -49,7 +49,7 @@ def handle(command: BaseCommand, *, watch: float | None, **options: Any) -> None
         while True:
             if clear:
                 command.stdout.write(CLEAR_SCREEN, ending="")
-            now = clock.now()
+            now = timesource.now()
             command.stdout.write(f"every {watch:g}s; Ctrl-C to stop")
             try:
                 draw(command, now)

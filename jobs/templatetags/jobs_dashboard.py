@@ -15,9 +15,10 @@ from django.utils.dateformat import time_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from jobs.admin import STATE_COLOURS, format_duration
-from jobs.dashboard import Counts, Minute
+from jobs.admin.display import STATE_COLOURS
+from jobs.durations import format_duration
 from jobs.models import JobState
+from jobs.monitoring.dashboard import Counts, Minute
 
 register = template.Library()
 

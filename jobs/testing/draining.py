@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from jobs import clock
+from jobs import timesource
 from jobs.errors import JobNotRunnable
 from jobs.models import Job
-from jobs.registry import served_models
+from jobs.models.discovery import served_models
 
 # A drain without max_jobs stops with an error after this many runs: a job that keeps
 # enqueueing itself (or snoozing, with `now` far ahead) would otherwise never let it end.
@@ -43,7 +43,7 @@ def drain(
     models = list(models) if models is not None else served_models()
     ran: list[Job] = []
     while max_jobs is None or len(ran) < max_jobs:
-        job = _next_runnable(models, queues, now or clock.now())
+        job = _next_runnable(models, queues, now or timesource.now())
         if job is None:
             break
         if max_jobs is None and len(ran) >= RUNAWAY_LIMIT:

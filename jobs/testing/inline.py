@@ -25,7 +25,7 @@ from django.core.signals import request_finished
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from jobs import clock, conf, signals
+from jobs import conf, signals, timesource
 from jobs.errors import JobNotRunnable
 from jobs.models import Job
 from jobs.states import RUNNABLE_STATES, JobState
@@ -173,7 +173,7 @@ class _Runner(threading.local):
         job = type(enqueued)._base_manager.using(enqueued._state.db).filter(pk=enqueued.pk).first()
         if job is None or job.state not in RUNNABLE_STATES:
             return  # deleted, cancelled or already run by someone else
-        if not block.run_scheduled and job.run_at is not None and job.run_at > clock.now():
+        if not block.run_scheduled and job.run_at is not None and job.run_at > timesource.now():
             return
         with _failures_of(job) as failures:
             try:

@@ -1,7 +1,7 @@
 """HTTP API of the example: ask for an instance (202 Accepted), then follow its provisioning.
 
 `POST /instances/` answers `202 Accepted` with the `Location` of the provisioning job's status
-resource (jobs.http), which sends the caller on to `GET /instances/<id>/` (303) once the
+resource (jobs.views.status), which sends the caller on to `GET /instances/<id>/` (303) once the
 instance is ready. `Expect: 200-ok` provisions in the request instead.
 """
 
@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs.http import Expectation, ExpectationFailed
+from jobs.views.status import Expectation, ExpectationFailed
 from project.instances.models import Instance, InstanceProvision
 
 

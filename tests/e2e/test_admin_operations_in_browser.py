@@ -117,7 +117,7 @@ def test_an_operator_reads_the_list_and_requeues_failed_jobs_after_confirming(pa
     page.goto(PROVISIONS)
     assert columns_fit(page)
     expect(row(page, pending).locator(".job-state")).to_have_text("Pending")
-    expect(row(page, scheduled).locator(".job-state")).to_have_text("Scheduled in 59 min")
+    expect(row(page, scheduled).locator(".job-state")).to_have_text("Scheduled in 59m")
     error = row(page, failed[0]).locator("td.field-error_summary .job-error")
     expect(error).to_contain_text("ProviderError")
     expect(error).to_have_attribute(

@@ -6,7 +6,8 @@ from socket import gethostname
 
 import pytest
 
-from jobs.models import WORKER_LOST, JobState
+from jobs.models import JobState
+from jobs.models.queryset import WORKER_LOST
 from tests.conftest import manage, start_manage, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob

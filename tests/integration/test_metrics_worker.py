@@ -7,10 +7,11 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import clock
-from jobs.backends import backend_for
-from jobs.models import WORKER_LOST, JobState
-from jobs.registry import job_models
+from jobs import timesource
+from jobs.db import backend_for
+from jobs.models import JobState
+from jobs.models.discovery import job_models
+from jobs.models.queryset import WORKER_LOST
 from tests.conftest import manage
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Effect, RecordingJob, UrgentJob
@@ -82,7 +83,7 @@ def test_the_metrics_equal_the_database_after_a_worker_run(client, monkeypatch):
     assert result.returncode == 0, result.stderr
 
     scraped_at = timezone.now()  # one moment for the scrape and the count alike
-    monkeypatch.setattr(clock, "now", lambda: scraped_at)
+    monkeypatch.setattr(timesource, "now", lambda: scraped_at)
     for _ in range(2):
         RecordingJobFactory(enqueue=True)
     # One job running in a worker that is still at it (this process claims it).

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from jobs.models import WORKER_LOST, JobState, Worker
-from jobs.worker import EXIT_INTERRUPTED, EXIT_OK
+from jobs.models import JobState, Worker
+from jobs.models.queryset import WORKER_LOST
+from jobs.runtime.worker import EXIT_INTERRUPTED, EXIT_OK
 from tests.conftest import REPO, manage_env, wait_for
 from tests.testapp.models import Effect, RecordingJob
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from jobs.models import JobState
 from jobs.models import Worker as WorkerRow
-from jobs.worker import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECYCLE
+from jobs.runtime.worker import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECYCLE
 from project.instances.models import InstanceProvision
 from tests.conftest import manage, start_manage, wait_for
 from tests.factories import InstanceProvisionFactory, RecordingJobFactory

@@ -1,4 +1,4 @@
-"""Functions decorated as tasks for `jobs.backends.tasks`: found by the worker's discovery of
+"""Functions decorated as tasks for `jobs.contrib.tasks.backend`: found by the worker's discovery of
 installed apps' `tasks` modules, as a project's would be."""
 
 import asyncio

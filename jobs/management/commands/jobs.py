@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 
 from jobs.cli import cancel, enqueue, health, listing, retry, status
 from jobs.cli.arguments import database_unreachable
-from jobs.outage import CONNECTION_ERRORS
+from jobs.db.outage import CONNECTION_ERRORS
 
 SUBCOMMANDS = {
     "health": health.COMMAND,

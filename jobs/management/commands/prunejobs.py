@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from jobs.cli.arguments import positive_number
 from jobs.models import JobQuerySet
-from jobs.registry import job_models
+from jobs.models.discovery import job_models
 
 
 class Command(BaseCommand):

@@ -8,22 +8,22 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 
-from jobs.backends import backend_for
-from jobs.budget import ConnectionBudget, check_connection_budget
 from jobs.cli.arguments import database_unreachable, positive_number, queue_list
 from jobs.conf import listen_enabled
-from jobs.console import use_console_unless_configured
+from jobs.db import backend_for
+from jobs.db.outage import CONNECTION_ERRORS
 from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
-from jobs.outage import CONNECTION_ERRORS
-from jobs.registry import (
+from jobs.models.discovery import (
     domain_models,
     models_without_tables,
     queues_with_defaults,
     served_models,
 )
-from jobs.supervisor import Supervisor
-from jobs.worker import EXIT_OK, EXIT_RECYCLE, Worker
+from jobs.runtime.budget import ConnectionBudget, check_connection_budget
+from jobs.runtime.console import use_console_unless_configured
+from jobs.runtime.supervisor import Supervisor
+from jobs.runtime.worker import EXIT_OK, EXIT_RECYCLE, Worker
 
 
 def require_tables(models: list[type[Model]]) -> None:

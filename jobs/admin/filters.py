@@ -1,0 +1,52 @@
+"""The job lists' own filters: by worker process, by when a job finished."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import (
+    HttpRequest,
+)
+
+from jobs import timesource
+from jobs.admin.display import FINISHED_WINDOWS
+from jobs.identity import claimed_by_process
+from jobs.models import Worker
+
+
+class WorkerFilter(admin.SimpleListFilter):
+    """The jobs a worker process claimed (`claimed_by` names it, see `jobs.identity`).
+
+    Offers the processes in the `Worker` table, the only list of workers that stays small,
+    rather than the distinct `claimed_by` values of every row ever run.
+    """
+
+    title = "worker"
+    parameter_name = "worker"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        names = Worker.objects.filter(supervisor__isnull=False) | Worker.objects.filter(
+            processes__isnull=True
+        )
+        names = names.distinct().order_by("name").values_list("name", flat=True)
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(claimed_by_process(self.value()))
+        return queryset
+
+
+class FinishedWithinFilter(admin.SimpleListFilter):
+    """Finished in the last hour, day or week: "what failed since the deploy?"."""
+
+    title = "finished"
+    parameter_name = "finished_within"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [(key, label) for key, (label, _) in FINISHED_WINDOWS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if (window := FINISHED_WINDOWS.get(self.value())) is not None:
+            return queryset.filter(finished_at__gte=timesource.now() - window[1])
+        return queryset

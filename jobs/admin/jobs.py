@@ -1,0 +1,563 @@
+"""`JobAdmin`: the admin every job model reuses to inspect, filter and act on its jobs.
+
+Lifecycle fields are read-only here; the actions go through the same guarded verbs as the
+shell (`jobs.admin.operations`), so the admin cannot put a row into an impossible state, and every
+change an operator makes is in Django's admin log, shown on the job's page. An operation on
+more than one job (requeue or cancel a selection, requeue all failed) asks first, on a page
+that says how many jobs it would touch; nothing changes until that page is submitted.
+
+The job lists and the workers page are laid out for a 1280 px screen: compact times, no
+navigation sidebar (`nav_sidebar`), so every column shows without scrolling sideways.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import ClassVar
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
+from django.contrib.admin.utils import model_ngettext
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from jobs import timesource
+from jobs.admin.display import (
+    ACTIVITY_FIELDS,
+    BUTTON_STYLES,
+    CONFIRM_LISTED,
+    CONFIRMED,
+    ERROR_FIELDS,
+    ERROR_SHOWN,
+    HISTORY_SHOWN,
+    STATE_COLOURS,
+    STYLESHEETS,
+    TIMELINE_FIELDS,
+    badge,
+    compact_time,
+    format_moment,
+    format_until,
+)
+from jobs.admin.filters import FinishedWithinFilter, WorkerFilter
+from jobs.admin.operations import OPERATIONS, SCHEDULED, STOP_REQUESTED, offered, shown_state
+from jobs.durations import format_duration
+from jobs.models import Heartbeat, Job, JobState
+from jobs.models.job import LIFECYCLE_FIELDS, MASK
+from jobs.models.options import ROW_OPTIONS
+
+
+class JobAdmin(admin.ModelAdmin):
+    """Base admin for job models. Subclass it and add the domain's `search_fields`.
+
+    A subclass that adds columns to `list_display` should keep them few and narrow: the
+    lifecycle columns take about 820 px of the 980 px a 1280 px screen leaves the table.
+    """
+
+    list_display = (
+        "id",
+        "state_badge",
+        "queue_display",
+        "attempts_display",
+        "requested",
+        "finished",
+        "wait_time",
+        "run_time",
+        "error_summary",
+    )
+    list_filter = (
+        "state",
+        ("queue", admin.AllValuesFieldListFilter),
+        WorkerFilter,
+        FinishedWithinFilter,
+    )
+    readonly_fields = (*TIMELINE_FIELDS, *ERROR_FIELDS, *ACTIVITY_FIELDS, "sensitive_display")
+    actions = ("enqueue_jobs", "requeue_jobs", "cancel_jobs", "retry_now_jobs", "run_now_jobs")
+    date_hierarchy = "requested_at"
+    # A table of a million finished rows is counted once per page, not twice.
+    show_full_result_count = False
+    change_form_template = "admin/jobs/job_change_form.html"
+    change_list_template = "admin/jobs/job_change_list.html"
+    # The admin's navigation sidebar on the job list: off, because its 300 px are what the
+    # columns need on a 1280 px screen. True puts it back (the list then scrolls sideways).
+    nav_sidebar = False
+
+    class Media:
+        css: ClassVar[dict] = STYLESHEETS
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """Durations are computed in SQL so the changelist can sort by them."""
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                wait_duration=ExpressionWrapper(
+                    F("started_at") - F("requested_at"), output_field=DurationField()
+                ),
+                run_duration=ExpressionWrapper(
+                    F("finished_at") - F("started_at"), output_field=DurationField()
+                ),
+            )
+        )
+
+    def get_fieldsets(self, request: HttpRequest, obj=None) -> list:
+        """Domain fields (secrets masked, not editable), queueing, then what happened."""
+        sensitive = set(self.model.sensitive_fields)
+        domain = [
+            field.name
+            for field in self.model._meta.fields
+            if field.editable
+            and not field.primary_key
+            and field.name not in ROW_OPTIONS
+            and field.name not in LIFECYCLE_FIELDS
+            and field.name not in sensitive
+        ]
+        if sensitive:
+            domain.append("sensitive_display")
+        fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": list(ROW_OPTIONS)})]
+        if obj is not None:
+            fieldsets.append(("Lifecycle", {"fields": list(TIMELINE_FIELDS)}))
+            fieldsets.append(("Last error", {"fields": list(ERROR_FIELDS)}))
+            fieldsets.append(("Activity", {"fields": list(ACTIVITY_FIELDS)}))
+        return fieldsets
+
+    def get_list_display(self, request: HttpRequest) -> list:
+        """A sensitive field a subclass lists shows as a mask."""
+        return [
+            _masked_column(name) if name in self.model.sensitive_fields else name
+            for name in super().get_list_display(request)
+        ]
+
+    def get_urls(self) -> list:
+        info = self._info()
+        return [
+            path(
+                "<path:object_id>/operate/<str:operation>/",
+                self.admin_site.admin_view(self.operate_view),
+                name="{}_{}_operate".format(*info),
+            ),
+            path(
+                "requeue-failed/",
+                self.admin_site.admin_view(self.requeue_failed_view),
+                name="{}_{}_requeue_failed".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        """Offer the operations that apply to the job as it is now, as buttons (POST forms):
+        Retry now only while it is scheduled, Cancel only until a stop has been requested."""
+        obj = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if obj is not None:
+            extra_context["job_state"] = self.state_badge(obj, wrap=False)
+            if self.has_change_permission(request, obj):
+                extra_context["job_operations"] = [
+                    (name, OPERATIONS[name].title, BUTTON_STYLES.get(name, "default"))
+                    for name in offered(obj, timesource.now())
+                ]
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_requeue_failed": self.has_change_permission(request),
+        }
+        if not self.nav_sidebar:
+            extra_context["is_nav_sidebar_enabled"] = False
+        return super().changelist_view(request, extra_context)
+
+    def operate_view(self, request: HttpRequest, object_id: str, operation: str):
+        """One operation on one job, from the buttons on its page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = self.get_object(request, object_id)
+        if obj is None or operation not in OPERATIONS:
+            raise Http404(f"no {self.model._meta.verbose_name} {object_id} or {operation}")
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        self._operate(request, self.get_queryset(request).filter(pk=obj.pk), operation)
+        return HttpResponseRedirect(self.change_url(obj))
+
+    def requeue_failed_view(self, request: HttpRequest) -> HttpResponse:
+        """Every failed job of this model back in the queue, after a fix: GET asks (how many,
+        which), POST does it."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        failed = self.get_queryset(request).failed()
+        if request.method == "GET":
+            count = failed.count()
+            name = model_ngettext(self.opts, count)
+            if not count:
+                title = f"No failed {name}"
+            else:
+                title = f"Requeue {'the' if count == 1 else f'all {count}'} failed {name}?"
+            return self.confirm_operation(
+                request,
+                "requeue",
+                failed.order_by("-finished_at", "-pk"),
+                count,
+                title=title,
+                hidden=[],
+                back_url=self._url("changelist"),
+            )
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        self._operate(request, failed, "requeue")
+        return HttpResponseRedirect(self._url("changelist"))
+
+    def confirm_operation(
+        self,
+        request: HttpRequest,
+        name: str,
+        jobs: QuerySet,
+        count: int,
+        *,
+        title: str,
+        hidden: list[tuple[str, str]],
+        back_url: str,
+    ) -> TemplateResponse:
+        """The page that asks before operation `name` touches `count` jobs.
+
+        It names the first `CONFIRM_LISTED` of `jobs` with their state and error, and posts
+        `hidden` (plus `post=yes`) back to the URL it was drawn for; "No" goes to `back_url`.
+        """
+        operation = OPERATIONS[name]
+        listed = [
+            (job, self.change_url(job), self.state_badge(job, wrap=False), self.error_summary(job))
+            for job in jobs[:CONFIRM_LISTED]
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "media": self.media,
+            # Strings, not the Operation: a template would call it (it is callable).
+            "operation_title": operation.title,
+            "applies_to": operation.applies_to,
+            "effect": operation.effect,
+            "count": count,
+            "listed": listed,
+            "unlisted": count - len(listed),
+            "hidden": hidden,
+            "back_url": back_url,
+            "confirm": f"Yes, {operation.title.lower()} {'them' if count > 1 else 'it'}",
+            "confirm_style": BUTTON_STYLES.get(name, "default"),
+        }
+        return TemplateResponse(request, "admin/jobs/job_confirm_operation.html", context)
+
+    def change_url(self, job: Job) -> str:
+        return self._url("change", job.pk)
+
+    def _url(self, view: str, *args: object) -> str:
+        """This model's admin page `view` on the site it is registered on."""
+        app_label, model_name = self._info()
+        return reverse(f"{self.admin_site.name}:{app_label}_{model_name}_{view}", args=args)
+
+    def _info(self) -> tuple[str, str]:
+        return self.model._meta.app_label, self.model._meta.model_name
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, job: Job, *, wrap: bool = True) -> str:
+        """The state as a badge, with the exact time and the reason in its title. With
+        `wrap` (the changelist), a long one takes two short lines to keep the column narrow:
+        "Scheduled / in 59 min", "Stop / requested"."""
+        shown, label, when, note = _state_label(job, timesource.now())
+        if wrap and (when or " " in label):
+            first, second = (label, when) if when else label.split(" ", 1)
+            text = format_html("{}<br> {}", first, second)  # the space: for a text reading
+            return badge(STATE_COLOURS[shown], text, note, "job-state two-lines")
+        return badge(STATE_COLOURS[shown], f"{label} · {when}" if when else label, note)
+
+    @admin.display(description="state")
+    def state_display(self, job: Job) -> str:
+        """The job page's state: the badge, and in words what a scheduled or stopping job
+        waits for."""
+        note = _state_label(job, timesource.now())[3]
+        return format_html(
+            '{} <span class="job-quiet job-state-note">{}</span>',
+            self.state_badge(job, wrap=False),
+            note,
+        )
+
+    @admin.display(description="queue", ordering="queue")
+    def queue_display(self, job: Job) -> str:
+        """The queue, and under it the priority unless it is 0: one column for both, since
+        most jobs keep the default and the list has no width to spare."""
+        if not job.priority:
+            return job.queue
+        return format_html(
+            '{}<br><small class="job-quiet">priority {}</small>', job.queue, job.priority
+        )
+
+    @admin.display(description="attempts", ordering="attempts")
+    def attempts_display(self, job: Job) -> str:
+        return f"{job.attempts} of {job.max_attempts}"
+
+    @admin.display(description="requested", ordering="requested_at")
+    def requested(self, job: Job) -> str:
+        return compact_time(job.requested_at, timesource.now())
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, job: Job) -> str:
+        return compact_time(job.finished_at, timesource.now())
+
+    @admin.display(description="wait", ordering="wait_duration")
+    def wait_time(self, job: Job) -> str:
+        """From requested to started: how long the job queued."""
+        return format_duration(job.wait_duration)
+
+    @admin.display(description="run time", ordering="run_duration")
+    def run_time(self, job: Job) -> str:
+        return format_duration(job.run_duration)
+
+    @admin.display(description="error", ordering="error_type")
+    def error_summary(self, job: Job) -> str:
+        """Why the last attempt failed: the exception's class, under it the start of its
+        message, all of it on hover. Not on a succeeded job: an earlier attempt's error is history
+        there (its page keeps it under "Last error")."""
+        if not job.error_type or job.state == JobState.SUCCEEDED:
+            return "-"
+        return format_html(
+            '<span class="job-error" title="{}: {}"><strong>{}</strong><span>{}</span></span>',
+            job.error_type,
+            job.error_message,
+            job.error_type.rpartition(".")[2],
+            Truncator(job.error_message).chars(ERROR_SHOWN),
+        )
+
+    @admin.display(description="traceback")
+    def error_traceback_display(self, job: Job) -> str:
+        if not job.error_traceback:
+            return "-"
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>', job.error_traceback)
+
+    @admin.display(description="earlier failures")
+    def error_history_display(self, job: Job) -> str:
+        """Each kept failure, newest first, so "failed 3 times, here is each" is one look."""
+        if not job.error_history:
+            return "-"
+        return format_html(
+            "<ol reversed>{}</ol>",
+            format_html_join(
+                "",
+                "<li><strong>attempt {} at {} on {}</strong>: {}: {}"
+                '<pre style="white-space:pre-wrap">{}</pre></li>',
+                (
+                    (
+                        entry["attempt"],
+                        entry["at"],
+                        entry["worker"] or "-",
+                        entry["type"],
+                        entry["message"],
+                        entry["traceback"],
+                    )
+                    for entry in reversed(job.error_history)
+                ),
+            ),
+        )
+
+    @admin.display(description="progress")
+    def progress_display(self, job: Job) -> str:
+        if job.progress_done is None:
+            return "-"
+        if not job.progress_total:
+            return f"{job.progress_done} done"
+        percent = 100 * job.progress_done // job.progress_total
+        return format_html(
+            '<progress class="job-progress" value="{}" max="{}"></progress> {} of {} ({}%)',
+            job.progress_done,
+            job.progress_total,
+            job.progress_done,
+            job.progress_total,
+            percent,
+        )
+
+    @admin.display(description="log of the latest attempt")
+    def log_display(self, job: Job) -> str:
+        if not job.log:
+            return "-"
+        return format_html('<pre class="job-log" style="white-space:pre-wrap">{}</pre>', job.log)
+
+    @admin.display(description="operator actions")
+    def operator_history(self, job: Job) -> str:
+        """Who did what to this job from the admin, newest first (Django's admin log)."""
+        entries = (
+            LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(job, for_concrete_model=False),
+                object_id=str(job.pk),
+            )
+            .select_related("user")
+            .order_by("-action_time")[:HISTORY_SHOWN]
+        )
+        if not entries:
+            return "-"
+        return format_html(
+            '<ol class="job-audit">{}</ol>',
+            format_html_join(
+                "",
+                "<li>{} by {}: {}</li>",
+                (
+                    (
+                        f"{entry.action_time:%Y-%m-%d %H:%M:%S}",
+                        entry.user,
+                        entry.get_change_message(),
+                    )
+                    for entry in entries
+                ),
+            ),
+        )
+
+    @admin.display(description="sensitive fields")
+    def sensitive_display(self, job: Job) -> str:
+        """Names only: the values are secrets, set where the job is created, never shown."""
+        return format_html_join(
+            "",
+            "<div>{}: {}</div>",
+            (
+                (job._meta.get_field(name).verbose_name, MASK if getattr(job, name) else "-")
+                for name in job.sensitive_fields
+            ),
+        )
+
+    @admin.action(description="Enqueue selected new jobs", permissions=["change"])
+    def enqueue_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "enqueue")
+
+    @admin.action(description="Requeue selected failed or cancelled jobs…", permissions=["change"])
+    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "requeue")
+
+    @admin.action(
+        description="Cancel selected jobs (running ones are asked to stop)…",
+        permissions=["change"],
+    )
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "cancel")
+
+    @admin.action(description="Retry selected scheduled jobs now", permissions=["change"])
+    def retry_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "retry_now")
+
+    @admin.action(description="Run selected jobs now, here (debugging)", permissions=["change"])
+    def run_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "run_now")
+
+    def _act(self, request: HttpRequest, queryset: QuerySet, name: str) -> HttpResponse | None:
+        """Apply operation `name` to the selection, as an admin action; one of `CONFIRMED`
+        on more than one job first asks, on a page like Django's delete confirmation that
+        posts the same request back with `post=yes` (None: back to the changelist)."""
+        if name not in CONFIRMED or request.POST.get("post") == "yes":
+            self._operate(request, queryset, name)
+            return None
+        if (count := queryset.count()) <= 1:
+            self._operate(request, queryset, name)
+            return None
+        operation = OPERATIONS[name]
+        hidden = [
+            (key, value)
+            for key, values in request.POST.lists()
+            if key not in ("csrfmiddlewaretoken", "post")
+            for value in values
+        ]
+        return self.confirm_operation(
+            request,
+            name,
+            queryset.order_by("-pk"),
+            count,
+            title=f"{operation.title} {count} selected {model_ngettext(self.opts, count)}?",
+            hidden=hidden,
+            back_url=request.get_full_path(),  # the changelist, as filtered
+        )
+
+    def _operate(self, request: HttpRequest, queryset: QuerySet, name: str) -> None:
+        """Apply an operation and say what it changed and what it skipped.
+
+        Counted before the change: the selection carries the changelist's filters, which
+        the changed rows may no longer match.
+        """
+        operation = OPERATIONS[name]
+        selected = queryset.count()
+        moves = operation(request.user, queryset)
+        changed = len(moves)
+        message = f"{changed} job{'s' if changed != 1 else ''} {operation.done}"
+        if asked := sum(1 for _, to in moves if to == "asked to stop"):
+            message += f" ({asked} running, asked to stop)"
+        if outcomes := Counter(to for _, to in moves if name == "run_now"):
+            message += f" ({', '.join(f'{n} {to}' for to, n in sorted(outcomes.items()))})"
+        message += "."
+        if skipped := selected - changed:
+            message += (
+                f" {skipped} skipped: only {operation.applies_to} jobs can be {operation.done}."
+            )
+        self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)
+
+
+def _state_label(job: Job, now: datetime) -> tuple[str, str, str, str]:
+    """What the admin says of `job`'s state at `now`: (`shown_state()`, its label, how soon
+    a scheduled job is due, a sentence on what a scheduled or stopping job waits for)."""
+    shown = shown_state(job, now)
+    if shown == SCHEDULED:
+        note = f"Pending, not to start before {format_moment(job.run_at)}."
+        return shown, "Scheduled", format_until(job.run_at - now), note
+    if shown == STOP_REQUESTED:
+        note = (
+            f"Running; asked to stop at {format_moment(job.cancel_requested_at)}. It stops "
+            "when it next checks for a cancel request, or when it finishes."
+        )
+        return shown, "Stop requested", "", note
+    return shown, job.get_state_display(), "", ""
+
+
+def _masked_column(name: str):
+    """A changelist column that shows that a sensitive field is set, never its value."""
+
+    @admin.display(description=name.replace("_", " "))
+    def masked(job) -> str:
+        return MASK if getattr(job, name) else "-"
+
+    return masked
+
+
+class FrameworkJobAdmin(JobAdmin):
+    """The framework's own job models (heartbeats, tasks): rows only the framework writes.
+
+    Shown only in a project that uses them (`jobs.models.discovery.served_models()`, read on each
+    request, so a settings change shows at once), and never added by hand: a heartbeat is
+    the clock's, a task row is written by `@task(...).enqueue()`.
+    """
+
+    def in_use(self) -> bool:
+        try:
+            return self.model.in_use()
+        except ValueError:  # JOBS_QUEUES is unusable: show the rows; `manage.py check` says why
+            return True
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.in_use() and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.in_use() and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self.in_use() and super().has_delete_permission(request, obj)
+
+
+# The clock's heartbeats: each row's wait (started minus run at) is one sample of its
+# queue's latency, so an operator can see when a queue fell behind.
+admin.site.register(Heartbeat, FrameworkJobAdmin)

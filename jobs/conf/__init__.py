@@ -1,0 +1,85 @@
+"""The framework's settings, read in one place, with their defaults.
+
+`JOBS_RETENTION` (default `{"succeeded": 7, "failed": 30, "cancelled": 7}`): days to keep
+finished rows of each state before workers prune them; `None` keeps them forever. A job
+model's `retention` class attribute overrides it per state. Failed rows are kept longest
+because someone may still want to read why they failed.
+
+`JOBS_LEASE_SECONDS` (default 60): how long a running job's claim stays valid without a
+heartbeat. Workers renew the leases of the jobs they run every quarter of it; a job whose
+lease has run out is taken to be orphaned (its worker died) and is rescued. Shorter means
+faster rescue after a crash, and more renewal writes.
+
+`JOBS_LISTEN` (default True): on PostgreSQL, enqueueing sends a NOTIFY on commit and idle
+workers LISTEN, so they start new jobs within milliseconds. Set it to False behind a
+connection pooler in transaction mode (PgBouncer), where LISTEN does not work; workers then
+poll every `--interval`.
+
+`JOBS_METRICS_TOKEN` (default None): with a token, the Prometheus endpoint (`jobs-metrics`)
+answers only requests carrying `Authorization: Bearer <token>`; without one it is open, as it
+shows counts and timings, never a job's data.
+
+`JOBS_RUN_INLINE` (default False): for tests (and perhaps local development), every job
+runs in the process that enqueued it, as soon as its transaction commits, instead of
+waiting for a worker; see `jobs.testing.run_jobs_inline()` and docs/testing.md. Never in
+production: a web request would wait for its jobs.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+
+from jobs.errors import ConfigurationError
+
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+def lease_seconds() -> object:
+    """The setting as given; `manage.py check` (jobs.E004) says if it is not usable."""
+    return getattr(settings, "JOBS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=lease_seconds())
+
+
+def heartbeat_interval() -> float:
+    """Seconds between lease renewals: four chances to renew before a lease runs out."""
+    return lease_duration().total_seconds() / 4
+
+
+DEFAULT_RETENTION_DAYS = {"succeeded": 7, "failed": 30, "cancelled": 7}
+
+
+def retention_days() -> object:
+    """The setting as given, over the defaults; `manage.py check` (jobs.E006) validates it."""
+    configured = getattr(settings, "JOBS_RETENTION", {})
+    if not isinstance(configured, dict):
+        return configured
+    return {**DEFAULT_RETENTION_DAYS, **configured}
+
+
+def listen_enabled() -> bool:
+    return bool(getattr(settings, "JOBS_LISTEN", True))
+
+
+def run_inline() -> bool:
+    return bool(getattr(settings, "JOBS_RUN_INLINE", False))
+
+
+def metrics_token() -> str | None:
+    """The token scrapes must present, or None; ConfigurationError if it is unusable."""
+    token = getattr(settings, "JOBS_METRICS_TOKEN", None)
+    usable = isinstance(token, str) and token.isascii() and token.isprintable()
+    if token is not None and not (usable and token and " " not in token):
+        raise ConfigurationError(
+            "JOBS_METRICS_TOKEN must be a string of printable ASCII without spaces (e.g. from "
+            "secrets.token_urlsafe()), or None to leave the metrics endpoint open; got a "
+            f"{type(token).__name__} that is not (its value is a secret, so it is not shown)"
+        )
+    return token
+
+
+def tasks_setting() -> dict:
+    """Django's `TASKS` setting (the Tasks API's backends), or {} if there is none."""
+    return getattr(settings, "TASKS", None) or {}

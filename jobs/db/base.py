@@ -1,0 +1,240 @@
+"""The claim: the pending -> running transition, as one statement two workers cannot both win.
+
+It is the one state change not made through `JobQuerySet._transition`, because choosing
+the rows and taking them must happen in the same statement (the ORM cannot say SKIP LOCKED
+with RETURNING). It moves rows only out of `pending`, as `ALLOWED_FROM` permits: the inner
+SELECT picks pending rows, and each backend keeps them pending until the UPDATE (a row lock,
+or the single writer). The UPDATE does not test `state` again on purpose: given that test,
+PostgreSQL may find the rows through the `(state, finished_at)` index, reading every pending
+row instead of the few chosen ones by primary key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from jobs.conf import lease_duration, listen_enabled
+from jobs.states import JobState
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from jobs.models import Job
+
+
+def claim_changes(now: datetime, claimant: str) -> dict[str, Any]:
+    """What claiming writes on a row besides `state` and `attempts = attempts + 1`: when the
+    attempt started, who has it and until when, and a fresh log and progress of its own.
+
+    The one definition for both claims: the worker's claim statement and `run()`'s.
+    """
+    return {
+        "started_at": now,
+        "finished_at": None,
+        "claimed_by": claimant,
+        "lease_expires_at": now + lease_duration(),
+        "log": "",
+        "progress_done": None,
+        "progress_total": None,
+    }
+
+
+class Backend:
+    """What a worker needs from one database. Subclasses say how rows are kept exclusive.
+
+    A backend is bound to one thread's connection (Django's connections are per thread),
+    so each thread that talks to the database asks `backend_for()` for its own.
+    """
+
+    # Appended to the inner SELECT that picks the rows; how this database keeps two
+    # workers from picking the same one.
+    row_lock_clause = ""
+    # Whether workers can be woken by the database (LISTEN/NOTIFY) instead of polling.
+    can_wake_workers = False
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+        self._loaders: dict[type[Job], RowLoader] = {}
+        self._move_statements: dict[tuple, str] = {}
+
+    def claim(
+        self,
+        model: type[Job],
+        *,
+        queue: str | None,
+        worker: str,
+        now: datetime,
+        limit: int = 1,
+    ) -> list[Job]:
+        """Take up to `limit` runnable rows of `model` (of `queue`, or of any queue if None).
+
+        Runnable means pending with `run_at` come; the rows are chosen by priority (higher
+        first), then `run_at`, then id, and returned in that order. They come back running,
+        each attempt counted, stamped with `started_at`, `worker` and a fresh lease, the
+        previous attempt's log and progress cleared, with all their fields loaded for
+        `perform()`. One statement, however many rows.
+        """
+        sql, params = self._claim_statement(model, queue=queue, worker=worker, now=now, limit=limit)
+        load = self._loader(model)
+        claimed = [load(row) for row in self._fetch(sql, params)]
+        claimed.sort(key=lambda job: (-job.priority, job.run_at, job.pk))
+        return claimed
+
+    def move_row(
+        self,
+        job: Job,
+        from_states: Collection[str],
+        to_state: str,
+        *,
+        guard: dict[str, Any],
+        changes: dict[str, Any],
+        wake: str | None = None,
+    ) -> bool:
+        """Move `job`'s row to `to_state` if it is in `from_states` and matches `guard`.
+
+        What finishing a job costs: one UPDATE by primary key, its text built once per shape
+        of change, rather than a queryset compiled per job. Callers check the move against
+        `ALLOWED_FROM` (see `Job._transition_row`). `wake` names the queue whose idle workers
+        should hear of the move once it commits, where the database can tell them.
+        """
+        model = type(job)
+        wake = wake if self.can_wake_workers and listen_enabled() else None
+        key = (model, len(from_states), tuple(guard), tuple(changes), wake is not None)
+        if (sql := self._move_statements.get(key)) is None:
+            update = self._move_statement(model, *key[1:4])
+            sql = self._move_statements[key] = self._waking(update) if key[4] else update
+        fields = model._meta
+        params = [
+            to_state,
+            *(
+                fields.get_field(name).get_db_prep_save(v, self.connection)
+                for name, v in changes.items()
+            ),
+            job.pk,
+            *from_states,
+            *(
+                fields.get_field(name).get_db_prep_value(v, self.connection)
+                for name, v in guard.items()
+            ),
+        ]
+        if wake is not None:
+            params.append(wake)
+        return self._count(sql, params) > 0
+
+    def _move_statement(
+        self, model: type[Job], from_count: int, guard: tuple[str, ...], changes: tuple[str, ...]
+    ) -> str:
+        quote = self.connection.ops.quote_name
+        column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
+        assignments = ", ".join(f"{column[name]} = %s" for name in ("state", *changes))
+        conditions = "".join(f" AND {column[name]} = %s" for name in guard)
+        return (
+            f"UPDATE {quote(model._meta.db_table)} SET {assignments}"
+            f" WHERE {quote(model._meta.pk.column)} = %s"
+            f" AND {column['state']} IN ({', '.join(['%s'] * from_count)}){conditions}"
+        )
+
+    def _waking(self, update: str) -> str:
+        """`update`, made to wake workers too (its last parameter names the queue)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot wake workers")
+
+    def _fetch(self, sql: str, params: list) -> list[tuple]:
+        """Run one statement and return its rows (the hot path: no ORM in between)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def _count(self, sql: str, params: list) -> int:
+        """Run one statement and return how many rows it changed."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+    def _loader(self, model: type[Job]) -> RowLoader:
+        if (loader := self._loaders.get(model)) is None:
+            loader = self._loaders[model] = RowLoader(model, self.connection)
+        return loader
+
+    def insert_jobs(self, model: type[Job], jobs: list[Job], *, batch_size: int) -> list[Job]:
+        """Insert new `jobs` (unsaved instances of `model`), setting their primary keys.
+
+        Django's `bulk_create` here; a backend that can send fewer values overrides it.
+        Signals and `save()` do not run, as with `bulk_create`.
+        """
+        return model._base_manager.db_manager(self.connection.alias).bulk_create(
+            jobs, batch_size=batch_size
+        )
+
+    def wake_workers(self, queues: Iterable[str]) -> None:
+        """Tell listening workers that `queues` have new runnable rows.
+
+        Nothing to do where workers cannot listen (`can_wake_workers` is False): they poll.
+        """
+
+    def connection_headroom(self) -> tuple[int, str] | None:
+        """How many more connections may be opened now and why; None where there is no limit."""
+        return None
+
+    def _claim_statement(
+        self, model: type[Job], *, queue: str | None, worker: str, now: datetime, limit: int
+    ) -> tuple[str, list]:
+        quote = self.connection.ops.quote_name
+        column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
+        pk = quote(model._meta.pk.column)
+        stamp = self.connection.ops.adapt_datetimefield_value(now)
+        queue_filter = f" AND {column['queue']} = %s" if queue is not None else ""
+        chosen = (
+            f"SELECT {pk} FROM {quote(model._meta.db_table)}"
+            f" WHERE {column['state']} = %s AND {column['run_at']} <= %s{queue_filter}"
+            f" ORDER BY {column['priority']} DESC, {column['run_at']}, {pk}"
+            f" LIMIT %s{self.row_lock_clause}"
+        )
+        changes = claim_changes(now, worker)
+        sets = ", ".join(f"{column[name]} = %s" for name in changes)
+        sql = (
+            f"UPDATE {quote(model._meta.db_table)}"
+            f" SET {column['state']} = %s, {column['attempts']} = {column['attempts']} + 1,"
+            f" {sets}"
+            f" WHERE {self._pk_among(pk, chosen)}"
+            f" RETURNING {', '.join(column.values())}"
+        )
+        adapt = self.connection.ops.adapt_datetimefield_value
+        values = [adapt(v) if isinstance(v, datetime) else v for v in changes.values()]
+        params = [JobState.RUNNING, *values, JobState.PENDING, stamp]
+        if queue is not None:
+            params.append(queue)
+        params.append(limit)
+        return sql, params
+
+    def _pk_among(self, pk: str, subquery: str) -> str:
+        return f"{pk} IN ({subquery})"
+
+
+class RowLoader:
+    """Turns a claimed row (every concrete field, in order) into a model instance.
+
+    What `Model.objects.raw()` does per query, worked out once per model: which fields
+    need a converter (JSON, for instance) and how to apply it.
+    """
+
+    def __init__(self, model: type[Job], connection: BaseDatabaseWrapper) -> None:
+        self.model = model
+        self.alias = connection.alias
+        self.connection = connection
+        fields = model._meta.concrete_fields
+        self.attnames = [field.attname for field in fields]
+        self.converters = []
+        for index, field in enumerate(fields):
+            column = field.get_col(model._meta.db_table)
+            found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+            if found:
+                self.converters.append((index, column, found))
+
+    def __call__(self, row: tuple) -> Job:
+        values = list(row)
+        for index, column, converters in self.converters:
+            for convert in converters:
+                values[index] = convert(values[index], column, self.connection)
+        return self.model.from_db(self.alias, self.attnames, values)

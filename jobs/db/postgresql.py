@@ -1,0 +1,250 @@
+"""PostgreSQL: claims skip rows other workers hold, and idle workers are woken by NOTIFY.
+
+`FOR UPDATE SKIP LOCKED` in the inner SELECT means concurrent workers each take different
+rows instead of queueing behind one lock. A row another worker claimed and committed after
+this statement's snapshot is re-read when locked and, no longer pending, is left out (READ
+COMMITTED's recheck of a locked row), so the rows the UPDATE gets are pending and ours.
+`= ANY(ARRAY(...))` makes PostgreSQL run the inner SELECT once, as a list of ids, rather than
+plan it as a join against the table.
+
+The wake-up is a hint, never an instruction: a notification carries only a queue name, and
+a woken worker claims through the same statement as a polling one. A lost notification
+costs at most one poll interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import decimal
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from jobs.db.base import Backend
+
+if TYPE_CHECKING:
+    import psycopg
+    from django.db.models import Field
+
+    from jobs.models import Job
+
+CHANNEL = "jobs_wakeup"
+# Values that are the same column value whenever they are equal and of the same type; a
+# column holding one of them in every row of a bulk insert is sent once, not once per row.
+# (Containers are not: [1] == [True], yet they are different JSON.)
+FOLDABLE_TYPES = frozenset(
+    {
+        str,
+        int,
+        float,
+        bool,
+        decimal.Decimal,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        uuid.UUID,
+        type(None),
+    }
+)
+HEADROOM_QUERY = """
+SELECT current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
+       (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user),
+       (SELECT datconnlimit FROM pg_database WHERE datname = current_database()),
+       (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database())
+"""
+
+
+class PostgreSQLBackend(Backend):
+    row_lock_clause = " FOR UPDATE SKIP LOCKED"
+    can_wake_workers = True
+
+    def __init__(self, connection) -> None:
+        super().__init__(connection)
+        self._listening_on = None  # the driver connection LISTEN was issued on
+        self._tuned = None  # the driver connection the claim's planner setting was made on
+
+    def wake_workers(self, queues: Iterable[str]) -> None:
+        """One NOTIFY per queue, in one statement; in a transaction, delivered at commit."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
+                [CHANNEL, sorted(set(queues))],
+            )
+
+    def notifications(self, timeout: float) -> list[str]:
+        """Wait up to `timeout` seconds for wake-ups; returns the queues named (may be empty).
+
+        Listens first if this connection is new (the first call, or after a reconnect).
+        Returns as soon as one arrives, with any others already received.
+        """
+        self.connection.ensure_connection()
+        driver_connection = self.connection.connection
+        if driver_connection is not self._listening_on:
+            with self.connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {CHANNEL}")
+            self._listening_on = driver_connection
+        with self.connection.wrap_database_errors:
+            first = list(driver_connection.notifies(timeout=timeout, stop_after=1))
+            rest = list(driver_connection.notifies(timeout=0)) if first else []
+        return [notification.payload for notification in first + rest]
+
+    def insert_jobs(self, model: type[Job], jobs: list[Job], *, batch_size: int) -> list[Job]:
+        """Insert `jobs` sending each column that is the same in every row once.
+
+        Most of a job row is lifecycle (state, times, queue, empty error fields), identical
+        across a bulk enqueue, so of twenty columns typically one or two differ per row:
+        those go as arrays through UNNEST, the rest as single values. Anything Django's
+        `bulk_create` would handle specially (a primary key given, database defaults,
+        expressions, custom placeholders) goes through `bulk_create`.
+        """
+        meta = model._meta
+        fields = [field for field in meta.concrete_fields if field is not meta.pk]
+        for job in jobs:
+            job._prepare_related_fields_for_save(operation_name="bulk_enqueue")
+        columns = [[field.pre_save(job, True) for job in jobs] for field in fields]
+        if not self._can_unnest(meta.pk, fields, jobs, columns):
+            return super().insert_jobs(model, jobs, batch_size=batch_size)
+        quote = self.connection.ops.quote_name
+        for start in range(0, len(jobs), batch_size):
+            batch = slice(start, start + batch_size)
+            sql, params = self._insert_statement(fields, [values[batch] for values in columns])
+            sql = (
+                f"INSERT INTO {quote(meta.db_table)}"
+                f" ({', '.join(quote(field.column) for field in fields)})"
+                f" {sql} RETURNING {quote(meta.pk.column)}"
+            )
+            with self._prepared(sql, params, prepare=False) as cursor:
+                for job, (pk,) in zip(jobs[batch], cursor.fetchall(), strict=True):
+                    job.pk = pk
+                    job._state.adding = False
+                    job._state.db = self.connection.alias
+        return jobs
+
+    def _can_unnest(self, pk: Field, fields: list[Field], jobs: list[Job], columns: list) -> bool:
+        """What Django's own UNNEST insert accepts, with the primary key left to the database."""
+        data_types = self.connection.data_types
+        return (
+            pk.db_returning
+            and all(job.pk is None for job in jobs)
+            and not any(hasattr(field, "get_placeholder") for field in fields)
+            and all(
+                (field.target_field if field.is_relation else field).get_internal_type()
+                in data_types
+                for field in fields
+            )
+            and not any(hasattr(value, "as_sql") for values in columns for value in values)
+        )
+
+    def _insert_statement(self, fields: list[Field], columns: list[list]) -> tuple[str, list]:
+        """`SELECT ... FROM UNNEST(...)`: a value per column, or an array per varying one."""
+        selected, constants, arrays, array_params = [], [], [], []
+        for field, values in zip(fields, columns, strict=True):
+            db_type = field.db_type(self.connection).split("(")[0]  # varchar, not varchar(n)
+            first = values[0]
+            if type(first) in FOLDABLE_TYPES and all(
+                type(value) is type(first) and value == first for value in values
+            ):
+                selected.append(f"%s::{db_type}")
+                constants.append(field.get_db_prep_save(first, self.connection))
+            else:
+                selected.append(f"u.c{len(arrays)}")
+                arrays.append(f"%s::{db_type}[]")
+                array_params.append(
+                    [field.get_db_prep_save(value, self.connection) for value in values]
+                )
+        if arrays:
+            names = ", ".join(f"c{index}" for index in range(len(arrays)))
+            source = f"UNNEST({', '.join(arrays)}) AS u({names})"
+        else:
+            source, array_params = "generate_series(1, %s)", [len(columns[0])]
+        return f"SELECT {', '.join(selected)} FROM {source}", constants + array_params
+
+    def connection_headroom(self) -> tuple[int, str]:
+        """How many more connections the server lets this role open now, and why that many.
+
+        The least of the server's free slots (`max_connections` less the superuser reserve
+        and the connections open now), the role's `CONNECTION LIMIT` and the database's.
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute(HEADROOM_QUERY)
+            server, reserved, open_now, role_limit, role_open, db_limit, db_open = cursor.fetchone()
+        limits = [
+            (
+                server - reserved - open_now,
+                f"max_connections {server}, {reserved} reserved for superusers, {open_now} open",
+            )
+        ]
+        if role_limit >= 0:
+            limits.append((role_limit - role_open, f"role limit {role_limit}, {role_open} open"))
+        if db_limit >= 0:
+            limits.append((db_limit - db_open, f"database limit {db_limit}, {db_open} open"))
+        return min(limits)
+
+    def prepare_claiming_session(self) -> None:
+        """Make this connection's planner read pending indexes in order, never sort them.
+
+        The claim must walk a pending index in claim order (`_pend`, `_any`) and stop after
+        k rows. A planner whose statistics predate a backlog (a table of a million finished
+        rows is analysed again only after 100,000 changes) believes there is about one
+        pending row, reads the small `_due` index instead and sorts the whole backlog on
+        every claim: 0.25 ms became 30 ms with 100,000 pending rows. With sorting priced out
+        on the claiming session, it takes the ordered index whatever the statistics say;
+        nothing else that session runs needs a sort. Made outside any transaction, whose
+        rollback would undo it; once per connection.
+        """
+        self.connection.ensure_connection()
+        if self.connection.connection is not self._tuned and not self.connection.in_atomic_block:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET enable_sort = off")
+            self._tuned = self.connection.connection
+
+    def _fetch(self, sql: str, params: list) -> list[tuple]:
+        """Run a claim, prepared where the connection allows it, on a session set for claims.
+
+        Prepared: bound on the client, as Django does by default, every claim would be
+        parsed and planned again, and on a table with several indexes planning costs more
+        than running.
+        """
+        self.prepare_claiming_session()
+        with self._prepared(sql, params) as cursor:
+            return cursor.fetchall()
+
+    def _count(self, sql: str, params: list) -> int:
+        with self._prepared(sql, params) as cursor:
+            return cursor.rowcount
+
+    @contextlib.contextmanager
+    def _prepared(
+        self, sql: str, params: list, *, prepare: bool = True
+    ) -> Iterator[psycopg.Cursor]:
+        """A cursor that has run `sql` with its parameters bound on the server.
+
+        Prepared (parsed and planned once per connection) where the connection allows it:
+        Django leaves preparing off unless `DATABASES[...]["OPTIONS"]["prepare_threshold"]`
+        is set, since a transaction-mode pooler may hand each statement to another session.
+        """
+        import psycopg  # here, not at the top: a project on SQLite need not install it
+
+        self.connection.ensure_connection()
+        with (
+            self.connection.wrap_database_errors,
+            psycopg.Cursor(self.connection.connection) as cursor,
+        ):
+            cursor.execute(sql, params, prepare=prepare)
+            yield cursor
+
+    def _waking(self, update: str) -> str:
+        """The move and its NOTIFY in one statement: one round trip, delivered at commit.
+
+        PostgreSQL sends a transaction's identical notifications once, so a transaction
+        that moves many rows of one queue still wakes its workers once.
+        """
+        return f"WITH moved AS ({update} RETURNING 1) SELECT pg_notify('{CHANNEL}', %s) FROM moved"
+
+    def _pk_among(self, pk: str, subquery: str) -> str:
+        return f"{pk} = ANY(ARRAY({subquery}))"

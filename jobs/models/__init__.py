@@ -1,0 +1,17 @@
+"""The models: the abstract `Job` every job model subclasses, and the framework's own rows.
+
+    from jobs.models import Job
+
+Importing this package needs Django's app registry (as any models module does); the job
+model's lifecycle states are `JobState`, its queryset verbs `JobQuerySet`.
+"""
+
+from jobs.models.heartbeat import Heartbeat
+from jobs.models.job import Job
+from jobs.models.metric_tally import MetricTally
+from jobs.models.queryset import JobQuerySet
+from jobs.models.scheduled_run import ScheduledRun
+from jobs.models.worker import Worker
+from jobs.states import JobState
+
+__all__ = ["Heartbeat", "Job", "JobQuerySet", "JobState", "MetricTally", "ScheduledRun", "Worker"]

@@ -1,0 +1,400 @@
+"""The abstract `Job` model: the lifecycle every domain job shares, and its verbs.
+
+A job is a row of its own table, so enqueueing is a write in the application's database: it
+commits or rolls back with the data it belongs to. A row changes state only through the
+verbs (`enqueue()`, `run()`, `requeue()`, `cancel()`, the queryset's), each a guarded write
+(`_transition_row`, `JobQuerySet._transition`); how one attempt runs and is recorded is
+`jobs.execution`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, NoReturn, Self
+
+from django.db import models, router
+from django.http import HttpRequest
+
+from jobs import execution, signals, timesource
+from jobs.conf import retention_days
+from jobs.db import backend_for
+from jobs.db.wakeup import wake_workers_on_commit
+from jobs.errors import JobStateError, Snooze
+from jobs.joblog import JobLog
+from jobs.models.options import JobBase
+from jobs.models.queryset import JobQuerySet, enqueue_changes, start_time
+from jobs.states import JobState, check_transition
+
+# Fields only the lifecycle verbs write. `save()` never touches them, so a stale instance
+# (an admin form, a shell session, `perform()` saving its own domain fields) cannot undo a
+# state change another process made in the meantime.
+LIFECYCLE_FIELDS = frozenset(
+    {
+        "state",
+        "requested_at",
+        "run_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "claimed_by",
+        "lease_expires_at",
+        "error_type",
+        "error_message",
+        "error_traceback",
+        "error_history",
+        "progress_done",
+        "progress_total",
+        "log",
+        "cancel_requested_at",
+    }
+)
+RETRY_BASE_DELAY = timedelta(seconds=10)
+RETRY_MAX_DELAY = timedelta(hours=1)
+# set_progress() writes at most this often, however often a job calls it.
+PROGRESS_WRITE_INTERVAL = 1.0
+# cancellation_requested() reads the row at most this often.
+CANCEL_CHECK_INTERVAL = 1.0
+MASK = "********"
+
+
+class Job(models.Model, metaclass=JobBase):
+    """Base of every job model: subclass it, add domain fields, define `perform()`.
+
+    Subclasses may set `queue`, `priority` and `max_attempts` as class attributes; they
+    become the defaults of each new row.
+    """
+
+    state = models.CharField(
+        max_length=16, choices=JobState.choices, default=JobState.NEW, editable=False
+    )
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0, help_text="Higher runs first (-100 to 100).")
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    timeout = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Seconds an attempt may run before it is stopped and counted as failed.",
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    run_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Not to be started before this time."
+    )
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    claimed_by = models.CharField(
+        max_length=255,
+        blank=True,
+        editable=False,
+        help_text="host:pid of the process that claimed this attempt.",
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="A running job whose worker stops renewing this is rescued after it.",
+    )
+    error_type = models.CharField(max_length=255, blank=True, editable=False)
+    error_message = models.TextField(blank=True, editable=False)
+    error_traceback = models.TextField(blank=True, editable=False)
+
+    error_history = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="The last failures, oldest first: attempt, time, worker, error, log.",
+    )
+    progress_done = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    progress_total = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    log = models.TextField(
+        blank=True, editable=False, help_text="What the latest attempt logged, newest kept."
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Someone asked this running job to stop; it stops if it checks.",
+    )
+
+    # Per instance, while an attempt runs: its captured log, and when set_progress() last
+    # wrote and cancellation_requested() last read the row (monotonic seconds).
+    _log: JobLog | None = None
+    _progress_written = -math.inf
+    _cancel_checked = -math.inf
+
+    # Days to keep finished rows, per state, over JOBS_RETENTION (e.g. {"succeeded": 1}).
+    retention: ClassVar[dict[str, float | None]] = {}
+
+    # Which exceptions from perform() are retried (while attempts remain); one matching
+    # discard_on fails the job at once (bad input will not get better by retrying).
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
+    discard_on: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    # Fields whose values are secrets: masked in the admin, and wherever they appear in what
+    # an attempt logged or raised (its log, error message and traceback).
+    sensitive_fields: ClassVar[tuple[str, ...]] = ()
+
+    # The framework's own job models (heartbeats, tasks) say so: `runjobs` asks for at least
+    # one job model of the project's, and the admin never offers to add framework rows.
+    framework: ClassVar[bool] = False
+
+    # Whether a request may run this job in its own thread when the caller asks for the
+    # final answer (`Expect: 200-ok`, see jobs.views.status). False for work too long or too
+    # heavy to hold a web request for: such a request is refused (417) before anything is
+    # created.
+    runs_inline: ClassVar[bool] = True
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} #{self.pk}"
+
+    def save(self, **kwargs: Any) -> None:
+        """Save domain fields; lifecycle fields change only through the lifecycle verbs.
+
+        A new row is inserted in state `new` (call `enqueue()` to queue it). On an existing
+        row, `save()` writes every field except the lifecycle ones, and naming a lifecycle
+        field in `update_fields` is an error.
+        """
+        if self._state.adding:
+            if self.state != JobState.NEW:
+                raise JobStateError(
+                    f"a new {type(self).__name__} row must be created in state 'new', not "
+                    f"{self.state!r}: create it, then call enqueue()"
+                )
+        elif kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name not in LIFECYCLE_FIELDS
+            ]
+        elif lifecycle := LIFECYCLE_FIELDS.intersection(kwargs["update_fields"]):
+            raise JobStateError(
+                f"save() does not write lifecycle fields ({', '.join(sorted(lifecycle))}); "
+                "use enqueue(), run(), requeue() or cancel()"
+            )
+        super().save(**kwargs)
+
+    @classmethod
+    def in_use(cls) -> bool:
+        """Whether workers should claim from this table. Always, for a project's job model; a
+        framework model whose feature is not configured says no, so idle workers do not ask
+        an always-empty table on every claim."""
+        return True
+
+    @classmethod
+    def retention_policy(cls) -> dict[str, float | None]:
+        """Days to keep finished rows of each state: JOBS_RETENTION, then this model's own."""
+        return {**retention_days(), **cls.retention}
+
+    @property
+    def label(self) -> str:
+        """`app.Model#pk`, how logs name a job."""
+        return f"{self._meta.label}#{self.pk}"
+
+    def log_context(self) -> dict[str, Any]:
+        """Structured extras for log records about this attempt (`extra=`): what an error
+        tracker's logging integration files, groups and filters them by."""
+        return {
+            "job_model": self._meta.label,
+            "job_id": self.pk,
+            "job_attempt": self.attempts,
+            "job_queue": self.queue,
+            "job_worker": self.claimed_by,
+        }
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger under `jobs` for `perform()`: its lines are kept on the row."""
+        return logging.getLogger(f"jobs.job.{self._meta.label}")
+
+    def set_progress(self, done: int, total: int | None = None) -> None:
+        """Report how far `perform()` has got, for the admin's progress bar.
+
+        Cheap to call on every item: the row is written at most once a second (and always
+        when `done` reaches `total`), together with the lines logged so far, so both are
+        visible while the job runs. Written only while this attempt holds the row.
+        """
+        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+            raise ValueError(f"set_progress() takes a count of 0 or more, got {done!r}")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            raise ValueError(f"set_progress() takes a whole-number total, got {total!r}")
+        if total is not None and done > total:
+            raise ValueError(f"set_progress(): done ({done}) is more than total ({total})")
+        self.progress_done, self.progress_total = done, total
+        now = time.monotonic()
+        if done != total and now - self._progress_written < PROGRESS_WRITE_INTERVAL:
+            return
+        self._progress_written = now
+        fields = {"progress_done": done, "progress_total": total}
+        if self._log is not None:
+            fields["log"] = self._log.text()
+        self._same_row(state=JobState.RUNNING, **self._claim()).update(**fields)
+
+    def cancellation_requested(self) -> bool:
+        """Whether someone asked this running job to stop (the admin's cancel, `cancel()`).
+
+        A job that can stop part-way checks it between steps and returns or raises
+        `jobs.errors.Cancelled`, which ends the attempt `cancelled`. Reads the row at most
+        once a second, so it is cheap to call in a loop.
+        """
+        if self.cancel_requested_at is None:
+            now = time.monotonic()
+            if now - self._cancel_checked >= CANCEL_CHECK_INTERVAL:
+                self._cancel_checked = now
+                self.cancel_requested_at = (
+                    self._same_row().values_list("cancel_requested_at", flat=True).first()
+                )
+        return self.cancel_requested_at is not None
+
+    def mask(self, text: str) -> str:
+        """`text` with the values of this job's `sensitive_fields` replaced by a mask."""
+        for name in self.sensitive_fields:
+            value = getattr(self, name, None)
+            if value not in (None, "") and (secret := str(value)) in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def _claim(self) -> dict[str, Any]:
+        """What identifies this attempt on the row: the guard of every write it makes."""
+        return {"attempts": self.attempts, "claimed_by": self.claimed_by}
+
+    def perform(self) -> None:
+        """The work. Subclasses define it.
+
+        It runs outside any transaction and may run again after a crash (delivery is
+        at least once), so write it to pick up where the row says it is.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    def result_url(self) -> str | None:
+        """The URL of what this job produced, once it has succeeded; None if nothing.
+
+        The job's status resource (jobs.views.status) answers a succeeded job with `303 See Other`
+        to it, so a client that polled the status ends at the resource it asked for. With
+        None, the status itself (state succeeded) is the answer.
+        """
+        return None
+
+    def status_visible_to(self, request: HttpRequest) -> bool:
+        """Whether `request` may read this job's status resource (jobs.views.status): staff only,
+        unless the model says otherwise (e.g. the user its row records as the requester).
+
+        Everyone else gets 404, the answer for a job that does not exist, so ids do not
+        leak. It needs Django's authentication middleware (`request.user`).
+        """
+        return request.user.is_staff
+
+    def snooze(self, delay: timedelta | float) -> NoReturn:
+        """Call from `perform()` to stop here and run again after `delay`, without it counting.
+
+        Not a failure and not an attempt: for "the thing I wait for is not ready yet".
+        """
+        raise Snooze(start_time(timesource.now(), None, delay) - timesource.now())
+
+    def retry_delay(self, attempt: int) -> timedelta:
+        """How long to wait before retrying after failed attempt number `attempt`.
+
+        Exponential (10 s, 20 s, 40 s, ... capped at an hour) with "equal jitter": a random
+        half of the delay, so jobs that failed together do not retry together.
+        """
+        ceiling = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
+        return ceiling / 2 + ceiling / 2 * random.random()
+
+    def enqueue(
+        self,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+    ) -> Self:
+        """Mark this new row pending, so a worker will run it at `run_at` (default: now).
+
+        Inside `transaction.atomic()` it commits or rolls back with the caller's data: a
+        worker never sees a job whose transaction did not commit. An unsaved instance is
+        inserted. `priority` and `queue` override the row's values.
+        """
+        changes = enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
+        if self._state.adding:
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.state = JobState.PENDING
+            using = router.db_for_write(type(self), instance=self)
+            models.Model.save(self, using=using)
+            wake_workers_on_commit(using, [self.queue])
+        elif not self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes):
+            raise JobStateError(
+                f"{self.label} cannot be enqueued: it is {self._current_state()}, and enqueue() "
+                "takes a new row (use requeue() for failed or cancelled ones)"
+            )
+        signals.send(signals.job_enqueued, self)
+        return self
+
+    def run(self) -> Self:
+        """Perform this job now, in this thread, unless someone else already started it.
+
+        Takes the row lock (`SELECT ... FOR UPDATE`), checks the row is new or pending,
+        marks it running and commits before calling `perform()`, so two concurrent calls
+        never both perform it: the second raises `JobNotRunnable`. Returns the job with its
+        outcome (`succeeded`, `failed`, or `pending` for a retry); an exception raised by
+        `perform()` is recorded on the row, not re-raised.
+        """
+        execution.run(self)
+        return self
+
+    def requeue(self) -> Self:
+        """Put this failed or cancelled job back in the queue with fresh attempts."""
+        return self._apply(JobQuerySet.requeue, "requeued (only failed or cancelled jobs can be)")
+
+    def cancel(self) -> Self:
+        """Cancel this job if it has not started, or ask it to stop if it is running.
+
+        A finished job is not touched (JobStateError).
+        """
+        return self._apply(
+            JobQuerySet.cancel, "cancelled (only new, pending or running jobs can be)"
+        )
+
+    def _apply(self, verb: Any, refusal: str) -> Self:
+        if not verb(self._same_row()):
+            raise JobStateError(f"{self.label} is {self._current_state()} and cannot be {refusal}")
+        self.refresh_from_db(fields=sorted(LIFECYCLE_FIELDS))
+        return self
+
+    def _same_row(self, **guard: Any) -> JobQuerySet:
+        using = self._state.db or router.db_for_write(type(self), instance=self)
+        return JobQuerySet(model=type(self), using=using).filter(pk=self.pk, **guard)
+
+    def _current_state(self) -> str:
+        state = self._same_row().values_list("state", flat=True).first()
+        return "deleted" if state is None else state
+
+    def _transition_row(
+        self,
+        from_states: frozenset[str],
+        to_state: str,
+        *,
+        guard: dict | None = None,
+        **changes: Any,
+    ) -> bool:
+        """Move this row (and this instance) to `to_state` if it is still in `from_states`."""
+        check_transition(from_states, to_state)
+        using = self._state.db or router.db_for_write(type(self), instance=self)
+        wake = changes.get("queue", self.queue) if to_state == JobState.PENDING else None
+        moved = backend_for(using).move_row(
+            self, from_states, to_state, guard=guard or {}, changes=changes, wake=wake
+        )
+        if moved:
+            self.state = to_state
+            for name, value in changes.items():
+                setattr(self, name, value)
+        return bool(moved)

@@ -1,0 +1,94 @@
+"""What every job model gets from its class: row defaults from class attributes, and the
+partial indexes its table needs.
+
+`queue = "emails"` on a job model sets the default of its `queue` field (and likewise
+`priority`, `max_attempts`, `timeout`), so every row still carries its own values that
+`enqueue()` can override. The indexes are added to every concrete job table, so a project's
+own job models get them in their migrations like any index of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.backends.utils import names_digest
+from django.db.models.base import ModelBase
+
+from jobs.states import FINISHED_STATES, JobState
+
+# Class attributes a job model may set to give its rows defaults (`queue = "emails"`).
+ROW_OPTIONS = ("queue", "priority", "max_attempts", "timeout")
+
+
+class JobBase(ModelBase):
+    """Turns `queue = "emails"` on a job model into the default of its `queue` field.
+
+    Plain Django would read a class attribute named like an inherited field as removing
+    that field; here it sets the field's default instead, so every row still carries its
+    own queue, priority and max_attempts that `enqueue()` can override. It also gives every
+    concrete job table its partial index of pending rows.
+    """
+
+    def __new__(mcs, name: str, bases: tuple, attrs: dict, **kwargs: Any) -> type:
+        defaults = {
+            option: attrs.pop(option)
+            for option in ROW_OPTIONS
+            if option in attrs and not isinstance(attrs[option], models.Field)
+        }
+        cls = super().__new__(mcs, name, bases, attrs, **kwargs)
+        for option, value in defaults.items():
+            field = cls._meta.get_field(option)
+            field.default = value
+            field.__dict__.pop("_get_default", None)  # Django caches the default getter
+        if not cls._meta.abstract and not cls._meta.proxy and not cls._meta.parents:
+            indexes = _lifecycle_indexes(cls._meta.db_table, cls._meta.pk.name)
+            cls._meta.indexes = [*cls._meta.indexes, *indexes]
+            # Migrations read Meta options from original_attrs, so the index must be there too.
+            cls._meta.original_attrs["indexes"] = cls._meta.indexes
+        return cls
+
+
+def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
+    """Indexes for the claim, the rescue and the pruning, each as narrow as its query.
+
+    The pending and running indexes stay as small as the backlog and the work in flight: a
+    table with millions of finished rows still answers "the next runnable jobs of queue q"
+    (`_pend`), "... of any queue" (`_any`, for workers serving every queue), "when is the
+    next pending row due" (`_due`, what an idle worker sleeps until) and "the running jobs
+    whose lease ran out" (`_run`) from a few index pages, each read in its own order rather
+    than sorted. Pruning finds the oldest finished rows of a state (`_fin`), and the dashboard
+    counts the rows created but never enqueued (`_new`). Every index but the primary key is
+    partial, so each version of a row is indexed only where some query will look for it: a
+    new row costs two index entries, a pending one four, a running one two. Django caps index
+    names at 30 characters, hence the digest.
+    """
+    prefix = f"{db_table[:16]}_{names_digest(db_table, length=8)}"
+    return [
+        models.Index(
+            fields=["queue", "-priority", "run_at", pk_name],
+            condition=models.Q(state=JobState.PENDING),
+            name=f"{prefix}_pend",
+        ),
+        models.Index(
+            fields=["lease_expires_at"],
+            condition=models.Q(state=JobState.RUNNING),
+            name=f"{prefix}_run",
+        ),
+        models.Index(
+            fields=["-priority", "run_at", pk_name],
+            condition=models.Q(state=JobState.PENDING),
+            name=f"{prefix}_any",
+        ),
+        models.Index(
+            fields=["run_at"], condition=models.Q(state=JobState.PENDING), name=f"{prefix}_due"
+        ),
+        models.Index(
+            fields=["queue"], condition=models.Q(state=JobState.NEW), name=f"{prefix}_new"
+        ),
+        models.Index(
+            fields=["state", "finished_at"],
+            condition=models.Q(state__in=FINISHED_STATES),
+            name=f"{prefix}_fin",
+        ),
+    ]

@@ -1,0 +1,269 @@
+"""`JobQuerySet`: the verbs people use on job tables (`Model.objects.failed().requeue()`).
+
+Every change of `state` goes through `JobQuerySet._transition`, one guarded UPDATE that names
+the states it may come from, so two processes racing on the same rows cannot both win.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self
+
+from django.db import models, transaction
+
+from jobs import signals, timesource
+from jobs.db import backend_for
+from jobs.db.wakeup import ANY_QUEUE, wake_workers_on_commit
+from jobs.errors import JobStateError
+from jobs.states import (
+    CANCELLABLE_STATES,
+    FINISHED_STATES,
+    REQUEUEABLE_STATES,
+    JobState,
+    check_transition,
+)
+from jobs.validation import validate_priority, validate_queue_name
+
+if TYPE_CHECKING:
+    from jobs.models.job import Job
+
+logger = logging.getLogger(__name__)
+
+WORKER_LOST = "jobs.WorkerLost"
+WORKER_LOST_CHANGES = {
+    "lease_expires_at": None,
+    "error_type": WORKER_LOST,
+    "error_message": "the worker running this attempt stopped renewing its lease "
+    "(killed, crashed, or frozen)",
+    "error_traceback": "",
+}
+BULK_BATCH_SIZE = 1000
+
+
+class JobQuerySet(models.QuerySet):
+    """The verbs people use on job tables: `Model.objects.failed().requeue()`."""
+
+    def pending(self) -> Self:
+        return self.filter(state=JobState.PENDING)
+
+    def running(self) -> Self:
+        return self.filter(state=JobState.RUNNING)
+
+    def succeeded(self) -> Self:
+        return self.filter(state=JobState.SUCCEEDED)
+
+    def failed(self) -> Self:
+        return self.filter(state=JobState.FAILED)
+
+    def cancelled(self) -> Self:
+        return self.filter(state=JobState.CANCELLED)
+
+    def runnable(self, now: datetime | None = None) -> Self:
+        """Pending rows whose `run_at` has come: what a worker would claim next."""
+        return self.pending().filter(run_at__lte=now or timesource.now())
+
+    def requeue(self) -> int:
+        """Failed or cancelled rows go back to pending with a fresh set of attempts.
+
+        Other rows are left alone; the return value says how many changed.
+        """
+        now = timesource.now()
+        return self._transition(
+            REQUEUEABLE_STATES,
+            JobState.PENDING,
+            attempts=0,
+            requested_at=now,
+            run_at=now,
+            started_at=None,
+            finished_at=None,
+            claimed_by="",
+            cancel_requested_at=None,
+        )
+
+    def cancel(self) -> int:
+        """Stop these jobs: new or pending rows become cancelled at once; a running job is
+        asked to stop (`cancel_requested_at`), which it sees through
+        `cancellation_requested()` if it cooperates. Finished rows are left alone.
+
+        Returns how many rows were cancelled or asked to stop.
+        """
+        now = timesource.now()
+        cancelled = self._transition(CANCELLABLE_STATES, JobState.CANCELLED, finished_at=now)
+        asked = self.running().filter(cancel_requested_at=None).update(cancel_requested_at=now)
+        return cancelled + asked
+
+    def retry_now(self) -> int:
+        """Scheduled rows (pending, `run_at` still to come) become runnable now.
+
+        For a retry waiting out its backoff, or a job enqueued with a delay that is wanted
+        sooner. Returns how many rows moved; idle workers are woken on commit.
+        """
+        now = timesource.now()
+        moved = self.pending().filter(run_at__gt=now).update(run_at=now)
+        if moved:
+            wake_workers_on_commit(self.db, [ANY_QUEUE])
+        return moved
+
+    def rescue(self, now: datetime | None = None) -> int:
+        """Running rows whose lease ran out: their worker was killed, crashed or froze.
+
+        The attempt already counted when it was claimed, so a row with attempts left goes
+        back to pending, and one without fails ("worker lost"): a job that kills its worker
+        every time cannot take workers down forever. One that was asked to stop ends
+        cancelled. The rows are locked (skipping any another rescuer holds), so each is
+        rescued, logged and signalled (`job_rescued`) exactly once. Returns how many moved.
+        """
+        now = now or timesource.now()
+        running = frozenset({JobState.RUNNING})
+        with transaction.atomic(using=self.db):
+            orphans = list(
+                self.filter(state=JobState.RUNNING, lease_expires_at__lt=now)
+                .select_for_update(skip_locked=True)
+                .order_by()
+            )
+            for orphan in orphans:
+                if orphan.cancel_requested_at is not None:
+                    orphan.state, changes = JobState.CANCELLED, {"finished_at": now}
+                elif orphan.attempts < orphan.max_attempts:
+                    orphan.state, changes = JobState.PENDING, {"run_at": now, "claimed_by": ""}
+                else:
+                    orphan.state, changes = JobState.FAILED, {"finished_at": now}
+                changes.update(WORKER_LOST_CHANGES)
+                context = orphan.log_context()
+                self.filter(pk=orphan.pk)._transition(
+                    running, orphan.state, queue_hint=orphan.queue, **changes
+                )
+                for name, value in changes.items():
+                    setattr(orphan, name, value)
+                logger.warning(
+                    "%s rescued: its worker %s stopped renewing the lease of attempt %d; now %s",
+                    orphan.label,
+                    context["job_worker"],
+                    orphan.attempts,
+                    orphan.state,
+                    extra=context,
+                )
+        for orphan in orphans:
+            signals.send(signals.job_rescued, orphan)
+        return len(orphans)
+
+    def bulk_enqueue(
+        self,
+        jobs: Iterable[Job],
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        batch_size: int = BULK_BATCH_SIZE,
+    ) -> list[Job]:
+        """Insert many new jobs as pending, in one transaction, and wake workers once.
+
+        `jobs` are unsaved instances of this model (`Model(field=...)`); `run_at`/`delay`,
+        `priority` and `queue` apply to all of them, as in `enqueue()`. Rows are written with
+        `bulk_create`, `batch_size` per INSERT, so save() and signals do not run. Returns the
+        jobs with their primary keys set.
+        """
+        jobs = list(jobs)
+        for job in jobs:
+            if type(job) is not self.model or not job._state.adding or job.state != JobState.NEW:
+                raise JobStateError(
+                    f"bulk_enqueue() takes new, unsaved {self.model.__name__} instances, "
+                    f"got {job!r}"
+                )
+        changes = enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
+        for job in jobs:
+            for name, value in changes.items():
+                setattr(job, name, value)
+            job.state = JobState.PENDING
+        with transaction.atomic(using=self.db):
+            created = backend_for(self.db).insert_jobs(self.model, jobs, batch_size=batch_size)
+            wake_workers_on_commit(self.db, {job.queue for job in created})
+            for job in created:
+                signals.send(signals.job_enqueued, job)
+        return created
+
+    def next_run_at(self, queues: Sequence[str] | None = None) -> datetime | None:
+        """When the earliest pending row of `queues` (all if None) becomes runnable.
+
+        What an idle worker sleeps until, so a scheduled job starts on time without polling.
+        """
+        rows = self.pending()
+        if queues is not None:
+            rows = rows.filter(queue__in=queues)
+        return rows.order_by("run_at").values_list("run_at", flat=True).first()
+
+    def prune(self, retention: dict[str, float | None], *, batch: int = 1000) -> int:
+        """Delete one batch of finished rows older than `retention` (days, per state).
+
+        One short DELETE by primary key per call, so a big backlog never locks the table for
+        long; call again while it returns `batch`. Returns how many rows it deleted.
+        """
+        now = timesource.now()
+        expired = models.Q(pk__in=[])
+        for state in FINISHED_STATES:
+            if (days := retention.get(state)) is not None:
+                cutoff = now - timedelta(days=days)
+                expired |= models.Q(state=state, finished_at__lt=cutoff)
+        doomed = list(
+            self.filter(expired).order_by("finished_at").values_list("pk", flat=True)[:batch]
+        )
+        if not doomed:
+            return 0
+        return self.filter(pk__in=doomed)._raw_delete(self.db)
+
+    def _transition(
+        self,
+        from_states: frozenset[str],
+        to_state: str,
+        *,
+        queue_hint: str = ANY_QUEUE,
+        **changes: Any,
+    ) -> int:
+        """The one place `state` changes: an UPDATE guarded by the states it may come from.
+
+        Rows that become pending wake idle workers on commit; `queue_hint` names the rows'
+        queue when the caller knows it, so workers of other queues can sleep on.
+        """
+        check_transition(from_states, to_state)
+        moved = self.filter(state__in=from_states).update(state=to_state, **changes)
+        if moved and to_state == JobState.PENDING:
+            wake_workers_on_commit(self.db, [changes.get("queue", queue_hint)])
+        return moved
+
+
+def enqueue_changes(
+    *,
+    run_at: datetime | None,
+    delay: timedelta | float | None,
+    priority: int | None,
+    queue: str | None,
+) -> dict[str, Any]:
+    """The fields `enqueue()` and `bulk_enqueue()` set, with their arguments validated."""
+    now = timesource.now()
+    changes: dict[str, Any] = {"requested_at": now, "run_at": start_time(now, run_at, delay)}
+    if priority is not None:
+        changes["priority"] = validate_priority(priority)
+    if queue is not None:
+        changes["queue"] = validate_queue_name(queue)
+    return changes
+
+
+def start_time(now: datetime, run_at: datetime | None, delay: timedelta | float | None) -> datetime:
+    if run_at is not None and delay is not None:
+        raise ValueError("pass run_at or delay to enqueue(), not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
+            raise ValueError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
+        return run_at
+    if delay is None:
+        return now
+    if isinstance(delay, bool) or not isinstance(delay, timedelta | int | float):
+        raise ValueError(f"delay must be a timedelta or a number of seconds, got {delay!r}")
+    if not isinstance(delay, timedelta):
+        delay = timedelta(seconds=delay)
+    if delay < timedelta(0):
+        raise ValueError(f"delay must not be negative, got {delay}")
+    return now + delay

@@ -1,0 +1,97 @@
+"""The `Worker` row: a `runjobs` process, as its heartbeats report it.
+
+(The loop that process runs is `jobs.runtime.worker.WorkerLoop`.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import models
+
+from jobs import timesource
+from jobs.db.outage import CONNECTION_ERRORS
+
+logger = logging.getLogger(__name__)
+
+
+class Worker(models.Model):
+    """A `runjobs` process, as long as its heartbeat says it is alive.
+
+    With `--processes`, the supervisor has a row of its own and each worker process it
+    starts has one pointing to it.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        STOPPED = "stopped"
+
+    name = models.CharField(max_length=255, unique=True, help_text="host:pid")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.CharField(max_length=1000, blank=True, help_text="Empty: all queues.")
+    supervisor = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="processes",
+        help_text="The runjobs --processes supervisor that started this worker process.",
+    )
+    threads = models.PositiveSmallIntegerField(
+        default=1, help_text="Jobs it runs at once (per process, for a supervisor)."
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    started_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    jobs_in_flight = models.JSONField(default=list, blank=True)
+    jobs_performed = models.PositiveIntegerField(default=0)
+    clock_ticked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this worker's clock last ran the schedules (empty: it runs no clock).",
+    )
+
+    class Meta:
+        ordering = ("-started_at",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def register(
+        cls, name: str, *, queues: Sequence[str] | None, threads: int, supervisor: str | None
+    ) -> None:
+        """Create or take over this process's row, `name` (`host:pid`; pids get reused)."""
+        now = timesource.now()
+        cls.objects.update_or_create(
+            name=name,
+            defaults={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": ",".join(queues or []),
+                "supervisor": cls.objects.filter(name=supervisor).first() if supervisor else None,
+                "threads": threads,
+                "state": cls.State.RUNNING,
+                "started_at": now,
+                "last_heartbeat_at": now,
+                "stopped_at": None,
+                "jobs_in_flight": [],
+                "jobs_performed": 0,
+            },
+        )
+
+    @classmethod
+    def mark_stopped(cls, name: str, **final: Any) -> None:
+        """Say process `name` has stopped (on its way out), with its final counts."""
+        try:
+            cls.objects.filter(name=name).update(
+                state=cls.State.STOPPED, stopped_at=timesource.now(), jobs_in_flight=[], **final
+            )
+        except CONNECTION_ERRORS as exc:
+            logger.warning("could not mark worker %s stopped: %s", name, exc)

@@ -1,0 +1,290 @@
+"""The dashboard's numbers: what is new, queued, running, finished, failing and cancelled, across
+job models.
+
+Each job model costs one grouped query, and that query reads only the rows it counts, each
+kind through a partial index: new rows (`_new`), pending and running rows (`_due`, `_run`),
+and rows that finished within the last day (`_fin`, on `(state, finished_at)`). Older history
+is never read, so the dashboard costs the same with a million finished rows as with none
+(`python -m bench.dashboard` measures it).
+
+Every "last hour" is the same window, `[now - HOUR, now]`: the chart's columns cover exactly
+it (its first minute only from `now - HOUR` on), so the "finished 1 h" and "failed 1 h"
+numbers are the sums of the chart's bars.
+
+Nothing here knows about HTTP; `jobs.admin.dashboard.DashboardView` shows it in the admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import (
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    When,
+)
+from django.db.models.functions import TruncMinute
+
+from jobs import timesource
+from jobs.conf import lease_duration
+from jobs.models import Job, JobState, Worker
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# Finished after running; a cancelled job never ran, so it is neither throughput nor a wait.
+RAN = (JobState.SUCCEEDED, JobState.FAILED)
+
+
+def lookups(now: datetime) -> dict[str, dict[str, Any]]:
+    """What each count counts, as filters both the query and the admin's changelist accept
+    (an `__in` lookup is a list here; a URL carries it comma-separated).
+
+    The dashboard's links use the same lookups as its query, so a number and the list it
+    opens agree (as of the moment the page was drawn). The query reads exactly the rows
+    these lookups match, so each must imply a partial index's predicate.
+    """
+    return {
+        "new": {"state__exact": JobState.NEW},
+        "pending": {"state__exact": JobState.PENDING, "run_at__lte": now},
+        "scheduled": {"state__exact": JobState.PENDING, "run_at__gt": now},
+        "running": {"state__exact": JobState.RUNNING},
+        "finished_last_hour": {"state__in": list(RAN), "finished_at__gte": now - HOUR},
+        "failed_last_hour": {"state__exact": JobState.FAILED, "finished_at__gte": now - HOUR},
+        "failed_last_day": {"state__exact": JobState.FAILED, "finished_at__gte": now - DAY},
+        "cancelled_last_day": {"state__exact": JobState.CANCELLED, "finished_at__gte": now - DAY},
+    }
+
+
+@dataclass
+class Counts:
+    """The numbers of one queue, one job model, or all of them together: one per lookup."""
+
+    new: int = 0
+    pending: int = 0
+    scheduled: int = 0
+    running: int = 0
+    finished_last_hour: int = 0
+    failed_last_hour: int = 0
+    failed_last_day: int = 0
+    cancelled_last_day: int = 0
+    oldest_wait: timedelta | None = None
+
+    def add(self, other: Counts) -> None:
+        for name in NUMBERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.oldest_wait = _longest(self.oldest_wait, other.oldest_wait)
+
+
+NUMBERS = tuple(number.name for number in fields(Counts) if number.name != "oldest_wait")
+
+
+@dataclass
+class Minute:
+    """One column of the charts: the jobs that finished in it, and the longest any waited.
+
+    The first column of the hour counts only from `since` (`now - HOUR`), not from `start`.
+    """
+
+    start: datetime
+    since: datetime
+    succeeded: int = 0
+    failed: int = 0
+    longest_wait: timedelta | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+
+@dataclass
+class ModelSummary:
+    model: type[Job]
+    counts: Counts = field(default_factory=Counts)
+    queues: dict[str, Counts] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    """Everything the dashboard shows about jobs, as of `now`."""
+
+    now: datetime
+    models: list[ModelSummary]
+    queues: dict[str, Counts]
+    total: Counts
+    minutes: list[Minute]
+
+
+def chart_minutes(now: datetime) -> list[Minute]:
+    """The last hour as the charts draw it: a column per clock minute from the one holding
+    `now - HOUR` to the current one (61 columns; the first and the last are partial)."""
+    since = now - HOUR
+    first = since.replace(second=0, microsecond=0)
+    current = now.replace(second=0, microsecond=0)
+    count = (current - first) // MINUTE + 1
+    return [
+        Minute(start, since=max(start, since))
+        for start in (first + index * MINUTE for index in range(count))
+    ]
+
+
+def summarize(models: Iterable[type[Job]], now: datetime | None = None) -> Summary:
+    """Count the jobs of `models` per queue and per model: one query per model."""
+    now = now or timesource.now()
+    minutes = {minute.start: minute for minute in chart_minutes(now)}
+    summaries = []
+    queues: dict[str, Counts] = {}
+    total = Counts()
+    for model in models:
+        summary = ModelSummary(model)
+        for row in _grouped_rows(model, now):
+            counts = _counts(row, now)
+            if (minute := minutes.get(row["minute"])) is not None:
+                minute.succeeded += row["succeeded"]
+                minute.failed += row["failed"]
+                minute.longest_wait = _longest(minute.longest_wait, row["longest_wait"])
+            summary.queues.setdefault(row["queue"], Counts()).add(counts)
+            queues.setdefault(row["queue"], Counts()).add(counts)
+            summary.counts.add(counts)
+            total.add(counts)
+        summary.queues = dict(sorted(summary.queues.items()))
+        summaries.append(summary)
+    return Summary(now, summaries, dict(sorted(queues.items())), total, list(minutes.values()))
+
+
+def _grouped_rows(model: type[Job], now: datetime) -> QuerySet:
+    """One row per queue and minute finished (none for rows that did not finish in the hour).
+
+    The WHERE clause matches exactly the rows some lookup counts, as an OR of conditions each
+    of which implies one partial index's predicate, so PostgreSQL answers it with a BitmapOr
+    of those indexes and never visits older finished rows.
+    """
+    counted = lookups(now)
+    recently_finished = Q(**counted["finished_last_hour"])
+    wait = ExpressionWrapper(F("started_at") - F("run_at"), output_field=DurationField())
+    # Every counted row, one side of the OR per partial index: the lookups, less the ones
+    # another side already covers (failed in the hour is finished in the hour).
+    counted_rows = (
+        Q(state=JobState.NEW)
+        | Q(state=JobState.PENDING)
+        | Q(state=JobState.RUNNING)
+        | recently_finished
+        | Q(
+            state__in=(JobState.FAILED, JobState.CANCELLED),
+            finished_at__gte=now - DAY,
+        )
+    )
+    return (
+        model._default_manager.filter(counted_rows)
+        .annotate(minute=TruncMinute(Case(When(recently_finished, then="finished_at"))))
+        .values("queue", "minute")
+        .annotate(
+            **{name: Count("pk", filter=Q(**lookup)) for name, lookup in counted.items()},
+            oldest_due_at=Min("run_at", filter=Q(**counted["pending"])),
+            succeeded=Count("pk", filter=Q(state=JobState.SUCCEEDED)),
+            failed=Count("pk", filter=Q(state=JobState.FAILED)),
+            longest_wait=Max(wait, filter=Q(state__in=RAN)),
+        )
+        .order_by()
+    )
+
+
+def _longest(*waits: timedelta | None) -> timedelta | None:
+    return max((wait for wait in waits if wait is not None), default=None)
+
+
+def _counts(row: dict[str, Any], now: datetime) -> Counts:
+    oldest_due_at = row["oldest_due_at"]
+    return Counts(
+        **{name: row[name] for name in NUMBERS},
+        oldest_wait=now - oldest_due_at if oldest_due_at else None,
+    )
+
+
+def stale_before(now: datetime) -> datetime:
+    """A worker whose last heartbeat is older than this is presumed dead.
+
+    One lease: by then the leases of the jobs it was running have run out too, and other
+    workers rescue them as orphans.
+    """
+    return now - lease_duration()
+
+
+def heartbeat_is_fresh(worker: Worker, now: datetime) -> bool:
+    return worker.last_heartbeat_at > stale_before(now)
+
+
+@dataclass
+class WorkerStatus:
+    worker: Worker
+    stale: bool
+    uptime: timedelta
+    since_heartbeat: timedelta
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.worker.jobs_in_flight)
+
+
+@dataclass
+class Workers:
+    """The worker processes that say they are running: those that perform jobs, that is.
+
+    A `runjobs --processes` supervisor performs none itself, so it is not counted; its
+    worker processes are.
+    """
+
+    processes: list[WorkerStatus]
+
+    @property
+    def alive(self) -> list[WorkerStatus]:
+        return [status for status in self.processes if not status.stale]
+
+    @property
+    def stale(self) -> list[WorkerStatus]:
+        return [status for status in self.processes if status.stale]
+
+    @property
+    def busy(self) -> int:
+        return sum(status.busy for status in self.alive)
+
+    @property
+    def threads(self) -> int:
+        return sum(status.worker.threads for status in self.alive)
+
+    @property
+    def threads_busy(self) -> int:
+        return sum(len(status.worker.jobs_in_flight) for status in self.alive)
+
+
+def running_workers(now: datetime | None = None) -> Workers:
+    """The `Worker` rows in state running, each flagged stale if its heartbeat is too old."""
+    now = now or timesource.now()
+    rows = list(
+        Worker.objects.filter(state=Worker.State.RUNNING)
+        .select_related("supervisor")
+        .order_by("host", "name")
+    )
+    supervisors = {row.supervisor_id for row in rows}
+    return Workers(
+        [
+            WorkerStatus(
+                worker=row,
+                stale=not heartbeat_is_fresh(row, now),
+                uptime=now - row.started_at,
+                since_heartbeat=now - row.last_heartbeat_at,
+            )
+            for row in rows
+            if row.pk not in supervisors
+        ]
+    )

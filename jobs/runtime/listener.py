@@ -1,0 +1,63 @@
+"""The thread that lets an idle worker sleep until the database says there is work.
+
+It holds one connection of its own, LISTENing (see `jobs.db.postgresql`), and calls
+`on_wake` when a wake-up names a queue the worker serves. A notification is only a hint: the
+worker then claims through the usual statement, so a forged or stale one costs one claim.
+After an outage it wakes the worker once, because notifications sent meanwhile are lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from django.db import connections
+
+from jobs.db import backend_for
+from jobs.db.outage import CONNECTION_ERRORS, Outage
+from jobs.db.wakeup import ANY_QUEUE
+
+logger = logging.getLogger(__name__)
+
+# How long one wait for notifications lasts: how soon the thread notices it should stop.
+LISTEN_WAIT = 0.5
+
+
+class Listener:
+    """Use as a context manager around a worker's serving loop."""
+
+    def __init__(
+        self, *, using: str, queues: Sequence[str] | None, on_wake: Callable[[], None]
+    ) -> None:
+        self._using = using
+        self._queues = None if queues is None else {*queues, ANY_QUEUE}
+        self._on_wake = on_wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobs-listener", daemon=True)
+
+    def __enter__(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        outage = Outage("listening for new jobs")
+        backend = backend_for(self._using)
+        try:
+            while not self._stop.is_set():
+                try:
+                    queues = backend.notifications(LISTEN_WAIT)
+                except CONNECTION_ERRORS as exc:
+                    self._stop.wait(outage.failed(exc))
+                    continue
+                if outage.ongoing:
+                    self._on_wake()
+                outage.succeeded()
+                if queues and (self._queues is None or self._queues.intersection(queues)):
+                    self._on_wake()
+        finally:
+            connections.close_all()

@@ -1,0 +1,459 @@
+"""One worker process's loop: claim runnable jobs for its free threads, perform, repeat.
+
+Knows nothing of HTTP, the admin or the command line. Any number of workers, on any
+number of hosts, may run against the same database: each claim is a single statement that
+only one of them can win (see `jobs.db`). The main thread claims and keeps time; the
+jobs run on job threads (`jobs.runtime.job_thread`), a lease keeper renews their leases
+(`jobs.lease`), and on PostgreSQL a listener wakes the idle worker (`jobs.runtime.listener`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from types import FrameType
+from typing import TypeVar
+
+from django.db import DEFAULT_DB_ALIAS
+
+from jobs import execution, timesource
+from jobs.conf import listen_enabled
+from jobs.cron.clock import Clock, prune_runs
+from jobs.cron.schedules import configured_schedules
+from jobs.db import backend_for
+from jobs.db.outage import CONNECTION_ERRORS, Outage
+from jobs.identity import process_identity
+from jobs.lease import LeaseKeeper
+from jobs.models import Job, JobQuerySet
+from jobs.models import Worker as WorkerRow
+from jobs.models.discovery import served_models
+from jobs.monitoring import tally
+from jobs.runtime.doorbell import Doorbell
+from jobs.runtime.job_thread import JobThread
+from jobs.runtime.listener import Listener
+from jobs.runtime.resources import resident_memory_mb
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PAUSE_SIGNAL = signal.SIGUSR2
+RESUME_SIGNAL = signal.SIGCONT
+# The shortest idle sleep when a pending row is already due but was not claimable (another
+# worker holds it mid-claim): long enough not to spin, short enough not to be noticed.
+MIN_IDLE_WAIT = 0.01
+
+EXIT_OK = 0
+EXIT_RECYCLE = 3  # please start a fresh worker: a job timed out, or a --max-* limit was hit
+EXIT_INTERRUPTED = 130
+# Rows of workers silent for this long are deleted; until then the admin shows them stale.
+DEAD_WORKER_RETENTION = timedelta(hours=1)
+# The clock writes Worker.clock_ticked_at at least this often, slot or not.
+CLOCK_REPORT_SECONDS = 30.0
+# Finished rows deleted per model per heartbeat, and the pause once none are left to delete.
+PRUNE_BATCH = 500
+PRUNE_PAUSE_SECONDS = 600
+
+
+class Worker:
+    """Serves `queues` in order of precedence (all queues if None) from every job model.
+
+    Runs up to `threads` jobs at once. Within one queue, job models take turns (round
+    robin), so a flood of one job type cannot starve another; within one model, higher
+    priority first, then oldest `run_at`.
+    """
+
+    def __init__(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        models: Sequence[type[Job]] | None = None,
+        threads: int = 1,
+        interval: float = 1.0,
+        burst: bool = False,
+        grace: float = 30.0,
+        max_jobs: int | None = None,
+        max_memory_mb: float | None = None,
+        supervisor: str | None = None,
+        using: str = DEFAULT_DB_ALIAS,
+        run_clock: bool = True,
+    ) -> None:
+        self.queues = list(queues) if queues else None
+        self.models = list(models if models is not None else served_models())
+        self.threads = threads
+        self.interval = interval
+        self.burst = burst
+        self.grace = grace
+        self.max_jobs = max_jobs
+        self.max_memory_mb = max_memory_mb
+        self.supervisor = supervisor
+        self.using = using
+        self.name = process_identity()
+        self.performed = 0
+        self.exit_code = EXIT_OK
+        # Plain flags, not Events: signal handlers set them (see jobs.runtime.doorbell).
+        self._stopping = False
+        self._aborting = False
+        self._paused = False
+        self._wakeup = Doorbell()  # rung by finished jobs, wake-ups and signals
+        self._idle: list[JobThread] = []
+        self._busy: list[JobThread] = []
+        self._given_up: list[JobThread] = []  # stuck on a job the worker no longer waits for
+        self._grace_ends: float | None = None
+        self._parent_pid = os.getppid() if supervisor else None
+        self._first_model = 0  # whose turn it is to be asked first, for round robin
+        backend_for(using)  # refuse an unsupported database now, not at the first claim
+        self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
+        self._next_prune = 0.0  # monotonic time of the next pruning pass
+        # The clock (schedules and heartbeats); a burst worker only drains.
+        schedules = configured_schedules() if run_clock and not burst else []
+        self._scheduler = Clock(schedules) if schedules else None
+        self._clock_due = 0.0  # monotonic time of the next tick
+        self._clock_reported = -math.inf  # monotonic time clock_ticked_at was last written
+
+    def run(self) -> int:
+        """Work until stopped (or, with `burst`, until nothing is runnable). Returns jobs performed.
+
+        Sets `exit_code`: EXIT_OK, EXIT_RECYCLE (a job timed out, or --max-jobs or
+        --max-memory was reached: start a fresh process) or EXIT_INTERRUPTED. While it runs,
+        the worker keeps its `Worker` row's heartbeat and its jobs' leases fresh, and rescues
+        other workers' orphaned jobs.
+        """
+        previous = self._install_signal_handlers()
+        unbatch = tally.batch_flushes()
+        self._while_reachable(
+            partial(
+                WorkerRow.register,
+                self.name,
+                queues=self.queues,
+                threads=self.threads,
+                supervisor=self.supervisor,
+            )
+        )
+        logger.info(
+            "worker %s (%d thread(s)) serving %s from %d job model(s): %s%s",
+            self.name,
+            self.threads,
+            ", ".join(self.queues) if self.queues else "all queues",
+            len(self.models),
+            ", ".join(model._meta.label for model in self.models),
+            " (until drained)" if self.burst else "",
+        )
+        self._idle = [
+            JobThread(f"jobs-{number}", on_done=self._wakeup.ring)
+            for number in range(1, self.threads + 1)
+        ]
+        try:
+            with LeaseKeeper(on_beat=self._housekeeping) as leases, self._listener():
+                self._leases = leases
+                self._while_reachable(lambda: self._rescue(timesource.now()))
+                self._serve()
+        finally:
+            for job_thread in self._idle + self._busy + self._given_up:
+                job_thread.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._wakeup.close()
+            tally.flush(using=self.using)
+            unbatch()
+            WorkerRow.mark_stopped(self.name, jobs_performed=self.performed)
+        logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
+        return self.performed
+
+    def stop(self) -> None:
+        """Stop claiming; let the jobs in hand finish within the grace period. Signal-safe."""
+        self._stopping = True
+        self._wakeup.ring()
+
+    def abort(self) -> None:
+        """Stop now: hand the jobs in hand back to the queue unfinished. Signal-safe."""
+        self._aborting = True
+        self.stop()
+
+    def pause(self) -> None:
+        """Stop claiming until `resume()`; the jobs in hand go on."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wakeup.ring()
+
+    def claim(self, limit: int = 1) -> list[Job]:
+        """Claim up to `limit` runnable jobs: first queue first; within a queue, models in turn.
+
+        One statement per (queue, model) asked, each taking as many rows as are still
+        wanted. The model after the one that supplied the last job is asked first next time.
+        """
+        now = timesource.now()
+        count = len(self.models)
+        claimed: list[Job] = []
+        for queue in self.queues or [None]:
+            for offset in range(count):
+                if len(claimed) >= limit:
+                    return claimed
+                index = (self._first_model + offset) % count
+                jobs = backend_for(self.using).claim(
+                    self.models[index],
+                    queue=queue,
+                    worker=self.name,
+                    now=now,
+                    limit=limit - len(claimed),
+                )
+                if jobs:
+                    self._first_model = (index + 1) % count
+                    claimed.extend(jobs)
+        return claimed
+
+    def _serve(self) -> None:
+        while True:
+            self._wakeup.clear()
+            self._collect_finished()
+            self._enforce_deadlines()
+            self._tick_clock()
+            if self._stopping:
+                if not self._busy:
+                    return
+                self._wakeup.wait(self._time_to_deadline(self.interval))
+                continue
+            drained = False
+            wanted = self._wanted()
+            if wanted and not self._paused:
+                jobs = self._while_reachable(partial(self.claim, wanted))
+                for job in jobs or []:
+                    self._dispatch(job)
+                drained = jobs is not None and len(jobs) < wanted
+                if not drained:
+                    continue
+            if self.burst and drained and not self._busy:
+                return
+            self._wakeup.wait(self._idle_wait(drained))
+
+    def _wanted(self) -> int:
+        """How many jobs to claim now: one per free thread, never past --max-jobs."""
+        wanted = len(self._idle)
+        if self.max_jobs is not None:
+            wanted = min(wanted, self.max_jobs - self.performed - len(self._busy))
+        return max(wanted, 0)
+
+    def _dispatch(self, job: Job) -> None:
+        job_thread = self._idle.pop()
+        self._busy.append(job_thread)
+        self._leases.hold(job)
+        job_thread.perform(job)
+
+    def _collect_finished(self) -> None:
+        """Free the threads whose jobs have finished; leave if a limit says so."""
+        finished = [job_thread for job_thread in self._busy if job_thread.finished()]
+        for job_thread in finished:
+            self._busy.remove(job_thread)
+            self._leases.release(job_thread.collect())
+            self._idle.append(job_thread)
+        self.performed += len(finished)
+        if self._stopping:
+            return
+        if self._parent_pid is not None and os.getppid() != self._parent_pid:
+            logger.warning("worker %s: its supervisor has gone; stopping", self.name)
+            self.stop()
+        elif finished and self._should_recycle():
+            self.stop()
+
+    def _enforce_deadlines(self) -> None:
+        """Give up threads whose job overran its timeout or the shutdown's grace period.
+
+        A timed-out job is recorded as failed and the process recycles; a job still running
+        when the grace period ends (or at once, on abort) is handed back to the queue.
+        """
+        now = time.monotonic()
+        if self._stopping and self._grace_ends is None and self._busy:
+            self._grace_ends = now + self.grace
+            logger.info(
+                "waiting up to %.0fs for %d job(s) to finish: %s",
+                self.grace,
+                len(self._busy),
+                ", ".join(t.job.label for t in self._busy),
+            )
+        for job_thread in list(self._busy):
+            job = job_thread.job
+            if self._aborting or (self._grace_ends is not None and now >= self._grace_ends):
+                self._give_up(job_thread, partial(execution.hand_back, job))
+                if self._aborting:
+                    self.exit_code = EXIT_INTERRUPTED
+            elif job.timeout is not None and now - job_thread.began >= job.timeout:
+                stack = job_thread.stack()
+                self._give_up(job_thread, partial(execution.time_out, job, job_thread.began, stack))
+                logger.warning("recycling the worker: %s left its job thread stuck", job.label)
+                self.exit_code = EXIT_RECYCLE
+                self.stop()
+
+    def _give_up(self, job_thread: JobThread, record: Callable[[], object]) -> None:
+        """Leave a thread to its fate after recording what became of its job.
+
+        If the database is away, the job stays running until its lease runs out and it is
+        rescued, like a job whose worker was killed.
+        """
+        job = job_thread.job
+        try:
+            record()
+        except CONNECTION_ERRORS as exc:
+            logger.warning("could not record what became of %s (%s)", job.label, exc)
+        self._busy.remove(job_thread)
+        self._given_up.append(job_thread)
+        self._leases.release(job)
+
+    def _time_to_deadline(self, cap: float) -> float:
+        """Seconds until the next job timeout or the end of the grace period, at most `cap`."""
+        now = time.monotonic()
+        deadlines = [t.began + t.job.timeout for t in self._busy if t.job.timeout is not None]
+        if self._grace_ends is not None:
+            deadlines.append(self._grace_ends)
+        if self._scheduler is not None:
+            deadlines.append(self._clock_due)
+        return max(0.0, min([cap, *(deadline - now for deadline in deadlines)]))
+
+    def _idle_wait(self, drained: bool) -> float:
+        """How long to sleep: until woken, a deadline, or (drained) the next scheduled job.
+
+        Capped at the poll interval, so a lost wake-up costs at most one interval.
+        """
+        if not drained:
+            return self._time_to_deadline(self.interval)
+        due = self._while_reachable(self._next_run_at)
+        if due is None:
+            return self._time_to_deadline(self.interval)
+        until_due = (due - timesource.now()).total_seconds()
+        return self._time_to_deadline(min(self.interval, max(until_due, MIN_IDLE_WAIT)))
+
+    def _next_run_at(self) -> datetime | None:
+        due = [
+            JobQuerySet(model=model, using=self.using).next_run_at(self.queues)
+            for model in self.models
+        ]
+        return min((at for at in due if at is not None), default=None)
+
+    def _tick_clock(self) -> None:
+        """Enqueue the schedules' due slots, and say (at least every CLOCK_REPORT_SECONDS)
+        that this worker's clock is alive, so health checks notice one that stopped."""
+        if self._scheduler is None or self._stopping or time.monotonic() < self._clock_due:
+            return
+        now = timesource.now()
+        if self._while_reachable(partial(self._scheduler.tick, now)) is None:
+            return
+        if time.monotonic() - self._clock_reported >= CLOCK_REPORT_SECONDS:
+            self._while_reachable(
+                partial(WorkerRow.objects.filter(name=self.name).update, clock_ticked_at=now)
+            )
+            self._clock_reported = time.monotonic()
+        until_slot = self._scheduler.seconds_to_next_slot(now)
+        self._clock_due = time.monotonic() + min(until_slot, CLOCK_REPORT_SECONDS)
+
+    def _listener(self) -> contextlib.AbstractContextManager:
+        """Wake-ups from the database, where it sends them; a burst worker only drains."""
+        if self.burst or not listen_enabled() or not backend_for(self.using).can_wake_workers:
+            return contextlib.nullcontext()
+        return Listener(using=self.using, queues=self.queues, on_wake=self._wakeup.ring)
+
+    def _while_reachable(self, call: Callable[[], T]) -> T | None:
+        """Call until the database answers (None if stopped first): outages are waited out."""
+        while not self._stopping:
+            try:
+                result = call()
+            except CONNECTION_ERRORS as exc:
+                self._sleep_unless_stopped(self._outage.failed(exc))
+            else:
+                self._outage.succeeded()
+                return result
+        return None
+
+    def _sleep_unless_stopped(self, seconds: float) -> None:
+        """Wait out an outage's backoff, returning early if the worker is told to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            self._wakeup.wait(left)
+            self._wakeup.clear()
+
+    def _should_recycle(self) -> bool:
+        """--max-jobs and --max-memory: leave between jobs so a fresh process takes over."""
+        if self.max_jobs is not None and self.performed >= self.max_jobs:
+            reason = f"performed {self.performed} job(s) (--max-jobs {self.max_jobs})"
+        elif self.max_memory_mb is not None and resident_memory_mb() > self.max_memory_mb:
+            reason = f"holds {resident_memory_mb():.0f} MB (--max-memory {self.max_memory_mb:.0f})"
+        else:
+            return False
+        logger.info("recycling the worker: it %s", reason)
+        self.exit_code = EXIT_RECYCLE
+        return True
+
+    def _housekeeping(self) -> None:
+        """Each heartbeat: say we are alive, rescue orphans, forget long-dead workers, save
+        the metrics counted since the last beat."""
+        now = timesource.now()
+        WorkerRow.objects.filter(name=self.name).update(
+            last_heartbeat_at=now,
+            jobs_in_flight=[job.label for job in self._leases.held()],
+            jobs_performed=self.performed,
+        )
+        self._rescue(now)
+        WorkerRow.objects.filter(last_heartbeat_at__lt=now - DEAD_WORKER_RETENTION).delete()
+        self._prune()
+        tally.flush(using=self.using)
+
+    def _prune(self) -> None:
+        """One batch per model per heartbeat while a backlog lasts, then a pause.
+
+        Small enough that a heartbeat is never late enough to let a lease run out.
+        """
+        if time.monotonic() < self._next_prune:
+            return
+        backlog = False
+        for model in self.models:
+            pruned = JobQuerySet(model=model, using=self.using).prune(
+                model.retention_policy(), batch=PRUNE_BATCH
+            )
+            backlog |= pruned == PRUNE_BATCH
+        if self._scheduler is not None:
+            backlog |= prune_runs(timesource.now(), batch=PRUNE_BATCH) == PRUNE_BATCH
+        if not backlog:
+            self._next_prune = time.monotonic() + PRUNE_PAUSE_SECONDS
+
+    def _rescue(self, now: datetime) -> None:
+        """Each rescued row is logged by `rescue()` itself, with the job's extras."""
+        for model in self.models:
+            JobQuerySet(model=model, using=self.using).rescue(now)
+
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        handlers = {
+            signal.SIGTERM: self._on_stop_signal,
+            signal.SIGINT: self._on_stop_signal,
+            PAUSE_SIGNAL: self._on_pause_signal,
+            RESUME_SIGNAL: self._on_pause_signal,
+        }
+        return {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping and signum == signal.SIGINT:
+            logger.info("second SIGINT: handing the job in hand back and stopping now")
+            self.abort()
+            return
+        logger.info(
+            "%s received: no new jobs; the job in hand has %.0fs to finish",
+            signal.Signals(signum).name,
+            self.grace,
+        )
+        self.stop()
+
+    def _on_pause_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == PAUSE_SIGNAL:
+            logger.info("paused (SIGUSR2): no new jobs until SIGCONT")
+            self.pause()
+        else:
+            logger.info("resumed (SIGCONT)")
+            self.resume()

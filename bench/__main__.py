@@ -36,7 +36,7 @@ django.setup()
 
 from bench import floor  # noqa: E402
 from bench.models import NoopJob  # noqa: E402
-from jobs.db import backend_for  # noqa: E402
+from jobs.db import engine_for  # noqa: E402
 from jobs.models import Worker as WorkerRow  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -303,7 +303,7 @@ def fill_finished(rows: int) -> None:
 def explain_claim(jobs: int, threads: int) -> str:
     """EXPLAIN ANALYZE of one claim with `jobs` pending; rolled back, as it claims for real."""
     rows = queue_jobs(jobs)
-    backend = backend_for("default")
+    backend = engine_for("default")
     backend.prepare_claiming_session()  # as a worker's main thread does before its claims
     sql, params = backend._claim_statement(
         NoopJob, queue=None, worker="bench", now=timezone.now(), limit=threads

@@ -1,1 +1,23 @@
-"""Background jobs as Django models: enqueue in your transaction, run under a row lock."""
+"""Background jobs that are Django models: enqueue in your transaction, run under a row lock.
+
+The public API, and where each name is imported from (nothing else is promised to stay put;
+moves are listed in CHANGELOG.md):
+
+- `jobs.models`: `Job` (subclass it), `JobState`, `JobQuerySet`; the framework's rows
+  `Worker`, `Heartbeat`, `ScheduledRun`, `MetricTally`.
+- `jobs.admin`: `JobAdmin`, to register a job model's admin.
+- `jobs.errors`: `JobError` and its kinds (`JobNotRunnable`, `JobStateError`, `JobTimeout`,
+  `Cancelled`, `ConfigurationError`, ...).
+- `jobs.signals`: the lifecycle signals (`job_enqueued`, `job_started`, `job_succeeded`,
+  `job_retried`, `job_failed`, `job_rescued`).
+- `jobs.views.status`: `accepted()`, `Expectation`, for views that start jobs (202/303);
+  `jobs.urls` for the status, health and metrics endpoints.
+- `jobs.testing`: helpers for a project's tests (inline mode, `drain()`, assertions,
+  fixtures, `jobs.testing.factories`).
+- `jobs.contrib.tasks`: Django's Tasks API backend, an app of its own
+  (`jobs.contrib.tasks.backend.DatabaseBackend`).
+- The commands `runjobs`, `prunejobs` and `jobs`.
+
+This module imports nothing, so any module of the package may import from `jobs` without
+pulling in the rest.
+"""

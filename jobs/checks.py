@@ -6,7 +6,7 @@ from django.db import connections, router
 from jobs.conf import lease_seconds, metrics_token, retention_days
 from jobs.conf.queues import configured_queues
 from jobs.cron.schedules import parse_schedule, raw_schedules
-from jobs.db import BACKENDS
+from jobs.db import ENGINES
 from jobs.errors import ConfigurationError
 from jobs.models import Job
 from jobs.models.discovery import job_models
@@ -123,12 +123,12 @@ def check_job_databases(app_configs=None, databases=None, **kwargs) -> list:
     problems = []
     for alias in sorted({router.db_for_write(model) for model in job_models()}):
         connection = connections[alias]
-        if connection.vendor not in BACKENDS:
+        if connection.vendor not in ENGINES:
             problems.append(
                 Error(
                     f"Job models are stored in database {alias!r} ({connection.vendor}), "
                     f"which jobs does not support.",
-                    hint=f"Use {' or '.join(sorted(BACKENDS))}.",
+                    hint=f"Use {' or '.join(sorted(ENGINES))}.",
                     id="jobs.E003",
                 )
             )

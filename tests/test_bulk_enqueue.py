@@ -8,7 +8,7 @@ from django.db import transaction
 from jobs import timesource
 from jobs.errors import JobStateError
 from jobs.models import JobState
-from jobs.runtime.worker import Worker
+from jobs.runtime.worker import WorkerLoop
 from project.instances.models import InstanceProvision
 from tests.factories import InstanceFactory, RecordingJobFactory
 from tests.testapp.models import RecordingJob, UrgentJob
@@ -78,7 +78,7 @@ def test_bulk_enqueue_takes_the_options_enqueue_takes():
 
 def test_bulk_enqueued_jobs_run_once_each():
     RecordingJob.objects.bulk_enqueue(RecordingJob() for _ in range(30))
-    assert Worker(threads=4, burst=True).run() == 30
+    assert WorkerLoop(threads=4, burst=True).run() == 30
     assert RecordingJob.objects.succeeded().count() == 30
 
 

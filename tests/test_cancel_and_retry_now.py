@@ -7,7 +7,7 @@ import pytest
 from jobs import execution
 from jobs.errors import JobStateError
 from jobs.models import JobState
-from jobs.runtime.worker import Worker
+from jobs.runtime.worker import WorkerLoop
 from tests.conftest import in_thread, wait_for
 from tests.factories import RecordingJobFactory, StepJobFactory
 from tests.testapp.models import StepJob
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_running_job_asked_to_stop_ends_cancelled_at_its_next_check():
     job = StepJobFactory(steps=200, step_seconds=0.05, enqueue=True)
-    thread = in_thread(Worker(burst=True))
+    thread = in_thread(WorkerLoop(burst=True))
     wait_for(lambda: (StepJob.objects.get(pk=job.pk).progress_done or 0) >= 2, timeout=10)
     assert StepJob.objects.get(pk=job.pk).cancel() is not None
     thread.join(timeout=10)

@@ -6,7 +6,7 @@ from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from jobs.checks import check_job_databases, check_settings, job_model_errors
-from jobs.db import BACKENDS, backend_for
+from jobs.db import ENGINES, engine_for
 from jobs.errors import ConfigurationError
 from jobs.models import Job
 
@@ -55,10 +55,10 @@ def test_sqlite_without_immediate_transactions_is_warned_about(monkeypatch):
 
 
 def test_a_database_jobs_cannot_claim_from_is_an_error(monkeypatch):
-    monkeypatch.delitem(BACKENDS, connection.vendor)
+    monkeypatch.delitem(ENGINES, connection.vendor)
     assert [error.id for error in check_job_databases()] == ["jobs.E003"]
     with pytest.raises(ConfigurationError, match=f"database 'default' is {connection.vendor}"):
-        backend_for("default")
+        engine_for("default")
 
 
 @pytest.mark.parametrize("value", ["soon", 0.5, None, True])

@@ -25,10 +25,10 @@ def test_a_worker_without_logging_settings_prints_its_jobs_and_keeps_their_lines
     bad = StepJobFactory(enqueue=True, steps=2, fail_at=2)
     result = manage("runjobs", "--burst", **BARE)
     assert result.returncode == 0, result.stderr
-    assert f"INFO jobs: {good.label} started" in result.stderr
+    assert f"INFO jobs.execution: {good.label} started" in result.stderr
     assert "INFO jobs.job.testapp.StepJob: step 2 of 2" in result.stderr
-    assert f"INFO jobs: {good.label} succeeded" in result.stderr
-    assert f"ERROR jobs: {bad.label} failed" in result.stderr
+    assert f"INFO jobs.execution: {good.label} succeeded" in result.stderr
+    assert f"ERROR jobs.execution: {bad.label} failed" in result.stderr
     assert "ValueError: step 2 refused token" in result.stderr  # with its traceback
     good.refresh_from_db()
     assert good.state == JobState.SUCCEEDED
@@ -43,7 +43,7 @@ def test_verbosity_zero_keeps_the_console_to_warnings_and_errors():
     result = manage("runjobs", "--burst", "--verbosity", "0", **BARE)
     assert result.returncode == 0, result.stderr
     assert "started" not in result.stderr
-    assert f"ERROR jobs: {bad.label} failed" in result.stderr
+    assert f"ERROR jobs.execution: {bad.label} failed" in result.stderr
 
 
 @pytest.mark.integration

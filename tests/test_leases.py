@@ -8,12 +8,12 @@ import pytest
 from django.db import connection
 
 from jobs import execution, timesource
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.lease import LeaseKeeper
 from jobs.models import JobState
 from jobs.models import Worker as WorkerRow
 from jobs.models.queryset import WORKER_LOST
-from jobs.runtime.worker import DEAD_WORKER_RETENTION, Worker
+from jobs.runtime.worker import DEAD_WORKER_RETENTION, WorkerLoop
 from tests.conftest import NOON, in_thread, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
@@ -24,7 +24,7 @@ LEASE = timedelta(seconds=60)
 
 
 def claim_as(worker: str) -> RecordingJob:
-    [job] = backend_for("default").claim(
+    [job] = engine_for("default").claim(
         RecordingJob, queue=None, worker=worker, now=timesource.now()
     )
     return job
@@ -179,7 +179,7 @@ def test_a_failing_beat_is_logged_and_the_leases_are_still_renewed(settings, cap
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_keeps_its_row_and_marks_it_stopped_when_it_exits():
     RecordingJobFactory(enqueue=True)
-    worker = Worker(burst=True)
+    worker = WorkerLoop(burst=True)
     worker.run()
     row = WorkerRow.objects.get(name=worker.name)
     assert (row.state, row.jobs_performed, row.jobs_in_flight) == (WorkerRow.State.STOPPED, 1, [])
@@ -193,7 +193,7 @@ def test_a_worker_rescues_orphans_when_it_starts(settings):
     RecordingJobFactory(enqueue=True, max_attempts=2)
     claim_as("dead:1:T")
     time.sleep(1.1)
-    assert Worker(burst=True).run() == 1
+    assert WorkerLoop(burst=True).run() == 1
     job = RecordingJob.objects.get()
     assert (job.state, job.attempts) == (JobState.SUCCEEDED, 2)
 
@@ -209,7 +209,7 @@ def test_heartbeats_refresh_the_worker_row_and_forget_long_dead_workers(settings
         started_at=now - 2 * DEAD_WORKER_RETENTION,
         last_heartbeat_at=now - DEAD_WORKER_RETENTION - timedelta(seconds=1),
     )
-    worker = Worker(interval=0.05)
+    worker = WorkerLoop(interval=0.05)
     thread = in_thread(worker)
     try:
         time.sleep(1)  # four heartbeats at a quarter of the 1 s lease

@@ -13,12 +13,12 @@ from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import signals
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.errors import ConfigurationError
 from jobs.models import Heartbeat, MetricTally, Worker
 from jobs.models.discovery import job_models
 from jobs.monitoring import metrics, tally
-from jobs.runtime.worker import Worker as JobWorker
+from jobs.runtime.worker import WorkerLoop as JobWorker
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import HugeErrorJob, RecordingJob
@@ -108,7 +108,7 @@ def test_a_proxy_model_is_counted_under_its_concrete_model():
 @pytest.mark.django_db
 def test_a_rescue_is_counted(frozen):
     job = RecordingJobFactory(enqueue=True, max_attempts=2)
-    backend_for("default").claim(RecordingJob, queue=None, worker="gone:1", now=NOON)
+    engine_for("default").claim(RecordingJob, queue=None, worker="gone:1", now=NOON)
     frozen.now = NOON + timedelta(hours=1)
     assert RecordingJob.objects.rescue() == 1
     tally.flush("default")
@@ -194,7 +194,7 @@ def test_a_worker_saves_its_counts_when_it_stops():
 @pytest.mark.django_db
 def test_gauges_count_pending_scheduled_and_running_jobs_and_the_oldest_wait(client, frozen):
     RecordingJobFactory(enqueue=True, enqueue__run_at=NOON - timedelta(minutes=10))
-    backend_for("default").claim(RecordingJob, queue=None, worker="w:1", now=NOON)
+    engine_for("default").claim(RecordingJob, queue=None, worker="w:1", now=NOON)
     RecordingJobFactory(enqueue=True, enqueue__run_at=NOON - timedelta(minutes=3))
     RecordingJobFactory(enqueue=True)
     RecordingJobFactory(enqueue=True, enqueue__delay=60)

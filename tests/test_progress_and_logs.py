@@ -8,7 +8,7 @@ import pytest
 from jobs import execution, joblog
 from jobs.models import JobState
 from jobs.models.job import MASK
-from jobs.runtime.worker import Worker
+from jobs.runtime.worker import WorkerLoop
 from tests.conftest import in_thread, wait_for
 from tests.factories import StepJobFactory
 from tests.testapp.models import StepJob
@@ -30,7 +30,7 @@ def test_progress_and_log_are_kept_on_the_row_with_the_outcome():
 
 def test_progress_and_log_are_visible_while_the_job_runs():
     job = StepJobFactory(steps=40, step_seconds=0.1, enqueue=True)
-    thread = in_thread(Worker(burst=True))
+    thread = in_thread(WorkerLoop(burst=True))
     try:
         wait_for(lambda: (StepJob.objects.get(pk=job.pk).progress_done or 0) >= 10, timeout=10)
         row = StepJob.objects.get(pk=job.pk)
@@ -92,7 +92,7 @@ def test_a_new_attempt_starts_with_a_fresh_log_and_progress():
     job = StepJobFactory(steps=2, fail_at=2, max_attempts=2, enqueue=True).run()
     assert StepJob.objects.get(pk=job.pk).progress_done == 1
     StepJob.objects.filter(pk=job.pk).retry_now()
-    Worker(burst=True).run()
+    WorkerLoop(burst=True).run()
     row = StepJob.objects.get(pk=job.pk)
     assert row.attempts == 2
     assert row.log.count("step 1 of 2") == 1

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from jobs import execution
 from jobs.checks import check_settings, job_model_errors
 from jobs.models import JobQuerySet, JobState
-from jobs.runtime.worker import Worker
+from jobs.runtime.worker import WorkerLoop
 from tests.conftest import NOON, manage
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import RecordingJob
@@ -88,7 +88,7 @@ def test_prunejobs_rejects_a_bad_batch_size():
 
 def test_a_worker_prunes_during_its_heartbeat(frozen):
     finished_days_ago(frozen, 8)
-    Worker()._prune()
+    WorkerLoop()._prune()
     assert not RecordingJob.objects.exists()
 
 

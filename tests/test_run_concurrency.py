@@ -7,7 +7,7 @@ from django.db import connection, transaction
 
 from jobs.errors import JobNotRunnable
 from jobs.models import JobState
-from jobs.runtime.worker import Worker
+from jobs.runtime.worker import WorkerLoop
 from tests.conftest import manage, on_postgresql
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
@@ -101,8 +101,8 @@ def test_worker_cannot_claim_a_job_before_its_transaction_commits():
     thread.start()
     assert holding.wait(10)
     try:
-        assert Worker().claim() == []
+        assert WorkerLoop().claim() == []
     finally:
         release.set()
         thread.join()
-    assert len(Worker().claim()) == 1
+    assert len(WorkerLoop().claim()) == 1

@@ -9,7 +9,7 @@ from django.db import transaction
 from jobs.db.postgresql import CHANNEL
 from jobs.models import Worker as WorkerRow
 from jobs.runtime.doorbell import Doorbell
-from jobs.runtime.worker import Worker
+from jobs.runtime.worker import WorkerLoop
 from tests.conftest import database_url, in_thread, listen_notify, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import RecordingJob
@@ -73,7 +73,7 @@ def test_no_wake_ups_when_listening_is_turned_off(listener, settings):
 
 
 def test_an_idle_worker_is_woken_by_an_enqueue_on_another_connection():
-    worker = Worker(interval=60)
+    worker = WorkerLoop(interval=60)
     thread = in_thread(worker)
     try:
         wait_for(lambda: WorkerRow.objects.filter(name=worker.name).exists())
@@ -86,7 +86,7 @@ def test_an_idle_worker_is_woken_by_an_enqueue_on_another_connection():
 
 def test_a_worker_of_other_queues_is_not_woken():
     woken = threading.Event()
-    worker = Worker(queues=["urgent"], interval=60)
+    worker = WorkerLoop(queues=["urgent"], interval=60)
     worker._wakeup = _Spy(woken)
     thread = in_thread(worker)
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from jobs import timesource
 from jobs.models import JobState
-from jobs.runtime.worker import Worker
+from jobs.runtime.worker import WorkerLoop
 from tests.conftest import in_thread
 from tests.factories import RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Effect, RecordingJob, UrgentJob
@@ -23,7 +23,7 @@ def performed_order() -> list[tuple[str, int]]:
 
 def test_burst_drains_every_runnable_job_once_and_returns():
     jobs = [RecordingJobFactory(enqueue=True) for _ in range(5)]
-    assert Worker(burst=True).run() == 5
+    assert WorkerLoop(burst=True).run() == 5
     assert sorted(job_id for _, job_id in performed_order()) == sorted(j.pk for j in jobs)
     assert set(RecordingJob.objects.values_list("state", flat=True)) == {JobState.SUCCEEDED}
 
@@ -32,7 +32,7 @@ def test_new_cancelled_and_future_jobs_are_not_claimed():
     RecordingJobFactory()
     RecordingJobFactory(enqueue=True).cancel()
     RecordingJobFactory(enqueue=True, enqueue__delay=timedelta(hours=1))
-    assert Worker(burst=True).run() == 0
+    assert WorkerLoop(burst=True).run() == 0
     assert not Effect.objects.exists()
 
 
@@ -41,7 +41,7 @@ def test_higher_priority_first_then_oldest_run_at():
     late = RecordingJobFactory(enqueue=True, enqueue__run_at=now - timedelta(seconds=1))
     early = RecordingJobFactory(enqueue=True, enqueue__run_at=now - timedelta(seconds=9))
     urgent = RecordingJobFactory(enqueue=True, enqueue__priority=50)
-    Worker(burst=True).run()
+    WorkerLoop(burst=True).run()
     assert [job_id for _, job_id in performed_order()] == [urgent.pk, early.pk, late.pk]
 
 
@@ -49,7 +49,7 @@ def test_queues_are_served_in_order_of_precedence():
     low = RecordingJobFactory(enqueue=True, enqueue__queue="low")
     high = RecordingJobFactory(enqueue=True, enqueue__queue="high")
     ignored = RecordingJobFactory(enqueue=True, enqueue__queue="other")
-    Worker(queues=["high", "low"], burst=True).run()
+    WorkerLoop(queues=["high", "low"], burst=True).run()
     assert [job_id for _, job_id in performed_order()] == [high.pk, low.pk]
     assert RecordingJob.objects.get(pk=ignored.pk).state == JobState.PENDING
 
@@ -58,7 +58,7 @@ def test_job_models_take_turns_within_a_queue():
     for _ in range(3):
         RecordingJobFactory(enqueue=True, enqueue__queue="shared")
         UrgentJobFactory(enqueue=True, enqueue__queue="shared")
-    Worker(queues=["shared"], burst=True).run()
+    WorkerLoop(queues=["shared"], burst=True).run()
     models = [model for model, _ in performed_order()]
     assert models[0::2] == [models[0]] * 3
     assert models[1::2] == [models[1]] * 3
@@ -68,13 +68,13 @@ def test_job_models_take_turns_within_a_queue():
 def test_worker_serves_only_the_models_it_is_given():
     RecordingJobFactory(enqueue=True)
     urgent = UrgentJobFactory(enqueue=True)
-    Worker(models=[UrgentJob], burst=True).run()
+    WorkerLoop(models=[UrgentJob], burst=True).run()
     assert performed_order() == [("testapp.UrgentJob", urgent.pk)]
 
 
 def test_the_worker_logs_which_job_models_it_serves(caplog):
     with caplog.at_level(logging.INFO, logger="jobs.runtime.worker"):
-        Worker(models=[UrgentJob], burst=True).run()
+        WorkerLoop(models=[UrgentJob], burst=True).run()
     assert "from 1 job model(s): testapp.UrgentJob" in caplog.text
 
 
@@ -82,14 +82,14 @@ def test_each_job_start_and_end_is_logged_with_its_duration(caplog):
     job = RecordingJobFactory(enqueue=True)
     failing = RecordingJobFactory(enqueue=True, fail=True)
     with caplog.at_level(logging.INFO, logger="jobs"):
-        Worker(burst=True).run()
+        WorkerLoop(burst=True).run()
     assert f"testapp.RecordingJob#{job.pk} started (queue default, attempt 1 of 1)" in caplog.text
     assert f"testapp.RecordingJob#{job.pk} succeeded in 0." in caplog.text
     assert f"testapp.RecordingJob#{failing.pk} failed in 0." in caplog.text
 
 
 def test_stop_ends_an_idle_worker_within_one_poll():
-    worker = Worker(interval=0.2)
+    worker = WorkerLoop(interval=0.2)
     thread = in_thread(worker)
     time.sleep(0.3)
     began = time.monotonic()
@@ -100,7 +100,7 @@ def test_stop_ends_an_idle_worker_within_one_poll():
 
 
 def test_idle_worker_picks_up_a_job_enqueued_later():
-    worker = Worker(interval=0.05)
+    worker = WorkerLoop(interval=0.05)
     thread = in_thread(worker)
     try:
         time.sleep(0.2)
@@ -122,7 +122,7 @@ def test_idle_worker_picks_up_a_job_enqueued_later():
 def test_a_job_raising_a_fatal_exception_is_recorded_and_the_worker_goes_on(behaviour, error_type):
     fatal = RecordingJobFactory(enqueue=True, behaviour=behaviour)
     after = RecordingJobFactory(enqueue=True, enqueue__priority=-1)
-    assert Worker(burst=True).run() == 2
+    assert WorkerLoop(burst=True).run() == 2
     fatal.refresh_from_db()
     assert (fatal.state, fatal.error_type) == (JobState.FAILED, error_type)
     assert RecordingJob.objects.get(pk=after.pk).state == JobState.SUCCEEDED
@@ -130,7 +130,7 @@ def test_a_job_raising_a_fatal_exception_is_recorded_and_the_worker_goes_on(beha
 
 def test_a_job_opening_its_own_transaction_and_enqueueing_follow_ups_commits_them_together():
     parent = RecordingJobFactory(enqueue=True, behaviour="chain")
-    assert Worker(burst=True).run() == 3
+    assert WorkerLoop(burst=True).run() == 3
     assert RecordingJob.objects.get(pk=parent.pk).state == JobState.SUCCEEDED
     assert RecordingJob.objects.filter(label_text=f"child of {parent.pk}").count() == 2
     assert set(RecordingJob.objects.values_list("state", flat=True)) == {JobState.SUCCEEDED}
@@ -138,6 +138,6 @@ def test_a_job_opening_its_own_transaction_and_enqueueing_follow_ups_commits_the
 
 def test_a_job_whose_row_is_deleted_while_it_runs_ends_without_error(caplog):
     job = RecordingJobFactory(enqueue=True, behaviour="delete_itself")
-    assert Worker(burst=True).run() == 1
+    assert WorkerLoop(burst=True).run() == 1
     assert not RecordingJob.objects.filter(pk=job.pk).exists()
     assert "the row moved on (now deleted)" in caplog.text

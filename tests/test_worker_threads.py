@@ -6,10 +6,10 @@ import pytest
 from django.db import connection
 
 from jobs import timesource
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.errors import JobTimeout
 from jobs.models import JobState
-from jobs.runtime.worker import EXIT_RECYCLE, Worker
+from jobs.runtime.worker import EXIT_RECYCLE, WorkerLoop
 from tests.conftest import in_thread, needs_postgresql, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
@@ -23,7 +23,7 @@ def states() -> dict[int, str]:
 
 def test_free_threads_are_filled_by_one_claim_and_run_at_once():
     RecordingJobFactory.create_batch(4, enqueue=True, sleep_seconds=0.3)
-    assert Worker(threads=4, burst=True).run() == 4
+    assert WorkerLoop(threads=4, burst=True).run() == 4
     rows = RecordingJob.objects.all()
     # One claim statement stamps every row it takes with the same start time, and every job
     # started before any finished: four ran side by side.
@@ -34,7 +34,7 @@ def test_free_threads_are_filled_by_one_claim_and_run_at_once():
 
 def test_max_jobs_is_exact_however_many_threads_are_free():
     RecordingJobFactory.create_batch(10, enqueue=True)
-    worker = Worker(threads=4, max_jobs=5, burst=True)
+    worker = WorkerLoop(threads=4, max_jobs=5, burst=True)
     assert worker.run() == 5
     assert worker.exit_code == EXIT_RECYCLE
     assert sorted(states().values()).count(JobState.SUCCEEDED) == 5
@@ -44,7 +44,7 @@ def test_max_jobs_is_exact_however_many_threads_are_free():
 def test_a_timed_out_job_recycles_the_worker_while_the_others_finish():
     stuck = RecordingJobFactory(enqueue=True, sleep_seconds=3, timeout=1)
     quick = RecordingJobFactory.create_batch(2, enqueue=True, sleep_seconds=0.2)
-    worker = Worker(threads=3, burst=True)
+    worker = WorkerLoop(threads=3, burst=True)
     worker.run()
     assert worker.exit_code == EXIT_RECYCLE
     stuck.refresh_from_db()
@@ -55,7 +55,7 @@ def test_a_timed_out_job_recycles_the_worker_while_the_others_finish():
 
 def test_an_idle_worker_sleeps_until_the_next_scheduled_job_not_the_poll_interval():
     job = RecordingJobFactory(enqueue=True, enqueue__delay=timedelta(seconds=0.5))
-    worker = Worker(interval=60)
+    worker = WorkerLoop(interval=60)
     thread = in_thread(worker)
     try:
         # With a 60 s poll interval, only sleeping until run_at starts it within seconds.
@@ -75,7 +75,7 @@ def test_the_claim_walks_a_pending_index_in_order_even_with_stale_statistics():
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {RecordingJob._meta.db_table}")  # "nothing is pending"
     RecordingJob.objects.bulk_enqueue(RecordingJob() for _ in range(3000))
-    backend = backend_for("default")
+    backend = engine_for("default")
     assert (
         len(backend.claim(RecordingJob, queue=None, worker="w", now=timesource.now(), limit=4)) == 4
     )

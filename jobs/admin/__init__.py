@@ -1,10 +1,11 @@
 """The admin: `JobAdmin` for job models, the workers page and the jobs dashboard.
 
-Register a job model with `JobAdmin` (`from jobs.admin import JobAdmin`); the framework's own
-models are registered here.
+Register a job model with `JobAdmin` (`from jobs.admin import JobAdmin`). Importing this
+package registers the framework's own models (the workers, heartbeats), as Django's admin
+autodiscovery expects of an `admin` module.
 """
 
+from jobs.admin import framework, workers  # noqa: F401  (registers the framework's models)
 from jobs.admin.jobs import JobAdmin
-from jobs.admin.workers import WorkerAdmin
 
-__all__ = ["JobAdmin", "WorkerAdmin"]
+__all__ = ["JobAdmin"]

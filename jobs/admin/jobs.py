@@ -13,13 +13,10 @@ navigation sidebar (`nav_sidebar`), so every column shows without scrolling side
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from typing import ClassVar
 
 from django.contrib import admin, messages
-from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import model_ngettext
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
 from django.http import (
@@ -31,35 +28,26 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
-from django.utils.text import Truncator
 
 from jobs import timesource
+from jobs.admin.columns import JobColumns, masked_column
 from jobs.admin.display import (
     ACTIVITY_FIELDS,
     BUTTON_STYLES,
     CONFIRM_LISTED,
     CONFIRMED,
     ERROR_FIELDS,
-    ERROR_SHOWN,
-    HISTORY_SHOWN,
-    STATE_COLOURS,
     STYLESHEETS,
     TIMELINE_FIELDS,
-    badge,
-    compact_time,
-    format_moment,
-    format_until,
 )
 from jobs.admin.filters import FinishedWithinFilter, WorkerFilter
-from jobs.admin.operations import OPERATIONS, SCHEDULED, STOP_REQUESTED, offered, shown_state
-from jobs.durations import format_duration
-from jobs.models import Heartbeat, Job, JobState
-from jobs.models.job import LIFECYCLE_FIELDS, MASK
+from jobs.admin.operations import OPERATIONS, offered
+from jobs.models import Job
+from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.models.options import ROW_OPTIONS
 
 
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(JobColumns, admin.ModelAdmin):
     """Base admin for job models. Subclass it and add the domain's `search_fields`.
 
     A subclass that adds columns to `list_display` should keep them few and narrow: the
@@ -136,7 +124,7 @@ class JobAdmin(admin.ModelAdmin):
     def get_list_display(self, request: HttpRequest) -> list:
         """A sensitive field a subclass lists shows as a mask."""
         return [
-            _masked_column(name) if name in self.model.sensitive_fields else name
+            masked_column(name) if name in self.model.sensitive_fields else name
             for name in super().get_list_display(request)
         ]
 
@@ -269,169 +257,6 @@ class JobAdmin(admin.ModelAdmin):
     def _info(self) -> tuple[str, str]:
         return self.model._meta.app_label, self.model._meta.model_name
 
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, job: Job, *, wrap: bool = True) -> str:
-        """The state as a badge, with the exact time and the reason in its title. With
-        `wrap` (the changelist), a long one takes two short lines to keep the column narrow:
-        "Scheduled / in 59 min", "Stop / requested"."""
-        shown, label, when, note = _state_label(job, timesource.now())
-        if wrap and (when or " " in label):
-            first, second = (label, when) if when else label.split(" ", 1)
-            text = format_html("{}<br> {}", first, second)  # the space: for a text reading
-            return badge(STATE_COLOURS[shown], text, note, "job-state two-lines")
-        return badge(STATE_COLOURS[shown], f"{label} · {when}" if when else label, note)
-
-    @admin.display(description="state")
-    def state_display(self, job: Job) -> str:
-        """The job page's state: the badge, and in words what a scheduled or stopping job
-        waits for."""
-        note = _state_label(job, timesource.now())[3]
-        return format_html(
-            '{} <span class="job-quiet job-state-note">{}</span>',
-            self.state_badge(job, wrap=False),
-            note,
-        )
-
-    @admin.display(description="queue", ordering="queue")
-    def queue_display(self, job: Job) -> str:
-        """The queue, and under it the priority unless it is 0: one column for both, since
-        most jobs keep the default and the list has no width to spare."""
-        if not job.priority:
-            return job.queue
-        return format_html(
-            '{}<br><small class="job-quiet">priority {}</small>', job.queue, job.priority
-        )
-
-    @admin.display(description="attempts", ordering="attempts")
-    def attempts_display(self, job: Job) -> str:
-        return f"{job.attempts} of {job.max_attempts}"
-
-    @admin.display(description="requested", ordering="requested_at")
-    def requested(self, job: Job) -> str:
-        return compact_time(job.requested_at, timesource.now())
-
-    @admin.display(description="finished", ordering="finished_at")
-    def finished(self, job: Job) -> str:
-        return compact_time(job.finished_at, timesource.now())
-
-    @admin.display(description="wait", ordering="wait_duration")
-    def wait_time(self, job: Job) -> str:
-        """From requested to started: how long the job queued."""
-        return format_duration(job.wait_duration)
-
-    @admin.display(description="run time", ordering="run_duration")
-    def run_time(self, job: Job) -> str:
-        return format_duration(job.run_duration)
-
-    @admin.display(description="error", ordering="error_type")
-    def error_summary(self, job: Job) -> str:
-        """Why the last attempt failed: the exception's class, under it the start of its
-        message, all of it on hover. Not on a succeeded job: an earlier attempt's error is history
-        there (its page keeps it under "Last error")."""
-        if not job.error_type or job.state == JobState.SUCCEEDED:
-            return "-"
-        return format_html(
-            '<span class="job-error" title="{}: {}"><strong>{}</strong><span>{}</span></span>',
-            job.error_type,
-            job.error_message,
-            job.error_type.rpartition(".")[2],
-            Truncator(job.error_message).chars(ERROR_SHOWN),
-        )
-
-    @admin.display(description="traceback")
-    def error_traceback_display(self, job: Job) -> str:
-        if not job.error_traceback:
-            return "-"
-        return format_html('<pre style="white-space:pre-wrap">{}</pre>', job.error_traceback)
-
-    @admin.display(description="earlier failures")
-    def error_history_display(self, job: Job) -> str:
-        """Each kept failure, newest first, so "failed 3 times, here is each" is one look."""
-        if not job.error_history:
-            return "-"
-        return format_html(
-            "<ol reversed>{}</ol>",
-            format_html_join(
-                "",
-                "<li><strong>attempt {} at {} on {}</strong>: {}: {}"
-                '<pre style="white-space:pre-wrap">{}</pre></li>',
-                (
-                    (
-                        entry["attempt"],
-                        entry["at"],
-                        entry["worker"] or "-",
-                        entry["type"],
-                        entry["message"],
-                        entry["traceback"],
-                    )
-                    for entry in reversed(job.error_history)
-                ),
-            ),
-        )
-
-    @admin.display(description="progress")
-    def progress_display(self, job: Job) -> str:
-        if job.progress_done is None:
-            return "-"
-        if not job.progress_total:
-            return f"{job.progress_done} done"
-        percent = 100 * job.progress_done // job.progress_total
-        return format_html(
-            '<progress class="job-progress" value="{}" max="{}"></progress> {} of {} ({}%)',
-            job.progress_done,
-            job.progress_total,
-            job.progress_done,
-            job.progress_total,
-            percent,
-        )
-
-    @admin.display(description="log of the latest attempt")
-    def log_display(self, job: Job) -> str:
-        if not job.log:
-            return "-"
-        return format_html('<pre class="job-log" style="white-space:pre-wrap">{}</pre>', job.log)
-
-    @admin.display(description="operator actions")
-    def operator_history(self, job: Job) -> str:
-        """Who did what to this job from the admin, newest first (Django's admin log)."""
-        entries = (
-            LogEntry.objects.filter(
-                content_type=ContentType.objects.get_for_model(job, for_concrete_model=False),
-                object_id=str(job.pk),
-            )
-            .select_related("user")
-            .order_by("-action_time")[:HISTORY_SHOWN]
-        )
-        if not entries:
-            return "-"
-        return format_html(
-            '<ol class="job-audit">{}</ol>',
-            format_html_join(
-                "",
-                "<li>{} by {}: {}</li>",
-                (
-                    (
-                        f"{entry.action_time:%Y-%m-%d %H:%M:%S}",
-                        entry.user,
-                        entry.get_change_message(),
-                    )
-                    for entry in entries
-                ),
-            ),
-        )
-
-    @admin.display(description="sensitive fields")
-    def sensitive_display(self, job: Job) -> str:
-        """Names only: the values are secrets, set where the job is created, never shown."""
-        return format_html_join(
-            "",
-            "<div>{}: {}</div>",
-            (
-                (job._meta.get_field(name).verbose_name, MASK if getattr(job, name) else "-")
-                for name in job.sensitive_fields
-            ),
-        )
-
     @admin.action(description="Enqueue selected new jobs", permissions=["change"])
     def enqueue_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._act(request, queryset, "enqueue")
@@ -503,61 +328,3 @@ class JobAdmin(admin.ModelAdmin):
                 f" {skipped} skipped: only {operation.applies_to} jobs can be {operation.done}."
             )
         self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)
-
-
-def _state_label(job: Job, now: datetime) -> tuple[str, str, str, str]:
-    """What the admin says of `job`'s state at `now`: (`shown_state()`, its label, how soon
-    a scheduled job is due, a sentence on what a scheduled or stopping job waits for)."""
-    shown = shown_state(job, now)
-    if shown == SCHEDULED:
-        note = f"Pending, not to start before {format_moment(job.run_at)}."
-        return shown, "Scheduled", format_until(job.run_at - now), note
-    if shown == STOP_REQUESTED:
-        note = (
-            f"Running; asked to stop at {format_moment(job.cancel_requested_at)}. It stops "
-            "when it next checks for a cancel request, or when it finishes."
-        )
-        return shown, "Stop requested", "", note
-    return shown, job.get_state_display(), "", ""
-
-
-def _masked_column(name: str):
-    """A changelist column that shows that a sensitive field is set, never its value."""
-
-    @admin.display(description=name.replace("_", " "))
-    def masked(job) -> str:
-        return MASK if getattr(job, name) else "-"
-
-    return masked
-
-
-class FrameworkJobAdmin(JobAdmin):
-    """The framework's own job models (heartbeats, tasks): rows only the framework writes.
-
-    Shown only in a project that uses them (`jobs.models.discovery.served_models()`, read on each
-    request, so a settings change shows at once), and never added by hand: a heartbeat is
-    the clock's, a task row is written by `@task(...).enqueue()`.
-    """
-
-    def in_use(self) -> bool:
-        try:
-            return self.model.in_use()
-        except ValueError:  # JOBS_QUEUES is unusable: show the rows; `manage.py check` says why
-            return True
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self.in_use() and super().has_view_permission(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self.in_use() and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self.in_use() and super().has_delete_permission(request, obj)
-
-
-# The clock's heartbeats: each row's wait (started minus run at) is one sample of its
-# queue's latency, so an operator can see when a queue fell behind.
-admin.site.register(Heartbeat, FrameworkJobAdmin)

@@ -2,32 +2,32 @@
 
 from django.db import connections
 
-from jobs.db.base import Backend
-from jobs.db.postgresql import PostgreSQLBackend
-from jobs.db.sqlite import SQLiteBackend
+from jobs.db.base import Engine
+from jobs.db.postgresql import PostgreSQLEngine
+from jobs.db.sqlite import SQLiteEngine
 from jobs.errors import ConfigurationError
 
-BACKENDS: dict[str, type[Backend]] = {
-    "postgresql": PostgreSQLBackend,
-    "sqlite": SQLiteBackend,
+ENGINES: dict[str, type[Engine]] = {
+    "postgresql": PostgreSQLEngine,
+    "sqlite": SQLiteEngine,
 }
 
 
-def backend_for(using: str) -> Backend:
-    """This thread's backend for database alias `using`.
+def engine_for(using: str) -> Engine:
+    """This thread's engine for database alias `using`.
 
     One per connection (so per thread), kept on the connection so that the statements it
     has built are built once. A ConfigurationError names the supported databases.
     """
     connection = connections[using]
     try:
-        backend_class = BACKENDS[connection.vendor]
+        engine_class = ENGINES[connection.vendor]
     except KeyError:
         raise ConfigurationError(
             f"database {using!r} is {connection.vendor}; jobs runs on "
-            f"{' or '.join(sorted(BACKENDS))}"
+            f"{' or '.join(sorted(ENGINES))}"
         ) from None
-    if type(backend := getattr(connection, "_jobs_backend", None)) is backend_class:
-        return backend
-    connection._jobs_backend = backend_class(connection)
-    return connection._jobs_backend
+    if type(engine := getattr(connection, "_jobs_engine", None)) is engine_class:
+        return engine
+    connection._jobs_engine = engine_class(connection)
+    return connection._jobs_engine

@@ -3,7 +3,7 @@
 It is the one state change not made through `JobQuerySet._transition`, because choosing
 the rows and taking them must happen in the same statement (the ORM cannot say SKIP LOCKED
 with RETURNING). It moves rows only out of `pending`, as `ALLOWED_FROM` permits: the inner
-SELECT picks pending rows, and each backend keeps them pending until the UPDATE (a row lock,
+SELECT picks pending rows, and each engine keeps them pending until the UPDATE (a row lock,
 or the single writer). The UPDATE does not test `state` again on purpose: given that test,
 PostgreSQL may find the rows through the `(state, finished_at)` index, reading every pending
 row instead of the few chosen ones by primary key.
@@ -41,11 +41,11 @@ def claim_changes(now: datetime, claimant: str) -> dict[str, Any]:
     }
 
 
-class Backend:
+class Engine:
     """What a worker needs from one database. Subclasses say how rows are kept exclusive.
 
-    A backend is bound to one thread's connection (Django's connections are per thread),
-    so each thread that talks to the database asks `backend_for()` for its own.
+    An engine is bound to one thread's connection (Django's connections are per thread),
+    so each thread that talks to the database asks `engine_for()` for its own.
     """
 
     # Appended to the inner SELECT that picks the rows; how this database keeps two
@@ -160,7 +160,7 @@ class Backend:
     def insert_jobs(self, model: type[Job], jobs: list[Job], *, batch_size: int) -> list[Job]:
         """Insert new `jobs` (unsaved instances of `model`), setting their primary keys.
 
-        Django's `bulk_create` here; a backend that can send fewer values overrides it.
+        Django's `bulk_create` here; an engine that can send fewer values overrides it.
         Signals and `save()` do not run, as with `bulk_create`.
         """
         return model._base_manager.db_manager(self.connection.alias).bulk_create(

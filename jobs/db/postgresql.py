@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from jobs.db.base import Backend
+from jobs.db.base import Engine
 
 if TYPE_CHECKING:
     import psycopg
@@ -59,7 +59,7 @@ SELECT current_setting('max_connections')::int,
 """
 
 
-class PostgreSQLBackend(Backend):
+class PostgreSQLEngine(Engine):
     row_lock_clause = " FOR UPDATE SKIP LOCKED"
     can_wake_workers = True
 

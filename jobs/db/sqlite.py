@@ -8,13 +8,13 @@ fast: writers queue on the busy timeout. RETURNING needs SQLite 3.35.
 
 import sqlite3
 
-from jobs.db.base import Backend
+from jobs.db.base import Engine
 from jobs.errors import ConfigurationError
 
 MINIMUM_VERSION = (3, 35)
 
 
-class SQLiteBackend(Backend):
+class SQLiteEngine(Engine):
     def __init__(self, connection) -> None:
         if sqlite3.sqlite_version_info < MINIMUM_VERSION:
             raise ConfigurationError(

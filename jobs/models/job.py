@@ -21,7 +21,7 @@ from django.http import HttpRequest
 
 from jobs import execution, signals, timesource
 from jobs.conf import retention_days
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.db.wakeup import wake_workers_on_commit
 from jobs.errors import JobStateError, Snooze
 from jobs.joblog import JobLog
@@ -390,7 +390,7 @@ class Job(models.Model, metaclass=JobBase):
         check_transition(from_states, to_state)
         using = self._state.db or router.db_for_write(type(self), instance=self)
         wake = changes.get("queue", self.queue) if to_state == JobState.PENDING else None
-        moved = backend_for(using).move_row(
+        moved = engine_for(using).move_row(
             self, from_states, to_state, guard=guard or {}, changes=changes, wake=wake
         )
         if moved:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 from django.db import models, transaction
 
 from jobs import signals, timesource
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.db.wakeup import ANY_QUEUE, wake_workers_on_commit
 from jobs.errors import JobStateError
 from jobs.states import (
@@ -179,7 +179,7 @@ class JobQuerySet(models.QuerySet):
                 setattr(job, name, value)
             job.state = JobState.PENDING
         with transaction.atomic(using=self.db):
-            created = backend_for(self.db).insert_jobs(self.model, jobs, batch_size=batch_size)
+            created = engine_for(self.db).insert_jobs(self.model, jobs, batch_size=batch_size)
             wake_workers_on_commit(self.db, {job.queue for job in created})
             for job in created:
                 signals.send(signals.job_enqueued, job)

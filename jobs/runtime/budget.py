@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.errors import ConfigurationError
 
 DEFAULT_POOL_SIZE = 4  # psycopg_pool's default min_size, which Django's pool also uses as max
@@ -54,8 +54,8 @@ def check_connection_budget(budget: ConnectionBudget, using: str) -> None:
                 f"database's connection pool holds at most {size}: raise OPTIONS['pool']"
                 "['max_size'] or lower --threads"
             )
-    backend = backend_for(using)
-    headroom = backend.connection_headroom()
+    engine = engine_for(using)
+    headroom = engine.connection_headroom()
     if headroom is None:
         return
     # The connection asking is one of ours, and will be handed over to the main thread.

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from django.db import connections
 
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.db.outage import CONNECTION_ERRORS, Outage
 from jobs.db.wakeup import ANY_QUEUE
 
@@ -46,11 +46,11 @@ class Listener:
 
     def _run(self) -> None:
         outage = Outage("listening for new jobs")
-        backend = backend_for(self._using)
+        engine = engine_for(self._using)
         try:
             while not self._stop.is_set():
                 try:
-                    queues = backend.notifications(LISTEN_WAIT)
+                    queues = engine.notifications(LISTEN_WAIT)
                 except CONNECTION_ERRORS as exc:
                     self._stop.wait(outage.failed(exc))
                     continue

@@ -38,7 +38,7 @@ from jobs.runtime.worker import (
     EXIT_RECYCLE,
     PAUSE_SIGNAL,
     RESUME_SIGNAL,
-    Worker,
+    WorkerLoop,
 )
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class Supervisor:
             self._wakeup.close()  # the supervisor's; the worker has its own
             for signum in (signal.SIGCHLD, *PASSED_ON):
                 signal.signal(signum, signal.SIG_DFL)
-            worker = Worker(**self.worker_options, supervisor=self.name, using=self.using)
+            worker = WorkerLoop(**self.worker_options, supervisor=self.name, using=self.using)
             if self._paused:
                 worker.pause()
             worker.run()

@@ -28,7 +28,7 @@ from jobs import execution, timesource
 from jobs.conf import listen_enabled
 from jobs.cron.clock import Clock, prune_runs
 from jobs.cron.schedules import configured_schedules
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.db.outage import CONNECTION_ERRORS, Outage
 from jobs.identity import process_identity
 from jobs.lease import LeaseKeeper
@@ -62,7 +62,7 @@ PRUNE_BATCH = 500
 PRUNE_PAUSE_SECONDS = 600
 
 
-class Worker:
+class WorkerLoop:
     """Serves `queues` in order of precedence (all queues if None) from every job model.
 
     Runs up to `threads` jobs at once. Within one queue, job models take turns (round
@@ -109,7 +109,7 @@ class Worker:
         self._grace_ends: float | None = None
         self._parent_pid = os.getppid() if supervisor else None
         self._first_model = 0  # whose turn it is to be asked first, for round robin
-        backend_for(using)  # refuse an unsupported database now, not at the first claim
+        engine_for(using)  # refuse an unsupported database now, not at the first claim
         self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
         self._next_prune = 0.0  # monotonic time of the next pruning pass
         # The clock (schedules and heartbeats); a burst worker only drains.
@@ -199,7 +199,7 @@ class Worker:
                 if len(claimed) >= limit:
                     return claimed
                 index = (self._first_model + offset) % count
-                jobs = backend_for(self.using).claim(
+                jobs = engine_for(self.using).claim(
                     self.models[index],
                     queue=queue,
                     worker=self.name,
@@ -355,7 +355,7 @@ class Worker:
 
     def _listener(self) -> contextlib.AbstractContextManager:
         """Wake-ups from the database, where it sends them; a burst worker only drains."""
-        if self.burst or not listen_enabled() or not backend_for(self.using).can_wake_workers:
+        if self.burst or not listen_enabled() or not engine_for(self.using).can_wake_workers:
             return contextlib.nullcontext()
         return Listener(using=self.using, queues=self.queues, on_wake=self._wakeup.ring)
 

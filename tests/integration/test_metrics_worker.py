@@ -8,7 +8,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import timesource
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.models import JobState
 from jobs.models.discovery import job_models
 from jobs.models.queryset import WORKER_LOST
@@ -72,7 +72,7 @@ def test_the_metrics_equal_the_database_after_a_worker_run(client, monkeypatch):
     RecordingJobFactory(enqueue=True, enqueue__queue="low", enqueue__delay=3600)
     # A job whose worker vanished: its lease has run out, so the worker rescues it first.
     UrgentJobFactory(enqueue=True, max_attempts=2)
-    (orphan,) = backend_for("default").claim(
+    (orphan,) = engine_for("default").claim(
         UrgentJob, queue=None, worker="gone:1", now=timezone.now()
     )
     UrgentJob.objects.filter(pk=orphan.pk).update(lease_expires_at=timezone.now())
@@ -87,7 +87,7 @@ def test_the_metrics_equal_the_database_after_a_worker_run(client, monkeypatch):
     for _ in range(2):
         RecordingJobFactory(enqueue=True)
     # One job running in a worker that is still at it (this process claims it).
-    claimed = backend_for("default").claim(RecordingJob, queue=None, worker="w:1", now=scraped_at)
+    claimed = engine_for("default").claim(RecordingJob, queue=None, worker="w:1", now=scraped_at)
     assert len(claimed) == 1
 
     metrics = scraped(client)

@@ -269,10 +269,10 @@ def test_a_new_project_without_psycopg_or_logging_settings_runs_jobs_and_shows_t
     worker = installed.manage_result("runjobs", "--burst")
     assert worker.returncode == 0, worker.stderr
     console = worker.stderr
-    assert "INFO jobs: greetings.SendGreeting#1 started" in console
+    assert "INFO jobs.execution: greetings.SendGreeting#1 started" in console
     assert "INFO greetings.models: greeting world" in console
-    assert "INFO jobs: greetings.SendGreeting#1 succeeded" in console
-    assert "ERROR jobs: greetings.SendGreeting#2 failed" in console
+    assert "INFO jobs.execution: greetings.SendGreeting#1 succeeded" in console
+    assert "ERROR jobs.execution: greetings.SendGreeting#2 failed" in console
     assert "LookupError: nobody to greet" in console
 
     outcome = installed.manage("shell", "-c", OUTCOME).splitlines()[-1]  # after shell's banner

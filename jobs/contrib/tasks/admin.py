@@ -2,7 +2,8 @@
 
 from django.contrib import admin
 
-from jobs.admin.jobs import FrameworkJobAdmin, JobAdmin
+from jobs.admin.framework import FrameworkJobAdmin
+from jobs.admin.jobs import JobAdmin
 from jobs.contrib.tasks.models import TaskJob
 
 

@@ -1,4 +1,4 @@
-"""`manage.py runjobs`: parse options, check the ground, build a Worker, run it."""
+"""`manage.py runjobs`: parse options, check the ground, build a worker loop or a supervisor."""
 
 import argparse
 import sys
@@ -10,7 +10,7 @@ from django.db.models import Model
 
 from jobs.cli.arguments import database_unreachable, positive_number, queue_list
 from jobs.conf import listen_enabled
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.db.outage import CONNECTION_ERRORS
 from jobs.errors import ConfigurationError
 from jobs.models import Worker as WorkerRow
@@ -23,7 +23,7 @@ from jobs.models.discovery import (
 from jobs.runtime.budget import ConnectionBudget, check_connection_budget
 from jobs.runtime.console import use_console_unless_configured
 from jobs.runtime.supervisor import Supervisor
-from jobs.runtime.worker import EXIT_OK, EXIT_RECYCLE, Worker
+from jobs.runtime.worker import EXIT_OK, EXIT_RECYCLE, WorkerLoop
 
 
 def require_tables(models: list[type[Model]]) -> None:
@@ -122,14 +122,14 @@ class Command(BaseCommand):
                 threads=options["threads"],
                 listening=not burst
                 and listen_enabled()
-                and backend_for(DEFAULT_DB_ALIAS).can_wake_workers,
+                and engine_for(DEFAULT_DB_ALIAS).can_wake_workers,
                 supervised=processes is not None,
             )
             check_connection_budget(budget, DEFAULT_DB_ALIAS)
             if processes is not None:
                 runner = Supervisor(processes=processes, worker_options=worker_options)
             else:
-                runner = Worker(models=models, **worker_options)
+                runner = WorkerLoop(models=models, **worker_options)
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from exc
         except CONNECTION_ERRORS as exc:

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 
 from jobs import timesource
-from jobs.db import backend_for
+from jobs.db import engine_for
 from jobs.models import JobState
 from tests.conftest import on_postgresql
 from tests.factories import RecordingJobFactory
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def claim_many(**kwargs):
     options = {"queue": None, "worker": "test:1:main", "now": timesource.now(), **kwargs}
-    return backend_for("default").claim(RecordingJob, **options)
+    return engine_for("default").claim(RecordingJob, **options)
 
 
 def claim(**kwargs):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.contrib import admin
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import (
     HttpRequest,
 )
@@ -26,7 +26,6 @@ from jobs.admin.display import (
 )
 from jobs.durations import format_duration
 from jobs.models import Worker
-from jobs.monitoring import dashboard
 
 
 @admin.register(Worker)
@@ -47,13 +46,12 @@ class WorkerAdmin(admin.ModelAdmin):
             return [("alive", "alive"), ("stale", "stale"), ("stopped", "stopped")]
 
         def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-            running = queryset.filter(state=Worker.State.RUNNING)
-            fresh = Q(last_heartbeat_at__gt=dashboard.stale_before(timesource.now()))
+            now = timesource.now()
             return {
-                "alive": running.filter(fresh),
-                "stale": running.exclude(fresh),
-                "stopped": queryset.exclude(state=Worker.State.RUNNING),
-            }.get(self.value())
+                "alive": lambda: queryset.alive(now),
+                "stale": lambda: queryset.stale(now),
+                "stopped": lambda: queryset.exclude(state=Worker.State.RUNNING),
+            }.get(self.value(), lambda: None)()
 
     list_display = (
         "process",
@@ -114,7 +112,7 @@ class WorkerAdmin(admin.ModelAdmin):
         silent for a lease: presumed dead, its jobs rescued by others) or stopped."""
         if worker.state != Worker.State.RUNNING:
             name = "stopped"
-        elif dashboard.heartbeat_is_fresh(worker, timesource.now()):
+        elif worker.is_alive(timesource.now()):
             name = "alive"
         else:
             name = "stale"

@@ -28,8 +28,8 @@ def cancel(rows: JobQuerySet) -> dict[str, int]:
 
 def count(rows: JobQuerySet) -> dict[str, int]:
     return {
-        "cancelled": rows.filter(state__in=CANCELLABLE_STATES).count(),
-        "asked to stop": rows.running().filter(cancel_requested_at=None).count(),
+        "cancelled": rows.cancellable().count(),
+        "asked to stop": rows.stoppable().count(),
     }
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from jobs import timesource
 from jobs.cli import changes
 from jobs.cli.arguments import Subcommand
 from jobs.models import JobQuerySet
@@ -30,8 +29,8 @@ def retry(rows: JobQuerySet) -> dict[str, int]:
 
 def count(rows: JobQuerySet) -> dict[str, int]:
     return {
-        "moved to now": rows.pending().filter(run_at__gt=timesource.now()).count(),
-        "requeued": rows.filter(state__in=REQUEUEABLE_STATES).count(),
+        "moved to now": rows.scheduled().count(),
+        "requeued": rows.requeueable().count(),
     }
 
 

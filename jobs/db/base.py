@@ -54,6 +54,13 @@ class Engine:
     # Whether workers can be woken by the database (LISTEN/NOTIFY) instead of polling.
     can_wake_workers = False
 
+    @property
+    def wakes_workers(self) -> bool:
+        """Whether idle workers on this database are woken when rows become runnable: the
+        database can tell them (`can_wake_workers`) and `JOBS_LISTEN` is on. Otherwise they
+        poll every `--interval`."""
+        return self.can_wake_workers and listen_enabled()
+
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
         self.connection = connection
         self._loaders: dict[type[Job], RowLoader] = {}
@@ -100,7 +107,7 @@ class Engine:
         should hear of the move once it commits, where the database can tell them.
         """
         model = type(job)
-        wake = wake if self.can_wake_workers and listen_enabled() else None
+        wake = wake if self.wakes_workers else None
         key = (model, len(from_states), tuple(guard), tuple(changes), wake is not None)
         if (sql := self._move_statements.get(key)) is None:
             update = self._move_statement(model, *key[1:4])

@@ -10,6 +10,8 @@ import time
 
 from django.db import InterfaceError, OperationalError, connections
 
+from jobs import backoff
+
 # What a dropped connection or a restarting server raises through Django.
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 FIRST_BACKOFF = 0.5
@@ -35,7 +37,7 @@ class Outage:
             )
         self._failures += 1
         close_broken_connections()
-        return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self._failures - 1))
+        return backoff.delay(self._failures, first=FIRST_BACKOFF, cap=MAX_BACKOFF)
 
     @property
     def ongoing(self) -> bool:

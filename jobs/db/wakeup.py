@@ -17,7 +17,6 @@ from collections.abc import Iterable
 
 from django.db import connections, transaction
 
-from jobs.conf import listen_enabled
 from jobs.db import engine_for
 
 # The hint for rows whose queue the sender does not know (a bulk requeue): every worker wakes.
@@ -38,7 +37,7 @@ class _WakeUp:
 def wake_workers_on_commit(using: str, queues: Iterable[str]) -> None:
     """Wake workers serving `queues` once the current transaction on `using` commits."""
     connection = connections[using]
-    if not listen_enabled() or not engine_for(using).can_wake_workers:
+    if not engine_for(using).wakes_workers:
         return
     batch = getattr(connection, "_jobs_wake_up", lambda: None)()
     if batch is None or batch.sent:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, Self
@@ -19,7 +18,7 @@ from typing import Any, ClassVar, NoReturn, Self
 from django.db import models, router
 from django.http import HttpRequest
 
-from jobs import execution, signals, timesource
+from jobs import backoff, execution, signals, timesource
 from jobs.conf import retention_days
 from jobs.db import engine_for
 from jobs.db.wakeup import wake_workers_on_commit
@@ -303,11 +302,16 @@ class Job(models.Model, metaclass=JobBase):
     def retry_delay(self, attempt: int) -> timedelta:
         """How long to wait before retrying after failed attempt number `attempt`.
 
-        Exponential (10 s, 20 s, 40 s, ... capped at an hour) with "equal jitter": a random
-        half of the delay, so jobs that failed together do not retry together.
+        Exponential (10 s, 20 s, 40 s, ... capped at an hour) with equal jitter
+        (`jobs.backoff`), so jobs that failed together do not retry together.
         """
-        ceiling = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
-        return ceiling / 2 + ceiling / 2 * random.random()
+        seconds = backoff.delay(
+            attempt,
+            first=RETRY_BASE_DELAY.total_seconds(),
+            cap=RETRY_MAX_DELAY.total_seconds(),
+            jitter=True,
+        )
+        return timedelta(seconds=seconds)
 
     def enqueue(
         self,

@@ -60,6 +60,22 @@ class JobQuerySet(models.QuerySet):
     def cancelled(self) -> Self:
         return self.filter(state=JobState.CANCELLED)
 
+    def scheduled(self, now: datetime | None = None) -> Self:
+        """Pending rows whose `run_at` is still to come: what `retry_now()` moves."""
+        return self.pending().filter(run_at__gt=now or timesource.now())
+
+    def requeueable(self) -> Self:
+        """Failed or cancelled rows: what `requeue()` moves."""
+        return self.filter(state__in=REQUEUEABLE_STATES)
+
+    def cancellable(self) -> Self:
+        """New or pending rows: what `cancel()` cancels at once."""
+        return self.filter(state__in=CANCELLABLE_STATES)
+
+    def stoppable(self) -> Self:
+        """Running rows nobody has asked to stop yet: what `cancel()` asks to stop."""
+        return self.running().filter(cancel_requested_at=None)
+
     def runnable(self, now: datetime | None = None) -> Self:
         """Pending rows whose `run_at` has come: what a worker would claim next."""
         return self.pending().filter(run_at__lte=now or timesource.now())
@@ -91,7 +107,7 @@ class JobQuerySet(models.QuerySet):
         """
         now = timesource.now()
         cancelled = self._transition(CANCELLABLE_STATES, JobState.CANCELLED, finished_at=now)
-        asked = self.running().filter(cancel_requested_at=None).update(cancel_requested_at=now)
+        asked = self.stoppable().update(cancel_requested_at=now)
         return cancelled + asked
 
     def retry_now(self) -> int:
@@ -101,7 +117,7 @@ class JobQuerySet(models.QuerySet):
         sooner. Returns how many rows moved; idle workers are woken on commit.
         """
         now = timesource.now()
-        moved = self.pending().filter(run_at__gt=now).update(run_at=now)
+        moved = self.scheduled(now).update(run_at=now)
         if moved:
             wake_workers_on_commit(self.db, [ANY_QUEUE])
         return moved

@@ -9,14 +9,38 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import models
 
 from jobs import timesource
+from jobs.conf import lease_duration
 from jobs.db.outage import CONNECTION_ERRORS
 
 logger = logging.getLogger(__name__)
+
+
+def stale_before(now: datetime) -> datetime:
+    """A worker whose last heartbeat is older than this is presumed dead.
+
+    One lease: by then the leases of the jobs it was running have run out too, and other
+    workers rescue them as orphans. The one liveness rule: the dashboard, the workers page,
+    health and metrics all ask it through `WorkerQuerySet.alive()` or `Worker.is_alive()`.
+    """
+    return now - lease_duration()
+
+
+class WorkerQuerySet(models.QuerySet):
+    def alive(self, now: datetime) -> WorkerQuerySet:
+        """Running by their rows, with a heartbeat fresher than a lease."""
+        return self.filter(state=Worker.State.RUNNING, last_heartbeat_at__gt=stale_before(now))
+
+    def stale(self, now: datetime) -> WorkerQuerySet:
+        """Running by their rows, but silent for a lease: presumed dead."""
+        return self.filter(state=Worker.State.RUNNING).exclude(
+            last_heartbeat_at__gt=stale_before(now)
+        )
 
 
 class Worker(models.Model):
@@ -57,11 +81,17 @@ class Worker(models.Model):
         help_text="When this worker's clock last ran the schedules (empty: it runs no clock).",
     )
 
+    objects = WorkerQuerySet.as_manager()
+
     class Meta:
         ordering = ("-started_at",)
 
     def __str__(self) -> str:
         return self.name
+
+    def is_alive(self, now: datetime) -> bool:
+        """Running by its row, with a heartbeat fresher than a lease (see `stale_before`)."""
+        return self.state == self.State.RUNNING and self.last_heartbeat_at > stale_before(now)
 
     @classmethod
     def register(

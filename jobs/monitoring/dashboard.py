@@ -36,7 +36,6 @@ from django.db.models import (
 from django.db.models.functions import TruncMinute
 
 from jobs import timesource
-from jobs.conf import lease_duration
 from jobs.models import Job, JobState, Worker
 
 MINUTE = timedelta(minutes=1)
@@ -211,19 +210,6 @@ def _counts(row: dict[str, Any], now: datetime) -> Counts:
     )
 
 
-def stale_before(now: datetime) -> datetime:
-    """A worker whose last heartbeat is older than this is presumed dead.
-
-    One lease: by then the leases of the jobs it was running have run out too, and other
-    workers rescue them as orphans.
-    """
-    return now - lease_duration()
-
-
-def heartbeat_is_fresh(worker: Worker, now: datetime) -> bool:
-    return worker.last_heartbeat_at > stale_before(now)
-
-
 @dataclass
 class WorkerStatus:
     worker: Worker
@@ -280,7 +266,7 @@ def running_workers(now: datetime | None = None) -> Workers:
         [
             WorkerStatus(
                 worker=row,
-                stale=not heartbeat_is_fresh(row, now),
+                stale=not row.is_alive(now),
                 uptime=now - row.started_at,
                 since_heartbeat=now - row.last_heartbeat_at,
             )

@@ -26,7 +26,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Sum
 
-from jobs import timesource
+from jobs import backoff, timesource
 from jobs.conf import heartbeat_interval
 from jobs.db.outage import CONNECTION_ERRORS, Outage
 from jobs.identity import process_identity
@@ -194,7 +194,7 @@ class Supervisor:
             slot.restart_at = now
         else:
             slot.crashes = 1 if lived >= HEALTHY_UPTIME else slot.crashes + 1
-            delay = min(MAX_RESTART_DELAY, FIRST_RESTART_DELAY * 2 ** (slot.crashes - 1))
+            delay = backoff.delay(slot.crashes, first=FIRST_RESTART_DELAY, cap=MAX_RESTART_DELAY)
             logger.warning(
                 "worker process %d died (%s) after %.1fs; restarting it in %.0fs",
                 slot.number,

@@ -25,7 +25,6 @@ from typing import TypeVar
 from django.db import DEFAULT_DB_ALIAS
 
 from jobs import execution, timesource
-from jobs.conf import listen_enabled
 from jobs.cron.clock import Clock, prune_runs
 from jobs.cron.schedules import configured_schedules
 from jobs.db import engine_for
@@ -355,7 +354,7 @@ class WorkerLoop:
 
     def _listener(self) -> contextlib.AbstractContextManager:
         """Wake-ups from the database, where it sends them; a burst worker only drains."""
-        if self.burst or not listen_enabled() or not engine_for(self.using).can_wake_workers:
+        if self.burst or not engine_for(self.using).wakes_workers:
             return contextlib.nullcontext()
         return Listener(using=self.using, queues=self.queues, on_wake=self._wakeup.ring)
 

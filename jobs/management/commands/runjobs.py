@@ -9,7 +9,6 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 
 from jobs.cli.arguments import database_unreachable, positive_number, queue_list
-from jobs.conf import listen_enabled
 from jobs.db import engine_for
 from jobs.db.outage import CONNECTION_ERRORS
 from jobs.errors import ConfigurationError
@@ -120,9 +119,7 @@ class Command(BaseCommand):
             budget = ConnectionBudget(
                 processes=processes or 1,
                 threads=options["threads"],
-                listening=not burst
-                and listen_enabled()
-                and engine_for(DEFAULT_DB_ALIAS).can_wake_workers,
+                listening=not burst and engine_for(DEFAULT_DB_ALIAS).wakes_workers,
                 supervised=processes is not None,
             )
             check_connection_budget(budget, DEFAULT_DB_ALIAS)

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.urls import reverse
 
+from jobs import signals
 from jobs.models import JobState
 from jobs.testing import (
     DrainLimitReached,
@@ -20,7 +21,7 @@ from jobs.testing import (
     run_jobs_inline,
 )
 from project.instances.models import Instance, InstanceProvision
-from tests.conftest import NOON
+from tests.conftest import NOON, manage
 from tests.factories import InstanceFactory, RecordingJobFactory, UrgentJobFactory
 from tests.testapp.models import Boom, Effect, RecordingJob, UrgentJob
 
@@ -381,3 +382,25 @@ def test_factory_creates_new_rows_and_enqueues_on_request(frozen):
     )
     assert RecordingJobFactory(enqueue=False, enqueue__delay=30).state == JobState.NEW
     assert RecordingJobFactory.build(enqueue=True).pk is None
+
+
+def inline_receiver_connected() -> bool:
+    from jobs.testing import inline
+
+    return any(receiver[0][0] == inline.DISPATCH_UID for receiver in signals.job_enqueued.receivers)
+
+
+def test_inline_mode_listens_only_while_a_block_is_open_or_the_setting_is_on(settings):
+    assert not inline_receiver_connected()
+    with run_jobs_inline():
+        assert inline_receiver_connected()
+    assert not inline_receiver_connected()
+    with override_settings(JOBS_RUN_INLINE=True):
+        assert inline_receiver_connected()
+    assert not inline_receiver_connected()
+
+
+@pytest.mark.integration
+def test_a_process_that_never_turns_inline_mode_on_never_imports_it():
+    result = manage("shell", "-c", "import sys; print('jobs.testing.inline' in sys.modules)")
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr

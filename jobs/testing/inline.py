@@ -6,9 +6,11 @@ the row is locked and claimed, its outcome recorded on the row, an exception fro
 `perform()` recorded there rather than raised (unless `raise_errors`). Only what commits
 runs: a job enqueued in a transaction that rolls back never does.
 
-Nothing here touches `jobs.models`: a receiver of `job_enqueued` (connected once, in
-`JobsConfig.ready()`) does the work whenever the `JOBS_RUN_INLINE` setting is on or a
-`run_jobs_inline()` block is active.
+A receiver of `job_enqueued` (and of `request_finished`) does the work. It is connected
+only while inline mode is on: while a `run_jobs_inline()` block is active, or while the
+`JOBS_RUN_INLINE` setting is true (`JobsConfig.ready()` and Django's `setting_changed`, which
+`override_settings` sends, call `follow_setting()`). A process that never turns inline mode
+on never imports this module.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from jobs.models import Job
 from jobs.states import RUNNABLE_STATES, JobState
 
 TRACEBACK_SHOWN = 2_000
+DISPATCH_UID = "jobs.testing.inline"
+# `run_jobs_inline()` blocks open in any thread: the receivers stay connected while any is.
+_open_blocks = 0
+_open_lock = threading.Lock()
 
 
 class InlineJobFailed(AssertionError):
@@ -71,11 +77,13 @@ def run_jobs_inline(
     """
     block = InlineRun(run_scheduled=run_scheduled, raise_errors=raise_errors)
     token = _blocks.set((*_blocks.get(), block))
+    _blocks_open(+1)
     try:
         yield block
         run_committed()
     finally:
         _blocks.reset(token)
+        _blocks_open(-1)
     if raise_errors and block.failures:
         raise InlineJobFailed(_describe_failures(block.failures)) from block.failures[0][1]
 
@@ -99,10 +107,24 @@ def run_committed() -> None:
                 on_commit()
 
 
-def connect() -> None:
-    """Listen for enqueues and request ends; called once by `JobsConfig.ready()`."""
-    signals.job_enqueued.connect(_job_enqueued, dispatch_uid="jobs.testing.inline")
-    request_finished.connect(_request_finished, dispatch_uid="jobs.testing.inline")
+def follow_setting() -> None:
+    """Listen for enqueues and request ends while inline mode is on (the setting, or an open
+    `run_jobs_inline()` block in any thread), and not otherwise."""
+    with _open_lock:
+        on = conf.run_inline() or _open_blocks > 0
+    if on:
+        signals.job_enqueued.connect(_job_enqueued, dispatch_uid=DISPATCH_UID)
+        request_finished.connect(_request_finished, dispatch_uid=DISPATCH_UID)
+    else:
+        signals.job_enqueued.disconnect(dispatch_uid=DISPATCH_UID)
+        request_finished.disconnect(dispatch_uid=DISPATCH_UID)
+
+
+def _blocks_open(change: int) -> None:
+    global _open_blocks
+    with _open_lock:
+        _open_blocks += change
+    follow_setting()
 
 
 def _active_block() -> InlineRun | None:

@@ -1,9 +1,10 @@
 """System checks (`manage.py check`, and before `runjobs`): job models and databases."""
 
+from django.apps import apps
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
 
-from jobs.conf import lease_seconds, metrics_token, retention_days
+from jobs.conf import lease_seconds, metrics_token, retention_days, tasks_setting
 from jobs.conf.queues import configured_queues
 from jobs.cron.schedules import parse_schedule, raw_schedules
 from jobs.db import ENGINES
@@ -145,3 +146,35 @@ def check_job_databases(app_configs=None, databases=None, **kwargs) -> list:
                 )
             )
     return problems
+
+
+# Where the Tasks API backend lived before 0.2, and where it is now (an app of its own).
+OLD_TASKS_BACKEND = "jobs.backends.tasks.DatabaseBackend"
+TASKS_BACKEND = "jobs.contrib.tasks.backend.DatabaseBackend"
+TASKS_APP = "jobs.contrib.tasks"
+
+
+@register()
+def check_tasks_backend(app_configs=None, **kwargs) -> list:
+    """A `TASKS` backend of ours needs its app; the path before 0.2 is named with the fix."""
+    errors = []
+    for alias, options in tasks_setting().items():
+        backend = options.get("BACKEND") if isinstance(options, dict) else None
+        if backend == OLD_TASKS_BACKEND:
+            errors.append(
+                Error(
+                    f"TASKS[{alias!r}]['BACKEND'] is {OLD_TASKS_BACKEND!r}, which moved in 0.2",
+                    hint=f"Use {TASKS_BACKEND!r} and add {TASKS_APP!r} to INSTALLED_APPS.",
+                    id="jobs.E011",
+                )
+            )
+        elif backend == TASKS_BACKEND and not apps.is_installed(TASKS_APP):
+            errors.append(
+                Error(
+                    f"TASKS[{alias!r}] uses {TASKS_BACKEND!r}, but {TASKS_APP!r} is not in "
+                    "INSTALLED_APPS, so there is no table for its tasks",
+                    hint=f"Add {TASKS_APP!r} to INSTALLED_APPS and run migrate.",
+                    id="jobs.E011",
+                )
+            )
+    return errors

@@ -3,9 +3,15 @@
 import pytest
 from django.core.management import call_command
 from django.db import connection, models
+from django.test import modify_settings
 from django.test.utils import isolate_apps
 
-from jobs.checks import check_job_databases, check_settings, job_model_errors
+from jobs.checks import (
+    check_job_databases,
+    check_settings,
+    check_tasks_backend,
+    job_model_errors,
+)
 from jobs.db import ENGINES, engine_for
 from jobs.errors import ConfigurationError
 from jobs.models import Job
@@ -75,3 +81,23 @@ def test_an_unusable_metrics_token_fails_the_check_without_showing_it(settings):
     assert error.id == "jobs.E009"
     assert "JOBS_METRICS_TOKEN must be a string" in error.msg
     assert "two words" not in error.msg
+
+
+def test_the_tasks_backends_path_before_0_2_is_named_with_where_it_moved(settings):
+    settings.TASKS = {"default": {"BACKEND": "jobs.backends.tasks.DatabaseBackend"}}
+    (error,) = check_tasks_backend()
+    assert error.id == "jobs.E011"
+    assert "moved in 0.2" in error.msg
+    assert "jobs.contrib.tasks.backend.DatabaseBackend" in error.hint
+    assert "'jobs.contrib.tasks' to INSTALLED_APPS" in error.hint
+
+
+def test_the_tasks_backend_without_its_app_is_an_error():
+    with modify_settings(INSTALLED_APPS={"remove": ["jobs.contrib.tasks"]}):
+        (error,) = check_tasks_backend()
+    assert error.id == "jobs.E011"
+    assert "'jobs.contrib.tasks' is not in INSTALLED_APPS" in error.msg
+
+
+def test_the_tasks_backend_with_its_app_passes():
+    assert check_tasks_backend() == []

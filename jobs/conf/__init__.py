@@ -1,4 +1,8 @@
-"""The framework's settings, read in one place, with their defaults.
+"""The framework's settings, read here and nowhere else, with their defaults.
+
+Every `JOBS_*` setting (and Django's `TASKS`) is read through this package; the structured
+ones are parsed where their concept lives (`JOBS_QUEUES` in `jobs.conf.queues`, `JOBS_SCHEDULE`
+in `jobs.cron.schedules`), and `manage.py check` validates them all.
 
 `JOBS_RETENTION` (default `{"succeeded": 7, "failed": 30, "cancelled": 7}`): days to keep
 finished rows of each state before workers prune them; `None` keeps them forever. A job
@@ -83,3 +87,8 @@ def metrics_token() -> str | None:
 def tasks_setting() -> dict:
     """Django's `TASKS` setting (the Tasks API's backends), or {} if there is none."""
     return getattr(settings, "TASKS", None) or {}
+
+
+def schedule_setting() -> object:
+    """`JOBS_SCHEDULE` as given ({} if unset); `jobs.cron.schedules` parses it."""
+    return getattr(settings, "JOBS_SCHEDULE", {})

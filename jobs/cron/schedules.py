@@ -34,6 +34,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from jobs.conf import schedule_setting
 from jobs.conf.queues import heartbeat_queues
 from jobs.durations import format_duration, parse_duration
 from jobs.models import Heartbeat, Job
@@ -90,7 +91,7 @@ def configured_schedules() -> list[Schedule]:
 
 
 def raw_schedules() -> dict:
-    raw = getattr(settings, "JOBS_SCHEDULE", {})
+    raw = schedule_setting()
     if not isinstance(raw, dict):
         raise ValueError(f"JOBS_SCHEDULE must be a dict of name to schedule, got {raw!r}")
     return raw

@@ -1,8 +1,10 @@
 """Run the pending jobs in the test's own process: the fast, deterministic way to test effects.
 
-No worker, no subprocess, no thread: the next runnable row is chosen as a worker would
-choose it and run through `Job.run()` (the row lock, the claim, the outcome on the row),
-until no row is runnable.
+No worker, no subprocess, no thread: each runnable row is run through `Job.run()` (the row
+lock, the claim, the outcome on the row, as a worker records it), until no row is runnable.
+The order is one a test can predict: highest priority, then earliest `run_at`, across job
+models. A worker orders differently (queues by precedence, job models in turn within a queue,
+several rows a claim), so a test should not depend on a worker running jobs in drain's order.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ from playwright.sync_api import expect
 
 from jobs.models import JobState
 from project.instances.models import Instance, InstanceProvision
+from tests.admin.test_dashboard import COUNTS, counted
 from tests.browser import log_in
 from tests.conftest import start_manage, wait_for
 from tests.e2e.conftest import PASSWORD, USERNAME
 from tests.factories import InstanceProvisionFactory, UrgentJobFactory
-from tests.test_dashboard import COUNTS, counted
 from tests.testapp.models import UrgentJob
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -11,9 +11,7 @@ from django.urls import reverse
 from jobs.models import JobState, Worker
 from jobs.models.job import MASK
 from project.instances.models import InstanceProvision
-from tests.conftest import NOON
-from tests.factories import InstanceProvisionFactory, StepJobFactory
-from tests.test_admin import (
+from tests.admin.test_jobs import (
     CHANGELIST,
     change_url,
     failed_provision,
@@ -24,6 +22,8 @@ from tests.test_admin import (
     staff_user,
     state_of,
 )
+from tests.conftest import NOON
+from tests.factories import InstanceProvisionFactory, StepJobFactory
 from tests.testapp.models import StepJob
 
 pytestmark = pytest.mark.django_db

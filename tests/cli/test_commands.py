@@ -19,10 +19,10 @@ from jobs import execution
 from jobs.management.commands.jobs import SUBCOMMANDS
 from jobs.models import JobState
 from project.instances.models import InstanceProvision
+from tests.admin.test_dashboard import worker_row
 from tests.conftest import NOON, manage, start_manage
 from tests.factories import InstanceFactory, RecordingJobFactory, StepJobFactory, UrgentJobFactory
-from tests.test_commands import assert_one_line_error
-from tests.test_dashboard import worker_row
+from tests.management.test_commands import assert_one_line_error
 from tests.testapp.models import Effect, RecordingJob, StepJob, UrgentJob
 
 JOB_MODELS = (RecordingJob, UrgentJob, StepJob, InstanceProvision)

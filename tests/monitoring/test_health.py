@@ -20,9 +20,9 @@ from jobs.monitoring import health
 from jobs.views import health as health_view
 from project import settings as project_settings
 from project.instances.models import InstanceProvision
+from tests.admin.test_dashboard import worker_row
 from tests.conftest import NOON, manage, start_manage, wait_for
 from tests.factories import InstanceProvisionFactory, RecordingJobFactory, UrgentJobFactory
-from tests.test_dashboard import worker_row
 from tests.testapp.models import RecordingJob, UrgentJob
 
 pytestmark = pytest.mark.django_db

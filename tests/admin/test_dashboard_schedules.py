@@ -9,9 +9,9 @@ from jobs.conf.queues import DEFAULT_SLA
 from jobs.cron.clock import Clock
 from jobs.cron.schedules import configured_schedules
 from jobs.models import Heartbeat, JobState
+from tests.admin.test_dashboard import DASHBOARD, tables
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory
-from tests.test_dashboard import DASHBOARD, tables
 
 pytestmark = pytest.mark.django_db
 

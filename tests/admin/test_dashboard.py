@@ -14,9 +14,9 @@ from jobs.models import JobState, Worker
 from jobs.models.discovery import job_models
 from jobs.monitoring import dashboard
 from project.instances.models import InstanceProvision
+from tests.admin.test_jobs import failed_provision, listed, provision_in
 from tests.conftest import NOON
 from tests.factories import InstanceProvisionFactory, RecordingJobFactory, UrgentJobFactory
-from tests.test_admin import failed_provision, listed, provision_in
 from tests.testapp.models import RecordingJob, UrgentJob
 
 pytestmark = pytest.mark.django_db

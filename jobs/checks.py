@@ -11,20 +11,7 @@ from jobs.db import ENGINES
 from jobs.errors import ConfigurationError
 from jobs.models import Job
 from jobs.models.discovery import job_models
-from jobs.validation import (
-    validate_max_attempts,
-    validate_priority,
-    validate_queue_name,
-    validate_retention,
-    validate_timeout,
-)
-
-OPTION_VALIDATORS = {
-    "queue": validate_queue_name,
-    "priority": validate_priority,
-    "max_attempts": validate_max_attempts,
-    "timeout": validate_timeout,
-}
+from jobs.validation import OPTION_VALIDATORS, validate_retention
 
 
 @register(Tags.models)

@@ -81,3 +81,13 @@ def reject_unknown_keys(where: str, given: dict, known: tuple[str, ...], noun: s
             f"{where} has unknown {noun}(s) {', '.join(map(repr, unknown))}; "
             f"the {noun}s are {', '.join(known)}"
         )
+
+
+# Each row option a job model or `jobs enqueue` may set, with its check (`manage.py check`
+# applies them to a model's class defaults, the CLI to the values given).
+OPTION_VALIDATORS = {
+    "queue": validate_queue_name,
+    "priority": validate_priority,
+    "max_attempts": validate_max_attempts,
+    "timeout": validate_timeout,
+}

@@ -19,7 +19,6 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
-from jobs.checks import OPTION_VALIDATORS
 from jobs.cli.arguments import (
     Subcommand,
     job_model,
@@ -33,6 +32,7 @@ from jobs.cli.listing import as_json, error_summary, local_time
 from jobs.models import Job
 from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.states import JobState
+from jobs.validation import OPTION_VALIDATORS
 
 FAILED_RUN = 1  # exit status of `--run` when the job did not succeed
 

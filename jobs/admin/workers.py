@@ -46,12 +46,13 @@ class WorkerAdmin(admin.ModelAdmin):
             return [("alive", "alive"), ("stale", "stale"), ("stopped", "stopped")]
 
         def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-            now = timesource.now()
-            return {
-                "alive": lambda: queryset.alive(now),
-                "stale": lambda: queryset.stale(now),
-                "stopped": lambda: queryset.exclude(state=Worker.State.RUNNING),
-            }.get(self.value(), lambda: None)()
+            if self.value() == "alive":
+                return queryset.alive(timesource.now())
+            if self.value() == "stale":
+                return queryset.stale(timesource.now())
+            if self.value() == "stopped":
+                return queryset.exclude(state=Worker.State.RUNNING)
+            return None
 
     list_display = (
         "process",

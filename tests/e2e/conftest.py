@@ -6,10 +6,15 @@ to install (`tests.browser.BrowserUnavailable`).
 """
 
 import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from tests.browser import SKIP_BROWSER_TESTS, VIEWPORT, chromium
+from tests.conftest import start_manage
 
 USERNAME = "operator"
 PASSWORD = "a-long-operator-password"
@@ -49,3 +54,17 @@ def page(browser, live_server):
 @pytest.fixture
 def operator(django_user_model):
     return django_user_model.objects.create_superuser(USERNAME, password=PASSWORD)
+
+
+@contextmanager
+def running_worker(*args: str, **env: str) -> Iterator[subprocess.Popen]:
+    """A real `runjobs ARGS` for a browser test, stopped with SIGTERM afterwards (and killed,
+    failing the test, if it does not stop within 30 s)."""
+    process = start_manage("runjobs", *args, **env)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise

@@ -4,8 +4,6 @@ An operator's round trip: sign in, read the dashboard (and check it against the 
 follow a failure to its traceback, fix the cause, requeue the job and watch it succeed.
 """
 
-import signal
-import subprocess
 import time
 
 import pytest
@@ -16,8 +14,8 @@ from jobs.models import JobState
 from project.instances.models import Instance, InstanceProvision
 from tests.admin.test_dashboard import COUNTS, counted
 from tests.browser import log_in
-from tests.conftest import start_manage, wait_for
-from tests.e2e.conftest import PASSWORD, USERNAME
+from tests.conftest import wait_for
+from tests.e2e.conftest import PASSWORD, USERNAME, running_worker
 from tests.factories import InstanceProvisionFactory, UrgentJobFactory
 from tests.testapp.models import UrgentJob
 
@@ -30,14 +28,8 @@ SERVED_QUEUE = "average_slow"  # the worker leaves the urgent queue alone, so it
 @pytest.fixture
 def worker():
     """A real worker serving only the provisions' queue; stopped with SIGTERM afterwards."""
-    process = start_manage("runjobs", "--queues", SERVED_QUEUE, "--interval", "0.1")
-    yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
+    with running_worker("--queues", SERVED_QUEUE, "--interval", "0.1") as process:
+        yield process
 
 
 def finished(*jobs) -> bool:

@@ -6,8 +6,6 @@ reading why a job failed in the list, with every column on the screen; requeuein
 only after a confirmation step; cancelling a running job and seeing it asked to stop.
 """
 
-import signal
-import subprocess
 import time
 
 import pytest
@@ -16,8 +14,8 @@ from playwright.sync_api import expect
 from jobs.models import JobState
 from project.instances.models import Instance, InstanceProvision
 from tests.browser import log_in
-from tests.conftest import start_manage, wait_for
-from tests.e2e.conftest import PASSWORD, USERNAME
+from tests.conftest import wait_for
+from tests.e2e.conftest import PASSWORD, USERNAME, running_worker
 from tests.factories import InstanceProvisionFactory, StepJobFactory
 from tests.testapp.models import StepJob
 
@@ -32,16 +30,9 @@ STATE = "#job-operations .job-state"
 @pytest.fixture
 def worker():
     """A real worker serving one queue, reporting its jobs in flight every second."""
-    process = start_manage(
-        "runjobs", "--queues", SERVED_QUEUE, "--interval", "0.1", JOBS_LEASE_SECONDS="4"
-    )
-    yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
+    args = ("--queues", SERVED_QUEUE, "--interval", "0.1")
+    with running_worker(*args, JOBS_LEASE_SECONDS="4") as process:
+        yield process
 
 
 def reload_until(page, selector: str, text: str, timeout: float = 30) -> None:

@@ -5,8 +5,8 @@ from project.settings import INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
 DEBUG = False
-# The example's heartbeat queue and its Tasks API backend would each add a job model to
-# claim from (and the heartbeats a clock): the benchmark measures the framework's defaults,
+# The example's probed queue and its Tasks API backend would each add a job model to
+# claim from (and the probes a clock): the benchmark measures the framework's defaults,
 # where neither is configured.
 JOBS_QUEUES: dict = {}
 JOBS_SCHEDULE: dict = {}

@@ -4,7 +4,7 @@ The public API, and where each name is imported from (nothing else is promised t
 moves are listed in CHANGELOG.md):
 
 - `jobs.models`: `Job` (subclass it), `JobState`, `JobQuerySet`; the framework's rows
-  `Worker`, `Heartbeat`, `ScheduledRun`, `MetricTally`.
+  `Worker`, `LatencyProbe`, `ScheduledRun`, `MetricTally`.
 - `jobs.admin`: `JobAdmin`, to register a job model's admin.
 - `jobs.errors`: `JobError` and its kinds (`JobNotRunnable`, `JobStateError`, `JobTimeout`,
   `Cancelled`, `ConfigurationError`, ...).

@@ -124,9 +124,9 @@ LOGGING = {
 JOBS_LEASE_SECONDS = env.float("JOBS_LEASE_SECONDS", default=60)
 
 # What each queue promises (docs/monitoring.md): a provision should start within 10 minutes
-# of its request, and a heartbeat job every minute measures the queue's live latency.
+# of its request, and a latency probe every minute measures the queue's live latency.
 # /jobs/health/ and `manage.py jobs health` report a queue that breaks this.
-JOBS_QUEUES = {"average_slow": {"sla": "10m", "heartbeat": True}}
+JOBS_QUEUES = {"average_slow": {"sla": "10m", "probe": True}}
 
 # Django's Tasks API (the django-tasks package on Django 5.2): `@task` functions become
 # jobs_tasks.TaskJob rows, run by runjobs like any job.

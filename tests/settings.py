@@ -14,7 +14,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # the same database with the same locking as production.
     DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}.test"}
 
-# No clock and no heartbeats unless a test asks for them (override_settings, or
+# No clock and no latency probes unless a test asks for them (override_settings, or
 # tests.settings_clock for worker processes): a tick would enqueue jobs into tests that count.
 JOBS_SCHEDULE: dict = {}
 JOBS_QUEUES: dict = {}

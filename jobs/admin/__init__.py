@@ -1,7 +1,7 @@
 """The admin: `JobAdmin` for job models, the workers page and the jobs dashboard.
 
 Register a job model with `JobAdmin` (`from jobs.admin import JobAdmin`). Importing this
-package registers the framework's own models (the workers, heartbeats), as Django's admin
+package registers the framework's own models (the workers, latency probes), as Django's admin
 autodiscovery expects of an `admin` module.
 """
 

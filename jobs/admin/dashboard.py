@@ -63,12 +63,12 @@ class ServiceLevelRow:
     queue: QueueSettings
     named: bool
     oldest_wait: Any
-    heartbeat: QueueLatency | None
+    probe: QueueLatency | None
     stale: bool
 
     @property
     def over_sla(self) -> bool:
-        waits = [self.oldest_wait, self.heartbeat.latency if self.heartbeat else None]
+        waits = [self.oldest_wait, self.probe.latency if self.probe else None]
         sla = self.queue.sla
         return sla is not None and any(wait is not None and wait > sla for wait in waits)
 
@@ -162,13 +162,13 @@ class DashboardView(TemplateView):
         levels = []
         for name, queue in watched_queues(named, default_queues(models), used).items():
             counts = summary.queues.get(name)
-            latency = queue_latency(name, summary.now) if queue.heartbeat else None
+            latency = queue_latency(name, summary.now) if queue.probe else None
             levels.append(
                 ServiceLevelRow(
                     queue=queue,
                     named=name in named,
                     oldest_wait=counts.oldest_wait if counts else None,
-                    heartbeat=latency,
+                    probe=latency,
                     stale=latency is not None and latency.stale(summary.now),
                 )
             )

@@ -1,4 +1,4 @@
-"""The framework's own job models in the admin: heartbeats here, tasks in
+"""The framework's own job models in the admin: latency probes here, tasks in
 `jobs.contrib.tasks.admin`."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from django.http import (
 )
 
 from jobs.admin.jobs import JobAdmin
-from jobs.models import Heartbeat
+from jobs.models import LatencyProbe
 
 
 class FrameworkJobAdmin(JobAdmin):
-    """The framework's own job models (heartbeats, tasks): rows only the framework writes.
+    """The framework's own job models (latency probes, tasks): rows only the framework writes.
 
     Shown only in a project that uses them (`jobs.models.discovery.served_models()`, read on each
-    request, so a settings change shows at once), and never added by hand: a heartbeat is
+    request, so a settings change shows at once), and never added by hand: a probe is
     the clock's, a task row is written by `@task(...).enqueue()`.
     """
 
@@ -39,6 +39,6 @@ class FrameworkJobAdmin(JobAdmin):
         return self.in_use() and super().has_delete_permission(request, obj)
 
 
-# The clock's heartbeats: each row's wait (started minus run at) is one sample of its
+# The clock's latency probes: each row's wait (started minus run at) is one sample of its
 # queue's latency, so an operator can see when a queue fell behind.
-admin.site.register(Heartbeat, FrameworkJobAdmin)
+admin.site.register(LatencyProbe, FrameworkJobAdmin)

@@ -63,7 +63,7 @@ def nagios_lines(report: Report) -> str:
 
 COMMAND = Subcommand(
     help="Check queues, workers and the clock, as a Nagios plugin.",
-    description="Report queues over their SLA, without a live worker, with a stale heartbeat, "
+    description="Report queues over their SLA, without a live worker, with a stale latency probe, "
     "a stopped clock or too many failures; exit 0 ok, 1 warning, 2 critical, 3 unknown.",
     add_arguments=add_arguments,
     handle=handle,

@@ -1,13 +1,13 @@
 """`JOBS_QUEUES`: what each queue promises, read and checked in one place.
 
     JOBS_QUEUES = {
-        "urgent": {"sla": "30s", "heartbeat": True},
+        "urgent": {"sla": "30s", "probe": True},
         "reports": {"sla": "2h", "max_failure_rate": 0.2},
     }
 
 `sla` is the longest a runnable job should wait before a worker starts it (default
-DEFAULT_SLA, None for no limit); `heartbeat` asks the clock to enqueue a no-op
-`jobs.Heartbeat` on the queue every minute, whose wait is the queue's live latency;
+DEFAULT_SLA, None for no limit); `probe` asks the clock to enqueue a no-op
+`jobs.LatencyProbe` on the queue every minute, whose wait is the queue's live latency;
 `max_failure_rate` is the share of the last hour's finished jobs that may fail before health
 checks warn (default DEFAULT_MAX_FAILURE_RATE, None to never warn).
 
@@ -31,7 +31,10 @@ from jobs.validation import reject_unknown_keys, validate_queue_name
 # that a queue nobody drains is reported within the quarter hour an operator would notice it.
 DEFAULT_SLA = timedelta(minutes=10)
 DEFAULT_MAX_FAILURE_RATE = 0.5
-KEYS = ("sla", "heartbeat", "max_failure_rate")
+KEYS = ("sla", "probe", "max_failure_rate")
+# Keys an earlier release read, and what they are called now: "heartbeat" is the worker's
+# sign of life, so the latency probe lost that name.
+RENAMED_KEYS = {"heartbeat": "probe"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class QueueSettings:
 
     name: str
     sla: timedelta | None = DEFAULT_SLA
-    heartbeat: bool = False
+    probe: bool = False
     max_failure_rate: float | None = DEFAULT_MAX_FAILURE_RATE
 
 
@@ -60,11 +63,14 @@ def parse_queue(name: object, options: object) -> QueueSettings:
         raise ValueError(f"{where}: {exc}") from None
     if not isinstance(options, dict):
         raise ValueError(f"{where} must be a dict of options ({', '.join(KEYS)}), got {options!r}")
+    for old, new in RENAMED_KEYS.items():
+        if old in options:
+            raise ValueError(f"{where}: the option {old!r} is now called {new!r}")
     reject_unknown_keys(where, options, KEYS, "option")
     sla = options.get("sla", DEFAULT_SLA)
-    heartbeat = options.get("heartbeat", False)
-    if not isinstance(heartbeat, bool):
-        raise ValueError(f"{where}['heartbeat'] must be True or False, got {heartbeat!r}")
+    probe = options.get("probe", False)
+    if not isinstance(probe, bool):
+        raise ValueError(f"{where}['probe'] must be True or False, got {probe!r}")
     rate = options.get("max_failure_rate", DEFAULT_MAX_FAILURE_RATE)
     if rate is not None and (
         isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1
@@ -75,10 +81,11 @@ def parse_queue(name: object, options: object) -> QueueSettings:
     return QueueSettings(
         name=name,
         sla=None if sla is None else parse_duration(sla, f"{where}['sla']"),
-        heartbeat=heartbeat,
+        probe=probe,
         max_failure_rate=rate,
     )
 
 
-def heartbeat_queues() -> list[str]:
-    return [name for name, queue in configured_queues().items() if queue.heartbeat]
+def probe_queues() -> list[str]:
+    """The queues whose live latency a `LatencyProbe` measures."""
+    return [name for name, queue in configured_queues().items() if queue.probe]

@@ -94,7 +94,7 @@ def enqueue_slot(schedule: Schedule, slot: datetime, now: datetime, *, late: boo
     """Enqueue `schedule`'s job for `slot` unless some clock already has; None if one had.
 
     The job is due from `now`, when it joins the queue, not from its slot: a queue's wait
-    (and a heartbeat's, its latency) measures the workers, not how late the clock was. The
+    (and a latency probe's, its latency) measures the workers, not how late the clock was. The
     slot is kept on the `ScheduledRun`.
     """
     using = router.db_for_write(schedule.model)

@@ -35,9 +35,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from jobs.conf import schedule_setting
-from jobs.conf.queues import heartbeat_queues
+from jobs.conf.queues import probe_queues
 from jobs.durations import format_duration, parse_duration
-from jobs.models import Heartbeat, Job
+from jobs.models import Job, LatencyProbe
 from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.models.options import ROW_OPTIONS
 from jobs.validation import reject_unknown_keys, validate_priority, validate_queue_name
@@ -46,7 +46,7 @@ ON_TIME_WINDOW = timedelta(minutes=5)
 MISSED_POLICIES = ("run_once", "skip")
 KEYS = ("job", "cron", "every", "timezone", "fields", "queue", "priority", "missed")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-HEARTBEAT_EVERY = timedelta(minutes=1)
+PROBE_EVERY = timedelta(minutes=1)
 SECOND = timedelta(seconds=1)
 
 
@@ -85,9 +85,9 @@ class Schedule:
 
 
 def configured_schedules() -> list[Schedule]:
-    """`JOBS_SCHEDULE` and the heartbeats, parsed; ValueError if any is unusable."""
+    """`JOBS_SCHEDULE` and the latency probes, parsed; ValueError if any is unusable."""
     schedules = [parse_schedule(name, spec) for name, spec in raw_schedules().items()]
-    return schedules + heartbeat_schedules()
+    return schedules + probe_schedules()
 
 
 def raw_schedules() -> dict:
@@ -97,26 +97,26 @@ def raw_schedules() -> dict:
     return raw
 
 
-def heartbeat_schedules() -> list[Schedule]:
+def probe_schedules() -> list[Schedule]:
     return [
         Schedule(
-            name=f"heartbeat:{queue}",
-            model=Heartbeat,
-            every=HEARTBEAT_EVERY,
+            name=f"probe:{queue}",
+            model=LatencyProbe,
+            every=PROBE_EVERY,
             queue=queue,
             missed="skip",
         )
-        for queue in heartbeat_queues()
+        for queue in probe_queues()
     ]
 
 
 def parse_schedule(name: object, spec: object) -> Schedule:
     """One entry of JOBS_SCHEDULE; every mistake is a ValueError naming the entry."""
     where = f"JOBS_SCHEDULE[{name!r}]"
-    if not isinstance(name, str) or not name or len(name) > 200 or name.startswith("heartbeat:"):
+    if not isinstance(name, str) or not name or len(name) > 200 or name.startswith("probe:"):
         raise ValueError(
             f"{where}: a schedule's name must be text of 1 to 200 characters, not starting "
-            "with 'heartbeat:'"
+            "with 'probe:'"
         )
     if not isinstance(spec, dict):
         raise ValueError(f"{where} must be a dict with 'job' and 'cron' or 'every', got {spec!r}")

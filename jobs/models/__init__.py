@@ -6,12 +6,20 @@ Importing this package needs Django's app registry (as any models module does); 
 model's lifecycle states are `JobState`, its queryset verbs `JobQuerySet`.
 """
 
-from jobs.models.heartbeat import Heartbeat
 from jobs.models.job import Job
 from jobs.models.metric_tally import MetricTally
+from jobs.models.probe import LatencyProbe
 from jobs.models.queryset import JobQuerySet
 from jobs.models.scheduled_run import ScheduledRun
 from jobs.models.worker import Worker
 from jobs.states import JobState
 
-__all__ = ["Heartbeat", "Job", "JobQuerySet", "JobState", "MetricTally", "ScheduledRun", "Worker"]
+__all__ = [
+    "Job",
+    "JobQuerySet",
+    "JobState",
+    "LatencyProbe",
+    "MetricTally",
+    "ScheduledRun",
+    "Worker",
+]

@@ -20,7 +20,7 @@ def job_models() -> list[type[Job]]:
 
 def served_models() -> list[type[Job]]:
     """What a worker claims from: every job model in use (`Job.in_use()`). The framework's
-    own (heartbeats, tasks) are in use only where configured; otherwise every claim round
+    own (latency probes, tasks) are in use only where configured; otherwise every claim round
     would also ask an always-empty table."""
     return [model for model in job_models() if model.in_use()]
 

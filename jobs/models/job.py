@@ -138,7 +138,7 @@ class Job(models.Model, metaclass=JobBase):
     # an attempt logged or raised (its log, error message and traceback).
     sensitive_fields: ClassVar[tuple[str, ...]] = ()
 
-    # The framework's own job models (heartbeats, tasks) say so: `runjobs` asks for at least
+    # The framework's own job models (latency probes, tasks) say so: `runjobs` asks for at least
     # one job model of the project's, and the admin never offers to add framework rows.
     framework: ClassVar[bool] = False
 

@@ -14,7 +14,7 @@ it is safe to hand to a load balancer or a monitoring system that anyone may que
 It is cheap to ask as often as a load balancer does: one grouped query per served job model
 over the rows partial indexes cover (pending, running, and the rows that ended in the last
 hour), one on the `Worker` table, one more for the clock when schedules exist, and two small
-look-ups per heartbeat queue. However many jobs a table holds, the count of queries is the
+look-ups per probed queue. However many jobs a table holds, the count of queries is the
 same.
 
 Nothing here knows about HTTP; `jobs.views.health` serves the report as JSON and
@@ -36,7 +36,7 @@ from jobs.conf.queues import QueueSettings, configured_queues
 from jobs.cron.schedules import configured_schedules
 from jobs.durations import format_duration
 from jobs.errors import ConfigurationError
-from jobs.models import Heartbeat, Job, JobState, Worker
+from jobs.models import Job, JobState, LatencyProbe, Worker
 from jobs.models.discovery import served_models
 from jobs.monitoring.dashboard import WorkerStatus, lookups, running_workers
 from jobs.monitoring.latency import STALE_AFTER, QueueLatency, queue_latency
@@ -46,7 +46,7 @@ WARNING = "warning"
 CRITICAL = "critical"
 UNKNOWN = "unknown"
 # A running worker's clock writes `clock_ticked_at` at least every 30 s; four missed writes
-# in a row mean no clock is enqueueing schedules or heartbeats.
+# in a row mean no clock is enqueueing schedules or probes.
 CLOCK_STALE_AFTER = timedelta(minutes=2)
 # Fewer finished jobs than this in the last hour say nothing about a queue's failure rate
 # (one failure out of two is not a trend), so the check waits for this many.
@@ -140,14 +140,14 @@ def default_queues(among: Iterable[type[Job]] | None = None) -> set[str]:
     """The queue each served job model (of `among`, if given) puts its rows on unless told
     otherwise.
 
-    Heartbeats are left out: the clock puts each on its own queue of `JOBS_QUEUES`, which is
+    Latency probes are left out: the clock puts each on its own queue of `JOBS_QUEUES`, which is
     checked anyway, never on the model's default.
     """
     models = served_models()
     if among is not None:
         allowed = set(among)
         models = [model for model in models if model in allowed]
-    return {model._meta.get_field("queue").default for model in models if model is not Heartbeat}
+    return {model._meta.get_field("queue").default for model in models if model is not LatencyProbe}
 
 
 def watched_queues(
@@ -165,11 +165,11 @@ def _clock_problems(now: datetime) -> list[Problem]:
         latest=Max("clock_ticked_at")
     )["latest"]
     if latest is None:
-        reason = "no running worker runs the clock: schedules and heartbeats are not enqueued"
+        reason = "no running worker runs the clock: schedules and probes are not enqueued"
     elif now - latest > CLOCK_STALE_AFTER:
         reason = (
             f"no worker's clock has ticked since {latest.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC "
-            f"({format_duration(now - latest)} ago): schedules and heartbeats are not enqueued"
+            f"({format_duration(now - latest)} ago): schedules and probes are not enqueued"
         )
     else:
         return []
@@ -228,10 +228,10 @@ def _queue_problems(
     now: datetime,
     promised: _Promised,
 ) -> list[Problem]:
-    latency = queue_latency(queue.name, now) if queue.heartbeat else None
+    latency = queue_latency(queue.name, now) if queue.probe else None
     found = [
         _unserved(queue, rows, workers, promised),
-        _heartbeat_stale(queue, latency, now),
+        _probe_stale(queue, latency, now),
         _over_sla(queue, rows, latency, now, promised.named),
         _failing(queue, rows),
     ]
@@ -272,7 +272,7 @@ def _jobs(count: int) -> str:
     return f"{count} job{'' if count == 1 else 's'} {'is' if count == 1 else 'are'}"
 
 
-def _heartbeat_stale(
+def _probe_stale(
     queue: QueueSettings, latency: QueueLatency | None, now: datetime
 ) -> Problem | None:
     if latency is None or not latency.stale(now):
@@ -284,9 +284,9 @@ def _heartbeat_stale(
     )
     return Problem(
         CRITICAL,
-        "heartbeat_stale",
+        "probe_stale",
         queue.name,
-        f"queue {queue.name}: no heartbeat has started {since} "
+        f"queue {queue.name}: no latency probe has started {since} "
         f"(stale after {format_duration(STALE_AFTER)})",
     )
 
@@ -298,8 +298,8 @@ def _over_sla(
     now: datetime,
     named: bool,
 ) -> Problem | None:
-    """The oldest due job's wait, else the heartbeat's: a queue whose backlog just drained
-    still shows the wait its last heartbeat measured, until the next one runs."""
+    """The oldest due job's wait, else the probe's: a queue whose backlog just drained
+    still shows the wait its last probe measured, until the next one runs."""
     if queue.sla is None:
         return None
     sla = f"its SLA of {format_duration(queue.sla)}"
@@ -309,7 +309,7 @@ def _over_sla(
         waited = format_duration(now - rows.oldest_due_at)
         reason = f"oldest job has waited {waited}, over {sla}"
     elif latency is not None and latency.latency is not None and latency.latency > queue.sla:
-        reason = f"live latency (heartbeat) is {format_duration(latency.latency)}, over {sla}"
+        reason = f"live latency (probe) is {format_duration(latency.latency)}, over {sla}"
     else:
         return None
     return Problem(CRITICAL, "over_sla", queue.name, f"queue {queue.name}: {reason}")

@@ -6,7 +6,7 @@ process on any host reports the same numbers, whichever processes ran the jobs.
 
 A scrape costs one grouped query per job model, over the pending and running rows only
 (answered from their partial indexes, as the dashboard's is, so finished history is never
-read), one read of the tally rows, one of the workers, and two small look-ups per heartbeat
+read), one read of the tally rows, one of the workers, and two small look-ups per probed
 queue. `jobs.views.metrics` serves it over HTTP.
 """
 
@@ -26,7 +26,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from jobs import timesource
-from jobs.conf.queues import heartbeat_queues
+from jobs.conf.queues import probe_queues
 from jobs.models import Job, JobState, MetricTally
 from jobs.models.discovery import job_models
 from jobs.monitoring import dashboard, tally
@@ -155,10 +155,10 @@ def _cumulative(per_bucket: dict[str, float]) -> list[tuple[str, float]]:
 def _latency(now: datetime) -> GaugeMetricFamily:
     gauge = GaugeMetricFamily(
         "jobs_queue_latency_seconds",
-        "The queue's live latency: the last heartbeat job's wait, or the current one's if longer.",
+        "The queue's live latency: the last latency probe's wait, or the current one's if longer.",
         labels=("queue",),
     )
-    for queue in heartbeat_queues():
+    for queue in probe_queues():
         if (latency := queue_latency(queue, now).latency) is not None:
             gauge.add_metric((queue,), latency.total_seconds())
     return gauge

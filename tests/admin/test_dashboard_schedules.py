@@ -8,14 +8,14 @@ from django.test import override_settings
 from jobs.conf.queues import DEFAULT_SLA
 from jobs.cron.clock import Clock
 from jobs.cron.schedules import configured_schedules
-from jobs.models import Heartbeat, JobState
+from jobs.models import JobState, LatencyProbe
 from tests.admin.test_dashboard import DASHBOARD, tables
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory
 
 pytestmark = pytest.mark.django_db
 
-QUEUES = {"urgent": {"sla": "30s", "heartbeat": True}, "default": {"sla": "10m"}}
+QUEUES = {"urgent": {"sla": "30s", "probe": True}, "default": {"sla": "10m"}}
 SCHEDULE = {
     "nightly": {"job": "testapp.RecordingJob", "cron": "0 3 * * *", "timezone": "UTC"},
     "minutely": {"job": "testapp.RecordingJob", "every": "1m", "missed": "skip"},
@@ -32,15 +32,15 @@ def test_schedules_show_their_last_and_next_run_with_a_link_to_the_job(admin_cli
     assert rows["minutely"]["last-run"]["text"].startswith("2026-11-22 12:00:00 UTC")
     assert "href" not in rows["minutely"]["last-run"]  # RecordingJob has no admin here
     assert rows["minutely"]["next-run"]["text"] == "2026-11-22 12:01:00 UTC"
-    assert rows["heartbeat:urgent"]["last-run"]["text"].startswith("2026-11-22 12:00:00 UTC")
-    assert rows["heartbeat:urgent"]["last-run"]["href"].endswith(f"/heartbeat/{beat.pk}/change/")
+    assert rows["probe:urgent"]["last-run"]["text"].startswith("2026-11-22 12:00:00 UTC")
+    assert rows["probe:urgent"]["last-run"]["href"].endswith(f"/latencyprobe/{beat.pk}/change/")
     assert f"testapp.RecordingJob#{job.pk}" in rows["minutely"]["last-run"]["text"]
 
 
 @override_settings(JOBS_QUEUES=QUEUES)
 def test_a_queue_over_its_sla_is_flagged_beside_its_wait(admin_client, frozen):
     RecordingJobFactory(queue="default", enqueue=True)
-    Heartbeat(queue="urgent").enqueue()
+    LatencyProbe(queue="urgent").enqueue()
     frozen.now = NOON + timedelta(minutes=2)
     rows = tables(admin_client).rows
     assert rows["default"]["sla"]["text"] == "10m"
@@ -48,7 +48,7 @@ def test_a_queue_over_its_sla_is_flagged_beside_its_wait(admin_client, frozen):
     assert rows["default"]["status"]["text"] == "ok"
     assert rows["urgent"]["latency"]["text"] == "2m"
     assert "over SLA" in rows["urgent"]["status"]["text"]
-    Heartbeat.objects.update(state=JobState.SUCCEEDED, started_at=NOON + timedelta(seconds=3))
+    LatencyProbe.objects.update(state=JobState.SUCCEEDED, started_at=NOON + timedelta(seconds=3))
     frozen.now = NOON + timedelta(minutes=2, seconds=10)
     rows = tables(admin_client).rows
     assert rows["urgent"]["latency"]["text"] == "3s"

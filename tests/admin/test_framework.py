@@ -1,34 +1,34 @@
-"""The framework's own job models in the admin: heartbeats and tasks appear only in a project
+"""The framework's own job models in the admin: latency probes and tasks appear only in a project
 that uses them (`jobs.models.discovery.served_models()`), and no one adds their rows by hand."""
 
 import pytest
 from django.urls import reverse
 
 from jobs.contrib.tasks.models import TaskJob
-from jobs.models import Heartbeat
-from tests.settings_heartbeat import JOBS_QUEUES as HEARTBEAT_QUEUES
+from jobs.models import LatencyProbe
+from tests.settings_probe import JOBS_QUEUES as PROBED_QUEUES
 
 pytestmark = pytest.mark.django_db
 
 INDEX = reverse("admin:index")
-HEARTBEATS = reverse("admin:jobs_heartbeat_changelist")
+PROBES = reverse("admin:jobs_latencyprobe_changelist")
 TASKS = reverse("admin:jobs_tasks_taskjob_changelist")
 # A Tasks API backend that runs tasks at once: the project stores none in jobs_tasks.TaskJob.
 IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 
 
-def test_heartbeats_are_hidden_where_no_queue_has_a_heartbeat(admin_client, settings):
+def test_probes_are_hidden_where_no_queue_is_probed(admin_client, settings):
     settings.JOBS_QUEUES = {"average_slow": {"sla": "30s"}}
-    Heartbeat(queue="average_slow").enqueue()  # left over from when it had one
-    assert f'href="{HEARTBEATS}"' not in admin_client.get(INDEX).content.decode()
-    assert admin_client.get(HEARTBEATS).status_code == 403
+    LatencyProbe(queue="average_slow").enqueue()  # left over from when it had one
+    assert f'href="{PROBES}"' not in admin_client.get(INDEX).content.decode()
+    assert admin_client.get(PROBES).status_code == 403
 
 
-def test_heartbeats_are_shown_where_a_queue_has_a_heartbeat(admin_client, settings):
-    settings.JOBS_QUEUES = HEARTBEAT_QUEUES
-    beat = Heartbeat(queue="average_slow").enqueue()
-    assert f'href="{HEARTBEATS}"' in admin_client.get(INDEX).content.decode()
-    response = admin_client.get(HEARTBEATS)
+def test_probes_are_shown_where_a_queue_is_probed(admin_client, settings):
+    settings.JOBS_QUEUES = PROBED_QUEUES
+    beat = LatencyProbe(queue="average_slow").enqueue()
+    assert f'href="{PROBES}"' in admin_client.get(INDEX).content.decode()
+    response = admin_client.get(PROBES)
     assert [row.pk for row in response.context["cl"].result_list] == [beat.pk]
 
 
@@ -44,10 +44,10 @@ def test_tasks_are_shown_with_the_database_tasks_backend(admin_client):
     assert [row.pk for row in admin_client.get(TASKS).context["cl"].result_list] == [task.pk]
 
 
-def test_heartbeats_and_tasks_are_never_added_by_hand(admin_client, settings):
-    settings.JOBS_QUEUES = HEARTBEAT_QUEUES
+def test_probes_and_tasks_are_never_added_by_hand(admin_client, settings):
+    settings.JOBS_QUEUES = PROBED_QUEUES
     index = admin_client.get(INDEX).content.decode()
-    for model in ("jobs_heartbeat", "jobs_tasks_taskjob"):
+    for model in ("jobs_latencyprobe", "jobs_tasks_taskjob"):
         add = reverse(f"admin:{model}_add")
         assert f'href="{add}"' not in index
         assert admin_client.get(add).status_code == 403
@@ -55,7 +55,7 @@ def test_heartbeats_and_tasks_are_never_added_by_hand(admin_client, settings):
         assert f'href="{add}"' not in changelist.content.decode()
 
 
-def test_a_broken_queue_setting_leaves_heartbeats_shown(admin_client, settings):
+def test_a_broken_queue_setting_leaves_probes_shown(admin_client, settings):
     """`manage.py check` names the mistake; the admin still shows the rows there are."""
-    settings.JOBS_QUEUES = {"average_slow": {"heartbeat": "yes please"}}
-    assert admin_client.get(HEARTBEATS).status_code == 200
+    settings.JOBS_QUEUES = {"average_slow": {"probe": "yes please"}}
+    assert admin_client.get(PROBES).status_code == 200

@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from jobs.cron.clock import Clock, enqueue_slot, prune_runs, schedule_statuses
 from jobs.cron.schedules import configured_schedules, parse_schedule
-from jobs.models import Heartbeat, JobState, ScheduledRun
+from jobs.models import JobState, LatencyProbe, ScheduledRun
 from project.instances.models import InstanceProvision
 from tests.conftest import NOON, on_postgresql
 from tests.factories import InstanceFactory
@@ -120,12 +120,12 @@ def test_a_failing_schedule_is_logged_and_the_others_still_run(monkeypatch, capl
 
 
 @pytest.mark.django_db
-@override_settings(JOBS_QUEUES={"urgent": {"sla": "30s", "heartbeat": True}})
-def test_heartbeat_queues_get_a_heartbeat_every_minute():
+@override_settings(JOBS_QUEUES={"urgent": {"sla": "30s", "probe": True}})
+def test_probed_queues_get_a_probe_every_minute():
     clock = Clock(configured_schedules())
     for minute in range(3):
         clock.tick(NOON + timedelta(minutes=minute, seconds=40))  # the clock restarted late
-    beats = Heartbeat.objects.order_by("run_at")
+    beats = LatencyProbe.objects.order_by("run_at")
     assert [(beat.queue, beat.run_at) for beat in beats] == [
         ("urgent", NOON + timedelta(minutes=minute, seconds=40)) for minute in range(3)
     ]  # due when enqueued: the clock's lateness is not counted as the queue's latency

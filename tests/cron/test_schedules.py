@@ -68,9 +68,9 @@ def test_every_broken_schedule_is_reported_not_just_the_first():
     assert "JOBS_SCHEDULE['b']" in errors
 
 
-def test_a_schedule_name_may_not_pose_as_a_heartbeat():
-    with override_settings(JOBS_SCHEDULE={"heartbeat:default": GOOD}):
-        assert "not starting with 'heartbeat:'" in check_errors()
+def test_a_schedule_name_may_not_pose_as_a_probe():
+    with override_settings(JOBS_SCHEDULE={"probe:default": GOOD}):
+        assert "not starting with 'probe:'" in check_errors()
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,8 @@ def test_a_schedule_name_may_not_pose_as_a_heartbeat():
     [
         ({"urgent": {"sla": "fast"}}, "JOBS_QUEUES['urgent']['sla'] is 'fast'"),
         ({"urgent": {"sla": 0}}, "it must be longer than zero"),
-        ({"urgent": {"heartbeat": "yes"}}, "['heartbeat'] must be True or False"),
+        ({"urgent": {"probe": "yes"}}, "['probe'] must be True or False"),
+        ({"urgent": {"heartbeat": True}}, "the option 'heartbeat' is now called 'probe'"),
         ({"urgent": {"max_failure_rate": 2}}, "must be a share between 0 and 1"),
         ({"urgent": {"sla_seconds": 3}}, "unknown option(s) 'sla_seconds'"),
         ({"bad queue": {}}, "queue name 'bad queue' is invalid"),
@@ -99,10 +100,10 @@ def test_good_settings_pass_and_parse():
             "nightly": {**GOOD, "fields": {"sleep_seconds": "0.5"}, "queue": "exports"},
             "often": {"job": "testapp.RecordingJob", "every": "15m", "missed": "skip"},
         },
-        JOBS_QUEUES={"urgent": {"sla": "30s", "heartbeat": True}, "default": {"sla": 600}},
+        JOBS_QUEUES={"urgent": {"sla": "30s", "probe": True}, "default": {"sla": 600}},
     ):
         call_command("check", "--fail-level", "WARNING")
-        nightly, often, heartbeat = configured_schedules()
+        nightly, often, probe = configured_schedules()
         queues = configured_queues()
     assert nightly.model is RecordingJob
     assert nightly.fields == {"sleep_seconds": 0.5}
@@ -110,12 +111,12 @@ def test_good_settings_pass_and_parse():
     assert nightly.missed == "run_once"
     assert often.every == timedelta(minutes=15)
     assert often.missed == "skip"
-    assert heartbeat.name == "heartbeat:urgent"
-    assert heartbeat.queue == "urgent"
+    assert probe.name == "probe:urgent"
+    assert probe.queue == "urgent"
     assert queues["urgent"].sla == timedelta(seconds=30)
-    assert queues["urgent"].heartbeat
+    assert queues["urgent"].probe
     assert queues["default"].sla == timedelta(minutes=10)
-    assert not queues["default"].heartbeat
+    assert not queues["default"].probe
 
 
 @pytest.mark.parametrize(

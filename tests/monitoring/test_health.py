@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from jobs.conf.queues import DEFAULT_SLA, configured_queues
 from jobs.errors import ConfigurationError
-from jobs.models import Heartbeat, JobState, Worker
+from jobs.models import JobState, LatencyProbe, Worker
 from jobs.models.discovery import served_models
 from jobs.monitoring import health
 from jobs.views import health as health_view
@@ -66,10 +66,10 @@ def get_health(client, status_code: int) -> dict:
     return response.json()
 
 
-def heartbeat(frozen, *, due, started, queue: str = "urgent") -> Heartbeat:
-    """A heartbeat the clock enqueued at `due` and a worker started at `started` (if ever)."""
+def probe(frozen, *, due, started, queue: str = "urgent") -> LatencyProbe:
+    """A latency probe the clock enqueued at `due` and a worker started at `started` (if ever)."""
     frozen.now = due
-    beat = Heartbeat().enqueue(queue=queue)
+    beat = LatencyProbe().enqueue(queue=queue)
     if started is not None:
         frozen.now = started
         beat.run()
@@ -235,7 +235,7 @@ def test_a_queue_jobs_queues_does_not_name_is_held_to_the_default_sla(frozen):
 
 
 def test_a_queue_named_without_an_sla_is_held_to_the_default_too(urgent, settings):
-    settings.JOBS_QUEUES = {"urgent": {"heartbeat": False}}
+    settings.JOBS_QUEUES = {"urgent": {"probe": False}}
     urgent.now = NOON - DEFAULT_SLA - SECOND
     UrgentJobFactory(enqueue=True)
     assert problems(NOON - SECOND) == []
@@ -249,19 +249,19 @@ def test_a_queue_named_without_an_sla_is_held_to_the_default_too(urgent, setting
     ]
 
 
-def test_a_heartbeat_queue_over_its_sla_by_its_live_latency(urgent, settings):
-    settings.JOBS_QUEUES = {"urgent": {"sla": "30s", "heartbeat": True}}
+def test_a_probed_queue_over_its_sla_by_its_live_latency(urgent, settings):
+    settings.JOBS_QUEUES = {"urgent": {"sla": "30s", "probe": True}}
     worker_row("w:2", clock_ticked_at=NOON)
-    heartbeat(urgent, due=NOON - MINUTE, started=NOON - 15 * SECOND)
+    probe(urgent, due=NOON - MINUTE, started=NOON - 15 * SECOND)
     assert problems() == [
         (
             "critical",
             "over_sla",
             "urgent",
-            "queue urgent: live latency (heartbeat) is 45s, over its SLA of 30s",
+            "queue urgent: live latency (probe) is 45s, over its SLA of 30s",
         )
     ]
-    heartbeat(urgent, due=NOON - 10 * SECOND, started=NOON - 5 * SECOND)
+    probe(urgent, due=NOON - 10 * SECOND, started=NOON - 5 * SECOND)
     assert problems() == []
 
 
@@ -368,76 +368,74 @@ def test_a_queue_known_only_from_jobs_that_ended_needs_no_worker_but_its_failure
 
 def test_jobs_of_a_model_no_worker_claims_from_make_no_queue_to_watch(frozen):
     worker_row("w:1", queues=",".join(DEFAULT_QUEUES))
-    Heartbeat(queue="beats").enqueue()  # no queue asks for heartbeats: nobody claims them
-    assert Heartbeat not in served_models()
+    LatencyProbe(queue="beats").enqueue()  # no queue asks for probes: nobody claims them
+    assert LatencyProbe not in served_models()
     assert problems() == []
 
 
-# Heartbeat stale
+# LatencyProbe stale
 
 
-def test_a_heartbeat_queue_whose_heartbeat_never_ran_is_stale(urgent, settings):
-    settings.JOBS_QUEUES = {"urgent": {"heartbeat": True}}
+def test_a_probed_queue_whose_probe_never_ran_is_stale(urgent, settings):
+    settings.JOBS_QUEUES = {"urgent": {"probe": True}}
     worker_row("w:2", clock_ticked_at=NOON)
     assert problems() == [
         (
             "critical",
-            "heartbeat_stale",
+            "probe_stale",
             "urgent",
-            "queue urgent: no heartbeat has started yet (stale after 3m)",
+            "queue urgent: no latency probe has started yet (stale after 3m)",
         )
     ]
 
 
-def test_a_heartbeat_queue_is_stale_when_no_heartbeat_started_in_three_minutes_and_none_waits_less(
+def test_a_probed_queue_is_stale_when_no_probe_started_in_three_minutes_and_none_waits_less(
     urgent, settings
 ):
-    settings.JOBS_QUEUES = {"urgent": {"heartbeat": True}}
+    settings.JOBS_QUEUES = {"urgent": {"probe": True}}
     worker_row("w:2", clock_ticked_at=NOON)
-    heartbeat(urgent, due=NOON - 4 * MINUTE, started=NOON - 3 * MINUTE)
+    probe(urgent, due=NOON - 4 * MINUTE, started=NOON - 3 * MINUTE)
     assert problems() == []
-    heartbeat(urgent, due=NOON - MINUTE, started=None)  # enqueued, waiting 1m30s: slow, alive
+    probe(urgent, due=NOON - MINUTE, started=None)  # enqueued, waiting 1m30s: slow, alive
     assert problems(NOON + 30 * SECOND) == []
-    heartbeat(urgent, due=NOON - 3 * MINUTE, started=None)  # waiting 3m30s: nobody takes them
+    probe(urgent, due=NOON - 3 * MINUTE, started=None)  # waiting 3m30s: nobody takes them
     assert problems(NOON + 30 * SECOND) == [
         (
             "critical",
-            "heartbeat_stale",
+            "probe_stale",
             "urgent",
-            "queue urgent: no heartbeat has started for 3m30s (stale after 3m)",
+            "queue urgent: no latency probe has started for 3m30s (stale after 3m)",
         )
     ]
 
 
-def test_a_queue_without_heartbeats_is_never_stale(urgent):
-    assert Heartbeat.objects.count() == 0
+def test_a_queue_without_probes_is_never_stale(urgent):
+    assert LatencyProbe.objects.count() == 0
     assert problems() == []
 
 
 # The clock
 
 
-def test_without_schedules_or_heartbeats_no_clock_is_needed(urgent, settings):
+def test_without_schedules_or_probes_no_clock_is_needed(urgent, settings):
     settings.JOBS_SCHEDULE = {}
     assert problems() == []
 
 
-@pytest.mark.parametrize("config", ["schedule", "heartbeat"])
-def test_schedules_or_heartbeats_need_a_running_worker_that_runs_the_clock(
-    urgent, settings, config
-):
+@pytest.mark.parametrize("config", ["schedule", "probe"])
+def test_schedules_or_probes_need_a_running_worker_that_runs_the_clock(urgent, settings, config):
     if config == "schedule":
         settings.JOBS_SCHEDULE = SCHEDULE
     else:
-        settings.JOBS_QUEUES = {"urgent": {"heartbeat": True}}
-        heartbeat(urgent, due=NOON, started=NOON)
+        settings.JOBS_QUEUES = {"urgent": {"probe": True}}
+        probe(urgent, due=NOON, started=NOON)
     worker_row("w:2", clock_ticked_at=NOON, state=Worker.State.STOPPED)
     assert problems() == [
         (
             "critical",
             "clock_stopped",
             None,
-            "no running worker runs the clock: schedules and heartbeats are not enqueued",
+            "no running worker runs the clock: schedules and probes are not enqueued",
         )
     ]
 
@@ -453,7 +451,7 @@ def test_the_clock_is_stopped_when_no_worker_ticked_it_for_two_minutes(urgent, s
             "clock_stopped",
             None,
             "no worker's clock has ticked since 2026-11-22 11:58:00 UTC (2m1s ago): "
-            "schedules and heartbeats are not enqueued",
+            "schedules and probes are not enqueued",
         )
     ]
 
@@ -537,14 +535,14 @@ def test_the_example_project_promises_an_sla_on_the_queue_provisions_use(setting
     settings.JOBS_QUEUES = project_settings.JOBS_QUEUES
     queue = configured_queues()[InstanceProvision._meta.get_field("queue").default]
     assert queue.sla == timedelta(minutes=10)
-    assert queue.heartbeat
+    assert queue.probe
 
 
 # Safe to expose
 
 
 def test_the_json_holds_no_job_data(client, urgent, settings):
-    settings.JOBS_QUEUES = {"urgent": {"sla": "30s", "heartbeat": True}, "mail": {}}
+    settings.JOBS_QUEUES = {"urgent": {"sla": "30s", "probe": True}, "mail": {}}
     settings.JOBS_SCHEDULE = SCHEDULE
     Worker.objects.update(queues="urgent", host="secret-host.internal")
     urgent.now = NOON - 10 * MINUTE
@@ -559,7 +557,7 @@ def test_the_json_holds_no_job_data(client, urgent, settings):
     assert {p["code"] for p in body["problems"]} == {
         "over_sla",
         "no_worker",
-        "heartbeat_stale",
+        "probe_stale",
         "clock_stopped",
         "failure_rate",
     }
@@ -596,14 +594,14 @@ def test_the_answer_is_never_cached_and_needs_no_login(client, urgent):
 
 def test_the_checks_cost_the_same_few_queries_however_many_jobs(urgent, settings):
     settings.JOBS_QUEUES = {
-        "urgent": {"sla": "30s", "heartbeat": True},
+        "urgent": {"sla": "30s", "probe": True},
         "average_slow": {"sla": "10m"},
         "mail": {},
     }
     worker_row("w:2", clock_ticked_at=NOON)
-    # One grouped query per served job model (heartbeats too, as a queue asks for them),
-    # one for the workers, one for the clock (there are schedules: the heartbeats), two for
-    # the one heartbeat queue.
+    # One grouped query per served job model (latency probes too, as a queue asks for them),
+    # one for the workers, one for the clock (there are schedules: the probes), two for
+    # the one probed queue.
     expected = len(served_models()) + 1 + 1 + 2
 
     def queries() -> int:
@@ -618,7 +616,7 @@ def test_the_checks_cost_the_same_few_queries_however_many_jobs(urgent, settings
         InstanceProvisionFactory.create_batch(10, enqueue=True)
         ended(urgent, 10, fail=True, queue="mail", ago=ago * MINUTE)
         ended(urgent, 10, fail=True, queue=f"other-{ago}", ago=ago * MINUTE)
-        heartbeat(urgent, due=NOON - ago * MINUTE, started=NOON - ago * MINUTE)
+        probe(urgent, due=NOON - ago * MINUTE, started=NOON - ago * MINUTE)
     assert set(codes()) == {"over_sla", "failure_rate"}
     assert {"other-1", "other-2", "other-3"} <= {p[2] for p in problems()}
     assert queries() == expected

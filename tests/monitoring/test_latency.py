@@ -1,4 +1,4 @@
-"""A heartbeat queue's live latency: the last heartbeat's wait, or the one still waiting."""
+"""A probed queue's live latency: the last probe's wait, or the one still waiting."""
 
 from datetime import timedelta
 
@@ -6,23 +6,23 @@ import pytest
 from django.test import override_settings
 
 from jobs.contrib.tasks.models import TaskJob
-from jobs.models import Heartbeat, JobState
+from jobs.models import JobState, LatencyProbe
 from jobs.models.discovery import served_models
 from jobs.monitoring.latency import STALE_AFTER, queue_latency
 from tests.conftest import NOON
 
 
-def beat(run_at, *, started_after: float | None = None) -> Heartbeat:
-    job = Heartbeat(queue="urgent").enqueue(run_at=run_at)
+def beat(run_at, *, started_after: float | None = None) -> LatencyProbe:
+    job = LatencyProbe(queue="urgent").enqueue(run_at=run_at)
     if started_after is not None:
-        Heartbeat.objects.filter(pk=job.pk).update(
+        LatencyProbe.objects.filter(pk=job.pk).update(
             state=JobState.SUCCEEDED, started_at=run_at + timedelta(seconds=started_after)
         )
     return job
 
 
 @pytest.mark.django_db
-def test_latency_is_the_last_heartbeats_wait():
+def test_latency_is_the_last_probes_wait():
     beat(NOON - timedelta(minutes=2), started_after=30)
     beat(NOON - timedelta(minutes=1), started_after=4)
     latency = queue_latency("urgent", NOON)
@@ -31,7 +31,7 @@ def test_latency_is_the_last_heartbeats_wait():
 
 
 @pytest.mark.django_db
-def test_a_heartbeat_still_waiting_counts_for_as_long_as_it_has_waited():
+def test_a_probe_still_waiting_counts_for_as_long_as_it_has_waited():
     beat(NOON - timedelta(minutes=5), started_after=1)
     beat(NOON - timedelta(minutes=4))
     beat(NOON - timedelta(minutes=3))
@@ -42,7 +42,7 @@ def test_a_heartbeat_still_waiting_counts_for_as_long_as_it_has_waited():
 
 
 @pytest.mark.django_db
-def test_a_first_heartbeat_waiting_a_few_seconds_is_not_stale():
+def test_a_first_probe_waiting_a_few_seconds_is_not_stale():
     beat(NOON - timedelta(seconds=3))
     latency = queue_latency("urgent", NOON)
     assert latency.latency == timedelta(seconds=3)
@@ -51,16 +51,16 @@ def test_a_first_heartbeat_waiting_a_few_seconds_is_not_stale():
 
 
 @pytest.mark.django_db
-def test_a_queue_without_heartbeats_has_no_latency_and_is_stale():
+def test_a_queue_without_probes_has_no_latency_and_is_stale():
     latency = queue_latency("urgent", NOON)
     assert latency.latency is None
     assert latency.stale(NOON)
 
 
-def test_workers_claim_heartbeats_only_where_a_queue_asks_for_them():
-    assert Heartbeat not in served_models()
-    with override_settings(JOBS_QUEUES={"urgent": {"heartbeat": True}}):
-        assert Heartbeat in served_models()
+def test_workers_claim_probes_only_where_a_queue_asks_for_them():
+    assert LatencyProbe not in served_models()
+    with override_settings(JOBS_QUEUES={"urgent": {"probe": True}}):
+        assert LatencyProbe in served_models()
 
 
 def test_workers_claim_tasks_only_where_a_tasks_backend_stores_them():

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobs import signals
 from jobs.db import engine_for
 from jobs.errors import ConfigurationError
-from jobs.models import Heartbeat, MetricTally, Worker
+from jobs.models import LatencyProbe, MetricTally, Worker
 from jobs.models.discovery import job_models
 from jobs.monitoring import metrics, tally
 from jobs.runtime.worker import WorkerLoop as JobWorker
@@ -258,9 +258,9 @@ def test_live_workers_and_their_threads_are_counted(client, frozen):
 
 
 @pytest.mark.django_db
-def test_each_heartbeat_queue_reports_its_latency(client, frozen, settings):
-    settings.JOBS_QUEUES = {"urgent": {"heartbeat": True}, "quiet": {"heartbeat": True}}
-    Heartbeat.objects.create().enqueue(queue="urgent", run_at=NOON - timedelta(seconds=30))
+def test_each_probed_queue_reports_its_latency(client, frozen, settings):
+    settings.JOBS_QUEUES = {"urgent": {"probe": True}, "quiet": {"probe": True}}
+    LatencyProbe.objects.create().enqueue(queue="urgent", run_at=NOON - timedelta(seconds=30))
     samples = scrape(client)
     assert sample(samples, "jobs_queue_latency_seconds", queue="urgent") == 30
     assert ("jobs_queue_latency_seconds", frozenset({("queue", "quiet")})) not in samples
@@ -316,9 +316,9 @@ def test_an_unusable_token_setting_is_a_clear_error(client, settings, token):
 
 @pytest.mark.django_db
 def test_a_scrape_costs_the_same_few_queries_however_many_jobs(client, frozen, settings):
-    settings.JOBS_QUEUES = {"urgent": {"heartbeat": True}}
+    settings.JOBS_QUEUES = {"urgent": {"probe": True}}
     # One grouped query per job model, one for the tallies, one for the workers, two for the
-    # heartbeat queue.
+    # probed queue.
     expected = len(job_models()) + 1 + 1 + 2
 
     def queries() -> int:

@@ -60,7 +60,7 @@ class Command(BaseCommand):
             "--no-clock",
             dest="clock",
             action="store_false",
-            help="Do not run the clock (JOBS_SCHEDULE and heartbeats) in this worker. Any "
+            help="Do not run the clock (JOBS_SCHEDULE and latency probes) in this worker. Any "
             "number of workers may run it; each slot is still enqueued once.",
         )
         parser.add_argument(

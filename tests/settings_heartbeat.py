@@ -1,5 +1,0 @@
-"""Test settings for worker processes that run the clock for a heartbeat queue."""
-
-from tests.settings import *  # noqa: F403
-
-JOBS_QUEUES = {"average_slow": {"sla": "30s", "heartbeat": True}}

@@ -28,8 +28,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from bench.__main__ import at_least, empty_table, fill_finished, table_name  # sets Django up
+from bench.__main__ import at_least  # sets Django up
 from bench.models import NoopJob
+from bench.rows import empty_table, fill_finished, table_name
 from jobs.models import JobState, Worker
 from jobs.models.discovery import served_models
 from jobs.monitoring import dashboard

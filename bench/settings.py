@@ -1,13 +1,17 @@
-"""The project's settings plus the benchmark's job model, tuned as production would be."""
+"""One job model (`bench.NoopJob`) on the project's settings, tuned as production would be.
+
+The example's domain app (its `InstanceProvision` job model) is left out, and so are its
+probed queue and its Tasks API backend, which would each add a job model to claim from (and
+the probes a clock): a worker here serves `NoopJob` alone. `bench.settings_example` is the
+example project as users run it.
+"""
 
 from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
+INSTALLED_APPS = [*(app for app in INSTALLED_APPS if app != "project.instances"), "bench"]
+ROOT_URLCONF = "bench.urls"
 DEBUG = False
-# The example's probed queue and its Tasks API backend would each add a job model to
-# claim from (and the probes a clock): the benchmark measures the framework's defaults,
-# where neither is configured.
 JOBS_QUEUES: dict = {}
 JOBS_SCHEDULE: dict = {}
 TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}

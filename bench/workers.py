@@ -30,7 +30,10 @@ from jobs.models import Worker as WorkerRow
 REPO = Path(__file__).resolve().parent.parent
 WAIT_TIMEOUT = 300  # seconds to wait for a running worker to register or catch up
 STARTED = re.compile(rb"bench\.NoopJob#(\d+) started")
-SERVING = re.compile(r"from \d+ job model\(s\): (.+?)(?: \(until drained\))?$", re.MULTILINE)
+SERVING = re.compile(
+    r"\((\d+) thread\(s\)\) serving .*? from \d+ job model\(s\): (.+?)(?: \(until drained\))?$",
+    re.MULTILINE,
+)
 
 
 class BenchError(Exception):
@@ -71,18 +74,23 @@ class Process:
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
         self.command = command
-        # Appending, so reading it while the process writes cannot move where it writes.
-        self.log = tempfile.TemporaryFile("a+b")  # noqa: SIM115 (closed by __exit__)
+        self._directory = tempfile.TemporaryDirectory(prefix="bench-")
+        path = Path(self._directory.name) / "output"
         self.launched = timezone.now()
+        # The process gets a descriptor of its own, opened O_APPEND; the benchmark reads through
+        # another. A shared one (a TemporaryFile handed to Popen) shares its offset, so a read
+        # here would move where the process writes and overwrite lines under it.
+        with path.open("ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, *command],
+                cwd=REPO,
+                env={**os.environ, **(env or {})},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.log = path.open("rb")  # closed by __exit__
         self._read_to = 0
         self._starts = 0
-        self.process = subprocess.Popen(
-            [sys.executable, *command],
-            cwd=REPO,
-            env={**os.environ, **(env or {})},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
 
     def __enter__(self) -> Process:
         return self
@@ -91,6 +99,7 @@ class Process:
         """Stop as an operator would (SIGTERM), so no run leaves a process behind."""
         self.stop()
         self.log.close()
+        self._directory.cleanup()
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -163,7 +172,8 @@ class WorkerProcess(Process):
         self._starts += len(STARTED.findall(complete))
         return self._starts
 
-    def served(self) -> str:
-        """The job models the worker said it serves when it started (its first such line)."""
+    def served(self) -> tuple[int, str]:
+        """The threads and job models the worker said it has when it started (its first such
+        line): what "defaults" meant in this run. (0, "?") if the line changed shape."""
         found = SERVING.search(self.output())
-        return found[1] if found else "?"
+        return (int(found[1]), found[2]) if found else (0, "?")

@@ -3,38 +3,49 @@
 Every write an attempt makes after its claim is guarded by the claim itself (the attempt
 number and the claimant, `Job._claim()`): an attempt whose row was rescued and claimed again
 cannot overwrite the newer attempt, and its outcome is dropped with a warning instead. An
-outcome is recorded after `perform()` returns, in its own statement: a process that dies
-between the two leaves the row running until its lease runs out and it is rescued.
+outcome is written after `perform()` returns (`attempt()` then `record()`): a process that
+dies between the two leaves the row running until its lease runs out and it is rescued. A
+worker writes the outcomes of all its job threads that finished since its last claim in one
+statement per model and kind of outcome, fenced row by row, in its claim's transaction.
 
 The functions take a job instance and work on its row through the job's own row methods
 (`_same_row`, `_transition_row`, `_claim`); this module never imports `jobs.models`. So
-`Job.run()` can call it, as the runtime does: a job thread performs (`execute`), the worker
-loop gives an attempt up (`hand_back`, `time_out`), and the lease keeper renews
+`Job.run()` can call it (`execute`), as the runtime does: a job thread performs
+(`attempt`, then `report` once settled), the worker loop writes outcomes (`record`,
+`settle`) and gives attempts up (`hand_back`, `time_out`), and the lease keeper renews
 (`jobs.lease`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from jobs import signals, timesource
+from jobs.db import engine_for
 from jobs.db.base import claim_changes
+from jobs.db.outage import CONNECTION_ERRORS
+from jobs.db.wakeup import hint_for, payload
 from jobs.errors import Cancelled, JobNotRunnable, JobTimeout, Snooze
 from jobs.identity import process_identity
-from jobs.joblog import capturing
+from jobs.joblog import capturing, masking
 from jobs.lease import LeaseKeeper
-from jobs.states import RUNNABLE_STATES, JobState
+from jobs.states import RUNNABLE_STATES, JobState, check_transition
 
 if TYPE_CHECKING:
     from jobs.models import Job
 
 logger = logging.getLogger(__name__)
 
+RUNNING = frozenset({JobState.RUNNING})
 ERROR_MESSAGE_LIMIT = 2_000
 TRACEBACK_LIMIT = 16_000
 ERROR_HISTORY_LIMIT = 10
@@ -76,6 +87,34 @@ def claim_for_run(job: Job) -> None:
         )
 
 
+@dataclass(eq=False)
+class Outcome:
+    """How one attempt ended, before and after it is written to the row.
+
+    `attempt()` makes it; `record()` writes it, fenced by the claim; `settle()` says whether
+    it was written (`recorded`) and wakes whoever waits for that; `report()` logs it and sends
+    the lifecycle signals. A worker writes many of them in one transaction (`record()`), so a
+    busy worker commits once per batch, not once per job.
+    """
+
+    job: Job
+    to_state: str
+    changes: dict[str, Any]
+    took: float
+    exc: BaseException | None = None
+    # Once settled: True (written), False (the row had moved on) or None (the database could
+    # not be reached; the row stays running until its lease runs out and it is rescued).
+    recorded: bool | None = None
+    # False when perform() failed because this thread's own connection to the job's database
+    # broke (see `_lost_its_database`): then nothing is written and the row is rescued.
+    writable: bool = True
+    why_unrecorded: str = ""  # when `recorded` is None: why, for the log
+    _settled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def wait_until_settled(self) -> None:
+        self._settled.wait()
+
+
 def execute(job: Job) -> None:
     """Perform an attempt this process has claimed, and record how it ended.
 
@@ -84,6 +123,18 @@ def execute(job: Job) -> None:
     `SystemExit` or `KeyboardInterrupt` from `perform()` is recorded as a failure like
     any other (so a job that exits every time still runs out of attempts), then raised
     again for the caller. What the attempt logs is kept on the row with its outcome.
+    """
+    outcome = attempt(job)
+    settle([outcome], record_each([outcome], using=job._state.db or DEFAULT_DB_ALIAS))
+    report(outcome)
+    if outcome.exc is not None and not isinstance(outcome.exc, Exception):
+        raise outcome.exc
+
+
+def attempt(job: Job) -> Outcome:
+    """Perform an attempt this process has claimed and say how it ended; writes nothing.
+
+    What the attempt logs is captured for the row (`changes["log"]`).
     """
     with capturing(job.mask) as job._log:
         logger.info(
@@ -95,18 +146,150 @@ def execute(job: Job) -> None:
         )
         signals.send(signals.job_started, job)
         began = time.monotonic()
+        exc = None
         try:
             job.perform()
         except Snooze as snooze:
-            _record(job, _snooze_outcome(job, snooze), began)
+            to_state, changes = _snooze_outcome(job, snooze)
         except Cancelled:
-            _record(job, (JobState.CANCELLED, {"finished_at": timesource.now()}), began)
-        except BaseException as exc:
-            _record(job, _failure_outcome(job, exc, traceback.format_exc()), began, exc)
-            if not isinstance(exc, Exception):
-                raise
+            to_state, changes = JobState.CANCELLED, {"finished_at": timesource.now()}
+        except BaseException as raised:
+            exc = raised
+            to_state, changes = _failure_outcome(job, raised, traceback.format_exc())
         else:
-            _record(job, (JobState.SUCCEEDED, {"finished_at": timesource.now()}), began)
+            to_state, changes = JobState.SUCCEEDED, {"finished_at": timesource.now()}
+        outcome = Outcome(job, to_state, {**changes, "log": job._log.text()}, _since(began), exc)
+        if _lost_its_database(job, exc):
+            outcome.writable = False
+            outcome.why_unrecorded = "its database connection broke while it ran"
+        return outcome
+
+
+def _lost_its_database(job: Job, exc: BaseException | None) -> bool:
+    """Whether perform() failed because the connection to the job's database broke under it.
+
+    That failure is the database's, not the job's: it is not written (a retry policy would
+    otherwise fail the job for good over an outage). The row stays running until its lease
+    runs out and it is rescued, as if its worker had died, and the attempt counts.
+    """
+    if not isinstance(exc, CONNECTION_ERRORS):
+        return False
+    connection = connections[job._state.db or DEFAULT_DB_ALIAS]
+    return connection.connection is None or not connection.is_usable()
+
+
+def record(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:
+    """Write `outcomes` to their rows, each only if the row is still that attempt's.
+
+    One UPDATE per model and shape of change (`Engine.move_rows`), in the caller's
+    transaction if there is one, so a batch of outcomes costs one commit. Returns, in order,
+    whether each was written (None for one not `writable`); the instances are not touched
+    (see `settle()`). A value the
+    database refuses fails the whole batch (`DatabaseError`): then `record_each()`.
+    """
+    engine = engine_for(using)
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    written: list[bool | None] = [None] * len(outcomes)  # None: not to be written
+    for index, outcome in enumerate(outcomes):
+        if outcome.writable:
+            groups[(type(outcome.job), outcome.to_state, tuple(outcome.changes))].append(index)
+    if not groups:
+        return written
+    with transaction.atomic(using=using, savepoint=False):
+        for (model, to_state, _shape), indexes in groups.items():
+            check_transition(RUNNING, to_state)
+            rows = [(outcomes[i].job, outcomes[i].changes) for i in indexes]
+            if to_state == JobState.PENDING:  # a retry or a snooze: wake its queue's workers
+                moved = [
+                    engine.move_row(
+                        job,
+                        RUNNING,
+                        to_state,
+                        guard=job._claim(),
+                        changes=changes,
+                        wake=payload(hint_for(changes.get("queue", job.queue), model)),
+                    )
+                    for job, changes in rows
+                ]
+            else:
+                moved = engine.move_rows(model, RUNNING, to_state, rows)
+            for i, ok in zip(indexes, moved, strict=True):
+                written[i] = ok
+    return written
+
+
+def record_each(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:
+    """`record()` one outcome at a time, each in its own transaction: one the database
+    refuses (logged) is not written and stays running until it is rescued, and does not
+    keep the others from being written."""
+    written: list[bool | None] = []
+    for outcome in outcomes:
+        try:
+            written.extend(record([outcome], using=using))
+        except DatabaseError as exc:
+            if isinstance(exc, CONNECTION_ERRORS):
+                raise
+            logger.exception(
+                "could not record the outcome of %s (%s); it will be rescued when its lease "
+                "runs out",
+                outcome.job.label,
+                exc,
+            )
+            outcome.why_unrecorded = "the database refused it"
+            written.append(None)
+    return written
+
+
+def settle(outcomes: Sequence[Outcome], written: Sequence[bool | None]) -> None:
+    """After the transaction that wrote them has committed: the written outcomes become the
+    instances' state, and whoever waits on an outcome learns whether it was written (None:
+    the database could not be reached)."""
+    for outcome, ok in zip(outcomes, written, strict=True):
+        if ok:
+            outcome.job.state = outcome.to_state
+            for name, value in outcome.changes.items():
+                setattr(outcome.job, name, value)
+        outcome.recorded = ok
+        outcome._settled.set()
+
+
+def report(outcome: Outcome) -> None:
+    """Say how a settled attempt ended: in the log, and through the lifecycle signals,
+    with the job's secrets masked as in its own log lines."""
+    with masking(outcome.job.mask):
+        _report(outcome)
+
+
+def _report(outcome: Outcome) -> None:
+    job, took = outcome.job, outcome.took
+    if outcome.recorded is None:
+        logger.warning(
+            "could not record the outcome of %s (%s); it will be rescued when its lease runs out",
+            job.label,
+            outcome.why_unrecorded or "the database could not be reached",
+            extra=job.log_context(),
+        )
+    elif not outcome.recorded:
+        logger.warning(
+            "%s attempt %d ended after %.3fs but the row moved on (now %s); outcome not recorded",
+            job.label,
+            job.attempts,
+            took,
+            job._current_state(),
+        )
+    elif outcome.to_state == JobState.SUCCEEDED:
+        logger.info("%s succeeded in %.3fs", job.label, took)
+        signals.send(signals.job_succeeded, job, duration=took)
+    elif outcome.to_state == JobState.CANCELLED:
+        logger.info("%s stopped after %.3fs: cancelled, as asked", job.label, took)
+    elif outcome.exc is not None:
+        _report_failure(job, outcome.exc, took)
+    else:
+        logger.info("%s snoozed until %s", job.label, f"{job.run_at:%Y-%m-%d %H:%M:%S}")
+
+
+def _since(began: float) -> float:
+    return time.monotonic() - began
 
 
 def time_out(job: Job, began: float, stack: str) -> None:
@@ -152,31 +335,14 @@ def _record(
     began: float,
     exc: BaseException | None = None,
 ) -> None:
-    """Write how the attempt ended (if the row is still this attempt's), then say so in
-    the log and through the lifecycle signals. `exc` is what failed it, if anything."""
+    """Write how an attempt ended (if the row is still this attempt's) and report it, alone:
+    what a timeout does, from the worker's main thread."""
     to_state, changes = outcome
-    took = time.monotonic() - began
     if job._log is not None:
         changes = {**changes, "log": job._log.text()}
-    if not job._transition_row(
-        frozenset({JobState.RUNNING}), to_state, guard=job._claim(), **changes
-    ):
-        logger.warning(
-            "%s attempt %d ended after %.3fs but the row moved on (now %s); outcome not recorded",
-            job.label,
-            job.attempts,
-            took,
-            job._current_state(),
-        )
-    elif to_state == JobState.SUCCEEDED:
-        logger.info("%s succeeded in %.3fs", job.label, took)
-        signals.send(signals.job_succeeded, job, duration=took)
-    elif to_state == JobState.CANCELLED:
-        logger.info("%s stopped after %.3fs: cancelled, as asked", job.label, took)
-    elif exc is not None:
-        _report_failure(job, exc, took)
-    else:
-        logger.info("%s snoozed until %s", job.label, f"{job.run_at:%Y-%m-%d %H:%M:%S}")
+    finished = Outcome(job, to_state, changes, _since(began), exc)
+    settle([finished], record_each([finished], using=job._state.db or DEFAULT_DB_ALIAS))
+    report(finished)
 
 
 def _report_failure(job: Job, exc: BaseException, took: float) -> None:

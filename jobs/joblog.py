@@ -147,3 +147,15 @@ def capturing(mask: Callable[[str], str]) -> Iterator[JobLog]:
         yield log
     finally:
         _performing.log = _performing.mask = None
+
+
+@contextlib.contextmanager
+def masking(mask: Callable[[str], str]) -> Iterator[None]:
+    """Mask the job's secrets in what this thread logs inside the block, without keeping the
+    lines: how an attempt's outcome is reported after its log was written to the row."""
+    _install()
+    previous, _performing.mask = getattr(_performing, "mask", None), mask
+    try:
+        yield
+    finally:
+        _performing.mask = previous

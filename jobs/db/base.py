@@ -11,7 +11,7 @@ row instead of the few chosen ones by primary key.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -103,8 +103,9 @@ class Engine:
 
         What finishing a job costs: one UPDATE by primary key, its text built once per shape
         of change, rather than a queryset compiled per job. Callers check the move against
-        `ALLOWED_FROM` (see `Job._transition_row`). `wake` names the queue whose idle workers
-        should hear of the move once it commits, where the database can tell them.
+        `ALLOWED_FROM` (see `Job._transition_row`). `wake` is the payload (see
+        `jobs.db.wakeup.payload`) idle workers should hear once the move commits, where the
+        database can tell them.
         """
         model = type(job)
         wake = wake if self.wakes_workers else None
@@ -130,6 +131,85 @@ class Engine:
             params.append(wake)
         return self._count(sql, params) > 0
 
+    def move_rows(
+        self,
+        model: type[Job],
+        from_states: Collection[str],
+        to_state: str,
+        rows: Sequence[tuple[Job, dict[str, Any]]],
+    ) -> list[bool]:
+        """Move each `(job, changes)` row of `model` to `to_state`, each only if it is still in
+        `from_states` and still the attempt the job holds (`job._claim()`): how a worker
+        records a batch of finished attempts, fenced per row exactly as `move_row` is.
+
+        One statement for the batch (the rows must share the keys of `changes`); it wakes no
+        worker, so a move back to pending goes through `move_row`. Returns, in order, whether
+        each row moved.
+        """
+        if len(rows) == 1:
+            ((job, changes),) = rows
+            return [self.move_row(job, from_states, to_state, guard=job._claim(), changes=changes)]
+        names = tuple(rows[0][1])
+        sql = self._batch_move_statement(model, len(from_states), names, len(rows))
+        fields = model._meta
+        guard_fields = [fields.get_field(name) for name in ("attempts", "claimed_by")]
+        change_fields = [fields.get_field(name) for name in names]
+        params: list[Any] = []
+        for job, changes in rows:
+            claim = job._claim()
+            params.append(job.pk)
+            params.extend(f.get_db_prep_value(claim[f.name], self.connection) for f in guard_fields)
+            params.extend(
+                f.get_db_prep_save(changes[f.name], self.connection) for f in change_fields
+            )
+        params.extend([to_state, *from_states])
+        moved = {pk for (pk,) in self._fetch_rows(sql, params)}
+        return [job.pk in moved for job, _changes in rows]
+
+    def _batch_move_statement(
+        self, model: type[Job], from_count: int, names: tuple[str, ...], row_count: int
+    ) -> str:
+        """`WITH v AS (VALUES ...) UPDATE ... FROM v`: per-row values, per-row fence."""
+        key = ("batch", model, from_count, names, row_count)
+        if (sql := self._move_statements.get(key)) is not None:
+            return sql
+        quote = self.connection.ops.quote_name
+        meta = model._meta
+        table = quote(meta.db_table)
+        state = quote(meta.get_field("state").column)
+        fields = [meta.pk, meta.get_field("attempts"), meta.get_field("claimed_by")]
+        fields += [meta.get_field(name) for name in names]
+        aliases = [f"c{index}" for index in range(len(fields))]
+        row = f"({', '.join(['%s'] * len(fields))})"
+        cell = {
+            alias: self._typed(f"v.{alias}", f) for alias, f in zip(aliases, fields, strict=True)
+        }
+        pk, attempts, claimed_by, *changed = aliases
+        assignments = ", ".join(
+            f"{quote(f.column)} = {cell[alias]}"
+            for alias, f in zip(changed, fields[3:], strict=True)
+        )
+        sql = self._move_statements[key] = (
+            f"WITH v ({', '.join(aliases)}) AS (VALUES {', '.join([row] * row_count)})"
+            f" UPDATE {table} SET {state} = %s, {assignments} FROM v"
+            f" WHERE {table}.{quote(meta.pk.column)} = {cell[pk]}"
+            f" AND {table}.{state} IN ({', '.join(['%s'] * from_count)})"
+            f" AND {table}.{quote(fields[1].column)} = {cell[attempts]}"
+            f" AND {table}.{quote(fields[2].column)} = {cell[claimed_by]}"
+            f" RETURNING {table}.{quote(meta.pk.column)}"
+        )
+        return sql
+
+    def _typed(self, expression: str, field: Any) -> str:
+        """`expression` as a value of `field`'s column, where the database needs telling."""
+        return expression
+
+    def _fetch_rows(self, sql: str, params: list) -> list[tuple]:
+        """Run one statement that returns rows, other than a claim."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
     def _move_statement(
         self, model: type[Job], from_count: int, guard: tuple[str, ...], changes: tuple[str, ...]
     ) -> str:
@@ -144,7 +224,7 @@ class Engine:
         )
 
     def _waking(self, update: str) -> str:
-        """`update`, made to wake workers too (its last parameter names the queue)."""
+        """`update`, made to wake workers too (its last parameter is the payload)."""
         raise NotImplementedError(f"{type(self).__name__} cannot wake workers")
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
@@ -174,11 +254,25 @@ class Engine:
             jobs, batch_size=batch_size
         )
 
-    def wake_workers(self, queues: Iterable[str]) -> None:
-        """Tell listening workers that `queues` have new runnable rows.
+    def insert_job(self, job: Job, *, wake: str | None = None) -> None:
+        """Insert one new job row, setting its primary key, and wake workers with the payload
+        `wake` once it commits, where the database can tell them (`wakes_workers`). As with
+        `insert_jobs`, `save()` and its signals do not run. Django's `bulk_create` here; an
+        engine that can do it in one statement overrides it.
+        """
+        self.insert_jobs(type(job), [job], batch_size=1)
+        if wake is not None and self.wakes_workers:
+            self.wake_workers([wake])
+
+    def wake_workers(self, payloads: Iterable[str]) -> None:
+        """Tell listening workers that rows became runnable, one notification per payload
+        ("<queue> <app_label.Model>", see `jobs.db.wakeup`).
 
         Nothing to do where workers cannot listen (`can_wake_workers` is False): they poll.
         """
+
+    def prepare_claiming_session(self) -> None:
+        """Set this connection up for claims, outside any transaction; nothing by default."""
 
     def connection_headroom(self) -> tuple[int, str] | None:
         """How many more connections may be opened now and why; None where there is no limit."""
@@ -217,6 +311,81 @@ class Engine:
 
     def _pk_among(self, pk: str, subquery: str) -> str:
         return f"{pk} IN ({subquery})"
+
+    def peek(
+        self, models: Sequence[type[Job]], *, queue: str | None, now: datetime, limit: int
+    ) -> list[list[int]]:
+        """The priorities of the next `limit` runnable rows of each of `models` (of `queue`,
+        or of any queue if None), highest first, one list per model in the order given.
+
+        What a worker compares to share one claim among several job models by priority
+        (`jobs.runtime.claims`). One statement: a part per model, each read from that model's
+        pending index in claim order (`_pend`, or `_any` without a queue) and stopped after
+        `limit` entries, so its cost grows with the models asked, not with their backlogs.
+        It locks nothing: a row seen here may be claimed by another worker before ours.
+        """
+        quote = self.connection.ops.quote_name
+        stamp = self.connection.ops.adapt_datetimefield_value(now)
+        parts, params = [], []
+        for index, model in enumerate(models):
+            column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
+            pk = quote(model._meta.pk.column)
+            queue_filter = f" AND {column['queue']} = %s" if queue is not None else ""
+            parts.append(
+                f"SELECT {index} AS m, p FROM (SELECT {column['priority']} AS p"
+                f" FROM {quote(model._meta.db_table)}"
+                f" WHERE {column['state']} = %s AND {column['run_at']} <= %s{queue_filter}"
+                f" ORDER BY {column['priority']} DESC, {column['run_at']}, {pk}"
+                f" LIMIT %s) AS h{index}"
+            )
+            params += [JobState.PENDING, stamp, *([queue] if queue is not None else []), limit]
+        heads: list[list[int]] = [[] for _ in models]
+        for index, priority in self._fetch(" UNION ALL ".join(parts), params):
+            heads[index].append(priority)
+        for priorities in heads:
+            priorities.sort(reverse=True)  # UNION ALL promises no order
+        return heads
+
+    def next_due(
+        self, models: Sequence[type[Job]], *, queues: Sequence[str] | None
+    ) -> list[datetime | None]:
+        """When the earliest pending row of each of `models` becomes runnable (None: it has
+        none), for `queues` (all if None); one value per model in the order given.
+
+        What an idle worker sleeps until, so a scheduled job starts on time without polling,
+        for every model in one statement (each part answered from the model's `_due` index).
+        """
+        quote = self.connection.ops.quote_name
+        parts, params, converters = [], [], []
+        for index, model in enumerate(models):
+            table = model._meta.db_table
+            run_at = model._meta.get_field("run_at")
+            state, queue = (
+                quote(model._meta.get_field(name).column) for name in ("state", "queue")
+            )
+            queue_filter = ""
+            if queues is not None:
+                queue_filter = f" AND {queue} IN ({', '.join(['%s'] * len(queues))})"
+            parts.append(
+                f"SELECT {index} AS m, MIN({quote(run_at.column)}) AS due"
+                f" FROM {quote(table)} WHERE {state} = %s{queue_filter}"
+            )
+            params += [JobState.PENDING, *(queues or [])]
+            column = run_at.get_col(table)
+            converters.append(
+                (
+                    column,
+                    self.connection.ops.get_db_converters(column)
+                    + run_at.get_db_converters(self.connection),
+                )
+            )
+        due: list[datetime | None] = [None for _ in models]
+        for index, value in self._fetch(" UNION ALL ".join(parts), params) if parts else []:
+            column, found = converters[index]
+            for convert in found:
+                value = convert(value, column, self.connection)
+            due[index] = value
+        return due
 
 
 class RowLoader:

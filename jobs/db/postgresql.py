@@ -7,9 +7,9 @@ COMMITTED's recheck of a locked row), so the rows the UPDATE gets are pending an
 `= ANY(ARRAY(...))` makes PostgreSQL run the inner SELECT once, as a list of ids, rather than
 plan it as a join against the table.
 
-The wake-up is a hint, never an instruction: a notification carries only a queue name, and
-a woken worker claims through the same statement as a polling one. A lost notification
-costs at most one poll interval.
+The wake-up is a hint, never an instruction: a notification names a queue and a job model
+(`jobs.db.wakeup`), and a woken worker claims through the same statement as a polling one.
+A lost notification costs at most one poll interval.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -68,16 +69,16 @@ class PostgreSQLEngine(Engine):
         self._listening_on = None  # the driver connection LISTEN was issued on
         self._tuned = None  # the driver connection the claim's planner setting was made on
 
-    def wake_workers(self, queues: Iterable[str]) -> None:
-        """One NOTIFY per queue, in one statement; in a transaction, delivered at commit."""
+    def wake_workers(self, payloads: Iterable[str]) -> None:
+        """One NOTIFY per payload, in one statement; in a transaction, delivered at commit."""
         with self.connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
-                [CHANNEL, sorted(set(queues))],
+                "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                [CHANNEL, sorted(set(payloads))],
             )
 
     def notifications(self, timeout: float) -> list[str]:
-        """Wait up to `timeout` seconds for wake-ups; returns the queues named (may be empty).
+        """Wait up to `timeout` seconds for wake-ups; returns their payloads (may be none).
 
         Listens first if this connection is new (the first call, or after a reconnect).
         Returns as soon as one arrives, with any others already received.
@@ -124,6 +125,39 @@ class PostgreSQLEngine(Engine):
                     job._state.adding = False
                     job._state.db = self.connection.alias
         return jobs
+
+    def insert_job(self, job: Job, *, wake: str | None = None) -> None:
+        """One prepared statement: the INSERT and, in the same statement, its NOTIFY
+        (delivered when the transaction commits, like every NOTIFY)."""
+        model, meta = type(job), job._meta
+        fields = [field for field in meta.concrete_fields if field is not meta.pk]
+        job._prepare_related_fields_for_save(operation_name="enqueue")
+        values = [field.pre_save(job, True) for field in fields]
+        if not self._can_unnest(meta.pk, fields, [job], [[value] for value in values]):
+            super().insert_job(job, wake=wake)
+            return
+        waking = wake is not None and self.wakes_workers
+        key = ("insert", model, waking)
+        if (sql := self._move_statements.get(key)) is None:
+            quote = self.connection.ops.quote_name
+            sql = (
+                f"INSERT INTO {quote(meta.db_table)}"
+                f" ({', '.join(quote(field.column) for field in fields)})"
+                f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(meta.pk.column)}"
+            )
+            if waking:
+                sql = f"WITH inserted AS ({sql}) SELECT *, pg_notify('{CHANNEL}', %s) FROM inserted"
+            self._move_statements[key] = sql
+        params = [
+            field.get_db_prep_save(value, self.connection)
+            for field, value in zip(fields, values, strict=True)
+        ]
+        if waking:
+            params.append(wake)
+        with self._prepared(sql, params) as cursor:
+            job.pk = cursor.fetchone()[0]
+        job._state.adding = False
+        job._state.db = self.connection.alias
 
     def _can_unnest(self, pk: Field, fields: list[Field], jobs: list[Job], columns: list) -> bool:
         """What Django's own UNNEST insert accepts, with the primary key left to the database."""
@@ -214,6 +248,15 @@ class PostgreSQLEngine(Engine):
         with self._prepared(sql, params) as cursor:
             return cursor.fetchall()
 
+    def _fetch_rows(self, sql: str, params: list) -> list[tuple]:
+        with self._prepared(sql, params) as cursor:
+            return cursor.fetchall()
+
+    def _typed(self, expression: str, field: Field) -> str:
+        """A cast: the values of a VALUES list have no column type of their own, and one
+        that is NULL in every row would otherwise be text."""
+        return f"CAST({expression} AS {field.cast_db_type(self.connection)})"
+
     def _count(self, sql: str, params: list) -> int:
         with self._prepared(sql, params) as cursor:
             return cursor.rowcount
@@ -231,11 +274,17 @@ class PostgreSQLEngine(Engine):
         import psycopg  # here, not at the top: a project on SQLite need not install it
 
         self.connection.ensure_connection()
+        began = time.monotonic()
         with (
             self.connection.wrap_database_errors,
             psycopg.Cursor(self.connection.connection) as cursor,
         ):
             cursor.execute(sql, params, prepare=prepare)
+            if self.connection.queries_logged:  # DEBUG, or a test counting statements
+                # Shown where Django shows its own statements (`connection.queries`), as its
+                # debug cursor would: the framework's raw statements are not hidden from tools.
+                seconds = time.monotonic() - began
+                self.connection.queries_log.append({"sql": sql, "time": f"{seconds:.3f}"})
             yield cursor
 
     def _waking(self, update: str) -> str:

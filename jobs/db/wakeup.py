@@ -1,9 +1,15 @@
-"""Waking idle workers when rows become runnable, once per transaction.
+"""Waking idle workers when rows become runnable, once per transaction, naming the job model.
 
 A worker sleeping between polls should start a new job within milliseconds, but only once
 the row is committed: before that it cannot see it. So the wake-up is sent on commit
 (`transaction.on_commit`; at once in autocommit), and everything one transaction enqueues,
 be it one row or ten thousand, wakes workers with one statement.
+
+A wake-up is a hint `(queue, model label)`, sent as the payload "<queue> <app_label.Model>"
+(queue names cannot hold a space, see `jobs.validation`). The model lets a worker go on
+skipping the tables it knows are empty (`jobs.runtime.claims`). A payload without the model
+part (a sender from before this format, during a rolling deploy) means any model of that
+queue; the queue `ANY_QUEUE` means every queue (of the model named, or of every model).
 
 The batch for the current transaction is found through a weak reference: Django holds the
 only strong reference (in its on-commit list), so when the transaction rolls back and Django
@@ -14,28 +20,57 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.db import connections, transaction
 
 from jobs.db import engine_for
 
+if TYPE_CHECKING:
+    from jobs.models import Job
+
 # The hint for rows whose queue the sender does not know (a bulk requeue): every worker wakes.
 ANY_QUEUE = "*"
+
+# (queue, model label); a label of None means any job model.
+Hint = tuple[str, str | None]
+
+
+def hint_for(queue: str, model: type[Job]) -> Hint:
+    """The hint for rows of `model` made runnable in `queue`.
+
+    Named after the concrete model, which is what workers claim from: a proxy's rows are
+    its concrete model's rows.
+    """
+    return (queue, model._meta.concrete_model._meta.label)
+
+
+def payload(hint: Hint) -> str:
+    """What a NOTIFY carries for `hint`."""
+    queue, label = hint
+    return queue if label is None else f"{queue} {label}"
+
+
+def read_payload(text: str) -> Hint:
+    """The hint a NOTIFY's payload carries; a queue alone (an older sender) means any model."""
+    queue, _, label = text.partition(" ")
+    return (queue, label or None)
 
 
 class _WakeUp:
     def __init__(self, using: str) -> None:
         self.using = using
-        self.queues: set[str] = set()
+        self.hints: set[Hint] = set()
         self.sent = False
 
     def send(self) -> None:
         self.sent = True
-        engine_for(self.using).wake_workers(self.queues)
+        engine_for(self.using).wake_workers(payload(hint) for hint in self.hints)
 
 
-def wake_workers_on_commit(using: str, queues: Iterable[str]) -> None:
-    """Wake workers serving `queues` once the current transaction on `using` commits."""
+def wake_workers_on_commit(using: str, hints: Iterable[Hint]) -> None:
+    """Wake workers serving the hints' queues and models once the current transaction on
+    `using` commits (see `hint_for`)."""
     connection = connections[using]
     if not engine_for(using).wakes_workers:
         return
@@ -43,8 +78,8 @@ def wake_workers_on_commit(using: str, queues: Iterable[str]) -> None:
     if batch is None or batch.sent:
         batch = _WakeUp(using)
         connection._jobs_wake_up = weakref.ref(batch)
-        batch.queues.update(queues)
+        batch.hints.update(hints)
         # robust: the rows are committed; a failed wake-up costs a poll interval, not an error.
         transaction.on_commit(batch.send, using=using, robust=True)
     else:
-        batch.queues.update(queues)
+        batch.hints.update(hints)

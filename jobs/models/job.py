@@ -21,7 +21,7 @@ from django.http import HttpRequest
 from jobs import backoff, execution, signals, timesource
 from jobs.conf import retention_days
 from jobs.db import engine_for
-from jobs.db.wakeup import wake_workers_on_commit
+from jobs.db.wakeup import hint_for, payload, wake_workers_on_commit
 from jobs.errors import JobStateError, Snooze
 from jobs.joblog import JobLog
 from jobs.models.options import JobBase
@@ -334,7 +334,7 @@ class Job(models.Model, metaclass=JobBase):
             self.state = JobState.PENDING
             using = router.db_for_write(type(self), instance=self)
             models.Model.save(self, using=using)
-            wake_workers_on_commit(using, [self.queue])
+            wake_workers_on_commit(using, [hint_for(self.queue, type(self))])
         elif not self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes):
             raise JobStateError(
                 f"{self.label} cannot be enqueued: it is {self._current_state()}, and enqueue() "
@@ -393,7 +393,9 @@ class Job(models.Model, metaclass=JobBase):
         """Move this row (and this instance) to `to_state` if it is still in `from_states`."""
         check_transition(from_states, to_state)
         using = self._state.db or router.db_for_write(type(self), instance=self)
-        wake = changes.get("queue", self.queue) if to_state == JobState.PENDING else None
+        wake = None
+        if to_state == JobState.PENDING:
+            wake = payload(hint_for(changes.get("queue", self.queue), type(self)))
         moved = engine_for(using).move_row(
             self, from_states, to_state, guard=guard or {}, changes=changes, wake=wake
         )

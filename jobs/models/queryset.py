@@ -7,7 +7,7 @@ the states it may come from, so two processes racing on the same rows cannot bot
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
@@ -15,7 +15,7 @@ from django.db import models, transaction
 
 from jobs import signals, timesource
 from jobs.db import engine_for
-from jobs.db.wakeup import ANY_QUEUE, wake_workers_on_commit
+from jobs.db.wakeup import ANY_QUEUE, hint_for, payload, wake_workers_on_commit
 from jobs.errors import JobStateError
 from jobs.states import (
     CANCELLABLE_STATES,
@@ -119,7 +119,7 @@ class JobQuerySet(models.QuerySet):
         now = timesource.now()
         moved = self.scheduled(now).update(run_at=now)
         if moved:
-            wake_workers_on_commit(self.db, [ANY_QUEUE])
+            wake_workers_on_commit(self.db, [hint_for(ANY_QUEUE, self.model)])
         return moved
 
     def rescue(self, now: datetime | None = None) -> int:
@@ -165,6 +165,32 @@ class JobQuerySet(models.QuerySet):
             signals.send(signals.job_rescued, orphan)
         return len(orphans)
 
+    def enqueue(
+        self,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        **fields: Any,
+    ) -> Job:
+        """Create a job with `fields` and enqueue it: one statement, a row already pending.
+
+        `Export.objects.enqueue(report=r)` does what `Export.objects.create(report=r).enqueue()`
+        does, in one round trip instead of two, and the row is never seen `new`; on
+        PostgreSQL the wake-up rides in the same statement. The options are `enqueue()`'s.
+        As with `bulk_enqueue()`, `save()` and the model's `pre_save`/`post_save` signals do
+        not run; `job_enqueued` is sent.
+        """
+        job = self.model(**fields)
+        changes = enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
+        for name, value in changes.items():
+            setattr(job, name, value)
+        job.state = JobState.PENDING
+        engine_for(self.db).insert_job(job, wake=payload(hint_for(job.queue, self.model)))
+        signals.send(signals.job_enqueued, job)
+        return job
+
     def bulk_enqueue(
         self,
         jobs: Iterable[Job],
@@ -196,20 +222,10 @@ class JobQuerySet(models.QuerySet):
             job.state = JobState.PENDING
         with transaction.atomic(using=self.db):
             created = engine_for(self.db).insert_jobs(self.model, jobs, batch_size=batch_size)
-            wake_workers_on_commit(self.db, {job.queue for job in created})
+            wake_workers_on_commit(self.db, {hint_for(job.queue, self.model) for job in created})
             for job in created:
                 signals.send(signals.job_enqueued, job)
         return created
-
-    def next_run_at(self, queues: Sequence[str] | None = None) -> datetime | None:
-        """When the earliest pending row of `queues` (all if None) becomes runnable.
-
-        What an idle worker sleeps until, so a scheduled job starts on time without polling.
-        """
-        rows = self.pending()
-        if queues is not None:
-            rows = rows.filter(queue__in=queues)
-        return rows.order_by("run_at").values_list("run_at", flat=True).first()
 
     def prune(self, retention: dict[str, float | None], *, batch: int = 1000) -> int:
         """Delete one batch of finished rows older than `retention` (days, per state).
@@ -246,7 +262,9 @@ class JobQuerySet(models.QuerySet):
         check_transition(from_states, to_state)
         moved = self.filter(state__in=from_states).update(state=to_state, **changes)
         if moved and to_state == JobState.PENDING:
-            wake_workers_on_commit(self.db, [changes.get("queue", queue_hint)])
+            wake_workers_on_commit(
+                self.db, [hint_for(changes.get("queue", queue_hint), self.model)]
+            )
         return moved
 
 

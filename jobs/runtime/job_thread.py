@@ -5,6 +5,12 @@ job overruns its timeout or a shutdown's grace period, the main thread records t
 (or hands the job back), gives the thread up, and the process exits, taking the stuck thread
 with it. The threads are daemons for that reason, and each keeps one database connection
 for all the jobs it performs.
+
+A job thread does not write its job's outcome: it hands it to the worker's main thread,
+which writes the outcomes of every thread that finished since its last claim in the same
+transaction as its next claim (`jobs.execution.record`). The thread is free for its next
+job as soon as it has handed the outcome over; before taking it, it waits to hear whether
+the outcome was written, then logs it and sends the lifecycle signals.
 """
 
 from __future__ import annotations
@@ -31,16 +37,17 @@ class JobThread:
 
     def __init__(self, name: str, *, on_done: Callable[[], None]) -> None:
         self.name = name
-        self.job: Any = None  # the job in hand, until the worker collects it
+        self.job: Any = None  # the job in hand, until the worker collects its outcome
         self.began = 0.0  # monotonic time the job in hand was handed over
         self._on_done = on_done
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._outcome: execution.Outcome | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def perform(self, job: Any) -> None:
-        """Start `execution.execute(job)` on the thread; `finished()` tells when it is recorded."""
+        """Start the attempt on the thread; `finished()` tells when its outcome is known."""
         self.job = job
         self.began = time.monotonic()
         self._done.clear()
@@ -49,10 +56,12 @@ class JobThread:
     def finished(self) -> bool:
         return self._done.is_set()
 
-    def collect(self) -> Any:
-        """Take back the finished job, leaving the thread free for the next one."""
-        job, self.job = self.job, None
-        return job
+    def collect(self) -> execution.Outcome:
+        """Take the finished attempt's outcome, to be recorded and settled by the caller,
+        leaving the thread free for the next job."""
+        outcome, self._outcome, self.job = self._outcome, None, None
+        self._done.clear()
+        return outcome
 
     def stack(self) -> str:
         """Where the job is right now: what a timeout reports, to show where it hung."""
@@ -63,25 +72,30 @@ class JobThread:
         """Let the thread end after the job in hand (a stuck one ends with the process)."""
         self._inbox.put(None)
 
+    def join(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the thread to end (after `close()`)."""
+        self._thread.join(timeout)
+
     def _loop(self) -> None:
         try:
             while (job := self._inbox.get()) is not None:
-                try:
-                    execution.execute(job)
-                except CONNECTION_ERRORS as exc:
-                    logger.warning(
-                        "could not record the outcome of %s (%s); it will be rescued when its "
-                        "lease runs out",
-                        job.label,
-                        exc,
-                    )
-                except BaseException:
-                    # perform() raised SystemExit or KeyboardInterrupt: already recorded on
-                    # the row; on this thread it must not end the worker.
-                    logger.warning("%s raised %s", job.label, sys.exc_info()[0].__name__)
-                finally:
-                    close_broken_connections()
-                    self._done.set()
-                    self._on_done()
+                outcome = execution.attempt(job)
+                close_broken_connections()
+                self._outcome = outcome
+                self._done.set()
+                self._on_done()
+                self._report(outcome)
         finally:
             connections.close_all()
+
+    def _report(self, outcome: execution.Outcome) -> None:
+        """Once the worker has settled the outcome: log it and send the signals."""
+        outcome.wait_until_settled()
+        try:
+            execution.report(outcome)
+        except CONNECTION_ERRORS as exc:  # reading the row's state for the warning
+            logger.warning("could not report on %s (%s)", outcome.job.label, exc)
+        if outcome.exc is not None and not isinstance(outcome.exc, Exception):
+            # perform() raised SystemExit or KeyboardInterrupt: recorded on the row like any
+            # failure; on this thread it must not end the worker.
+            logger.warning("%s raised %s", outcome.job.label, type(outcome.exc).__name__)

@@ -1,9 +1,11 @@
 """The thread that lets an idle worker sleep until the database says there is work.
 
 It holds one connection of its own, LISTENing (see `jobs.db.postgresql`), and calls
-`on_wake` when a wake-up names a queue the worker serves. A notification is only a hint: the
-worker then claims through the usual statement, so a forged or stale one costs one claim.
-After an outage it wakes the worker once, because notifications sent meanwhile are lost.
+`on_wake` with the hints (queue, job model: `jobs.db.wakeup`) of the wake-ups that name a
+queue the worker serves, from this thread: the callee must hand them over thread-safely. A
+notification is only a hint: the worker then claims through the usual statement, so a forged
+or stale one costs one claim. After an outage it wakes the worker once for every queue and
+model, because notifications sent meanwhile are lost.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.db import connections
 
 from jobs.db import engine_for
 from jobs.db.outage import CONNECTION_ERRORS, Outage
-from jobs.db.wakeup import ANY_QUEUE
+from jobs.db.wakeup import ANY_QUEUE, Hint, read_payload
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,11 @@ class Listener:
     """Use as a context manager around a worker's serving loop."""
 
     def __init__(
-        self, *, using: str, queues: Sequence[str] | None, on_wake: Callable[[], None]
+        self,
+        *,
+        using: str,
+        queues: Sequence[str] | None,
+        on_wake: Callable[[list[Hint]], None],
     ) -> None:
         self._using = using
         self._queues = None if queues is None else {*queues, ANY_QUEUE}
@@ -50,14 +56,15 @@ class Listener:
         try:
             while not self._stop.is_set():
                 try:
-                    queues = engine.notifications(LISTEN_WAIT)
+                    payloads = engine.notifications(LISTEN_WAIT)
                 except CONNECTION_ERRORS as exc:
                     self._stop.wait(outage.failed(exc))
                     continue
                 if outage.ongoing:
-                    self._on_wake()
+                    self._on_wake([(ANY_QUEUE, None)])
                 outage.succeeded()
-                if queues and (self._queues is None or self._queues.intersection(queues)):
-                    self._on_wake()
+                hints = [read_payload(text) for text in payloads]
+                if served := [h for h in hints if self._queues is None or h[0] in self._queues]:
+                    self._on_wake(served)
         finally:
             connections.close_all()

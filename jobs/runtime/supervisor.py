@@ -33,6 +33,7 @@ from jobs.identity import process_identity
 from jobs.models import Worker as WorkerRow
 from jobs.runtime.doorbell import Doorbell
 from jobs.runtime.worker import (
+    DEFAULT_THREADS,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RECYCLE,
@@ -94,7 +95,7 @@ class Supervisor:
             "supervisor %s starting %d worker process(es) of %d thread(s) each",
             self.name,
             self.processes,
-            self.worker_options.get("threads", 1),
+            self.worker_options.get("threads", DEFAULT_THREADS),
         )
         try:
             self._beat(register=True)
@@ -224,7 +225,7 @@ class Supervisor:
                 WorkerRow.register(
                     self.name,
                     queues=self.worker_options.get("queues"),
-                    threads=self.worker_options.get("threads", 1),
+                    threads=self.worker_options.get("threads", DEFAULT_THREADS),
                     supervisor=None,
                 )
             else:

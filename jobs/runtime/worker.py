@@ -29,20 +29,28 @@ from jobs.cron.clock import Clock, prune_runs
 from jobs.cron.schedules import configured_schedules
 from jobs.db import engine_for
 from jobs.db.outage import CONNECTION_ERRORS, Outage
+from jobs.db.wakeup import Hint
 from jobs.identity import process_identity
 from jobs.lease import LeaseKeeper
 from jobs.models import Job, JobQuerySet
 from jobs.models import Worker as WorkerRow
 from jobs.models.discovery import served_models
 from jobs.monitoring import tally
+from jobs.runtime.claims import Claims
 from jobs.runtime.doorbell import Doorbell
 from jobs.runtime.job_thread import JobThread
 from jobs.runtime.listener import Listener
+from jobs.runtime.outcomes import Outcomes
 from jobs.runtime.resources import resident_memory_mb
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Jobs a `runjobs` process runs at once unless told otherwise: enough that the outcomes of
+# one claim's worth of jobs share a commit and a slow job does not hold up the queue, few
+# enough to keep a process to 13 connections (see `jobs.runtime.budget`). Sidekiq and
+# GoodJob default to 5, Oban to 10; measured in docs/benchmarks.md.
+DEFAULT_THREADS = 10
 PAUSE_SIGNAL = signal.SIGUSR2
 RESUME_SIGNAL = signal.SIGCONT
 # The shortest idle sleep when a pending row is already due but was not claimable (another
@@ -64,9 +72,9 @@ PRUNE_PAUSE_SECONDS = 600
 class WorkerLoop:
     """Serves `queues` in order of precedence (all queues if None) from every job model.
 
-    Runs up to `threads` jobs at once. Within one queue, job models take turns (round
-    robin), so a flood of one job type cannot starve another; within one model, higher
-    priority first, then oldest `run_at`.
+    Runs up to `threads` jobs at once. Within one queue, higher priority first across job
+    models, then oldest `run_at`; at equal priority the models take turns (round robin), so
+    a flood of one job type cannot starve another.
     """
 
     def __init__(
@@ -104,10 +112,10 @@ class WorkerLoop:
         self._wakeup = Doorbell()  # rung by finished jobs, wake-ups and signals
         self._idle: list[JobThread] = []
         self._busy: list[JobThread] = []
+        self._outcomes = Outcomes(using)  # performed, not yet written
         self._given_up: list[JobThread] = []  # stuck on a job the worker no longer waits for
         self._grace_ends: float | None = None
         self._parent_pid = os.getppid() if supervisor else None
-        self._first_model = 0  # whose turn it is to be asked first, for round robin
         engine_for(using)  # refuse an unsupported database now, not at the first claim
         self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
         self._next_prune = 0.0  # monotonic time of the next pruning pass
@@ -116,6 +124,8 @@ class WorkerLoop:
         self._scheduler = Clock(schedules) if schedules else None
         self._clock_due = 0.0  # monotonic time of the next tick
         self._clock_reported = -math.inf  # monotonic time clock_ticked_at was last written
+        # Which models to ask, by how much, and which are known empty (jobs.runtime.claims).
+        self._claims = Claims(self.models, queues=self.queues, interval=interval, using=using)
 
     def run(self) -> int:
         """Work until stopped (or, with `burst`, until nothing is runnable). Returns jobs performed.
@@ -155,8 +165,11 @@ class WorkerLoop:
                 self._while_reachable(lambda: self._rescue(timesource.now()))
                 self._serve()
         finally:
+            self._outcomes.abandon()  # if any are left: they were never written
             for job_thread in self._idle + self._busy + self._given_up:
                 job_thread.close()
+            for job_thread in self._idle:  # let each report its last outcome before we go
+                job_thread.join(timeout=self.grace)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._wakeup.close()
@@ -185,29 +198,16 @@ class WorkerLoop:
         self._wakeup.ring()
 
     def claim(self, limit: int = 1) -> list[Job]:
-        """Claim up to `limit` runnable jobs: first queue first; within a queue, models in turn.
+        """Claim up to `limit` runnable jobs: first queue first; within a queue, by priority
+        across job models, the models taking turns at equal priority (`jobs.runtime.claims`).
 
-        One statement per (queue, model) asked, each taking as many rows as are still
-        wanted. The model after the one that supplied the last job is asked first next time.
+        Tables known to be empty are not asked. A burst worker about to leave (nothing
+        claimed, nothing in hand) asks every table once more: it hears no wake-ups, and a
+        job it ran may have enqueued another.
         """
-        now = timesource.now()
-        count = len(self.models)
-        claimed: list[Job] = []
-        for queue in self.queues or [None]:
-            for offset in range(count):
-                if len(claimed) >= limit:
-                    return claimed
-                index = (self._first_model + offset) % count
-                jobs = engine_for(self.using).claim(
-                    self.models[index],
-                    queue=queue,
-                    worker=self.name,
-                    now=now,
-                    limit=limit - len(claimed),
-                )
-                if jobs:
-                    self._first_model = (index + 1) % count
-                    claimed.extend(jobs)
+        claimed = self._claims.claim(limit, worker=self.name, now=timesource.now())
+        if not claimed and self.burst and not self._busy and self._claims.forget():
+            claimed = self._claims.claim(limit, worker=self.name, now=timesource.now())
         return claimed
 
     def _serve(self) -> None:
@@ -217,6 +217,7 @@ class WorkerLoop:
             self._enforce_deadlines()
             self._tick_clock()
             if self._stopping:
+                self._outcomes.write_before_leaving(self._outage)
                 if not self._busy:
                     return
                 self._wakeup.wait(self._time_to_deadline(self.interval))
@@ -224,12 +225,16 @@ class WorkerLoop:
             drained = False
             wanted = self._wanted()
             if wanted and not self._paused:
-                jobs = self._while_reachable(partial(self.claim, wanted))
+                jobs = self._while_reachable(
+                    partial(self._outcomes.write_with, partial(self.claim, wanted))
+                )
                 for job in jobs or []:
                     self._dispatch(job)
                 drained = jobs is not None and len(jobs) < wanted
                 if not drained:
                     continue
+            elif self._outcomes:
+                self._while_reachable(self._outcomes.write)
             if self.burst and drained and not self._busy:
                 return
             self._wakeup.wait(self._idle_wait(drained))
@@ -248,11 +253,19 @@ class WorkerLoop:
         job_thread.perform(job)
 
     def _collect_finished(self) -> None:
-        """Free the threads whose jobs have finished; leave if a limit says so."""
+        """Take the outcomes of the threads whose jobs have finished, to be written with the
+        next claim, and free those threads; leave if a limit says so.
+
+        A finished job's lease is let go at once: from here to its outcome's commit is one
+        turn of this loop, and a lease the database never sees renewed during an outage runs
+        out the same either way.
+        """
         finished = [job_thread for job_thread in self._busy if job_thread.finished()]
         for job_thread in finished:
             self._busy.remove(job_thread)
-            self._leases.release(job_thread.collect())
+            outcome = job_thread.collect()
+            self._leases.release(outcome.job)
+            self._outcomes.add(outcome)
             self._idle.append(job_thread)
         self.performed += len(finished)
         if self._stopping:
@@ -330,11 +343,9 @@ class WorkerLoop:
         return self._time_to_deadline(min(self.interval, max(until_due, MIN_IDLE_WAIT)))
 
     def _next_run_at(self) -> datetime | None:
-        due = [
-            JobQuerySet(model=model, using=self.using).next_run_at(self.queues)
-            for model in self.models
-        ]
-        return min((at for at in due if at is not None), default=None)
+        """One statement for every model; it also ends each empty model's mark at its next
+        row's `run_at`."""
+        return self._claims.next_due()
 
     def _tick_clock(self) -> None:
         """Enqueue the schedules' due slots, and say (at least every CLOCK_REPORT_SECONDS)
@@ -356,7 +367,12 @@ class WorkerLoop:
         """Wake-ups from the database, where it sends them; a burst worker only drains."""
         if self.burst or not engine_for(self.using).wakes_workers:
             return contextlib.nullcontext()
-        return Listener(using=self.using, queues=self.queues, on_wake=self._wakeup.ring)
+
+        def on_wake(hints: list[Hint]) -> None:  # on the listener's thread
+            self._claims.hear(hints)
+            self._wakeup.ring()
+
+        return Listener(using=self.using, queues=self.queues, on_wake=on_wake)
 
     def _while_reachable(self, call: Callable[[], T]) -> T | None:
         """Call until the database answers (None if stopped first): outages are waited out."""

@@ -12,7 +12,7 @@ from jobs.runtime.doorbell import Doorbell
 from jobs.runtime.worker import WorkerLoop
 from tests.conftest import database_url, in_thread, listen_notify, wait_for
 from tests.factories import RecordingJobFactory
-from tests.testapp.models import RecordingJob
+from tests.testapp.models import HugeErrorJob, RecordingJob
 
 pytestmark = [pytest.mark.django_db(transaction=True), listen_notify]
 
@@ -30,9 +30,19 @@ def received(listener: psycopg.Connection) -> list[str]:
     return [note.payload for note in listener.notifies(timeout=0.3)]
 
 
-def test_an_enqueue_outside_a_transaction_wakes_workers_of_its_queue(listener):
+def test_an_enqueue_outside_a_transaction_wakes_workers_naming_its_queue_and_model(listener):
     RecordingJobFactory(enqueue=True, enqueue__queue="mail")
-    assert received(listener) == ["mail"]
+    assert received(listener) == ["mail testapp.RecordingJob"]
+
+
+def test_an_unsaved_job_enqueued_names_its_queue_and_model(listener):
+    RecordingJob(label_text="new").enqueue(queue="mail")
+    assert received(listener) == ["mail testapp.RecordingJob"]
+
+
+def test_a_proxy_model_s_rows_wake_workers_of_its_concrete_model(listener):
+    HugeErrorJob.objects.create().enqueue()
+    assert received(listener) == ["default testapp.RecordingJob"]
 
 
 def test_a_transaction_wakes_workers_once_per_queue_and_only_when_it_commits(listener):
@@ -41,7 +51,10 @@ def test_a_transaction_wakes_workers_once_per_queue_and_only_when_it_commits(lis
             RecordingJobFactory(enqueue=True)
         RecordingJobFactory(enqueue=True, enqueue__queue="mail")
         assert received(listener) == []  # nothing is visible to workers yet
-    assert sorted(received(listener)) == ["default", "mail"]
+    assert sorted(received(listener)) == [
+        "default testapp.RecordingJob",
+        "mail testapp.RecordingJob",
+    ]
 
 
 def test_a_rolled_back_transaction_wakes_no_one_and_the_next_one_still_does(listener):
@@ -51,19 +64,19 @@ def test_a_rolled_back_transaction_wakes_no_one_and_the_next_one_still_does(list
     assert received(listener) == []
     with transaction.atomic():
         RecordingJobFactory(enqueue=True)
-    assert received(listener) == ["default"]
+    assert received(listener) == ["default testapp.RecordingJob"]
 
 
 def test_bulk_enqueue_wakes_workers_once(listener):
     RecordingJob.objects.bulk_enqueue([RecordingJob() for _ in range(500)])
-    assert received(listener) == ["default"]
+    assert received(listener) == ["default testapp.RecordingJob"]
 
 
-def test_a_requeue_of_rows_of_any_queue_wakes_every_worker(listener):
+def test_a_requeue_of_rows_of_any_queue_wakes_every_worker_for_that_model(listener):
     RecordingJobFactory(enqueue=True).cancel()
     received(listener)
     assert RecordingJob.objects.cancelled().requeue() == 1
-    assert received(listener) == ["*"]
+    assert received(listener) == ["* testapp.RecordingJob"]
 
 
 def test_no_wake_ups_when_listening_is_turned_off(listener, settings):

@@ -112,7 +112,7 @@ def test_max_jobs_recycles_the_worker_after_that_many_jobs():
 def test_max_memory_recycles_the_worker_after_the_job_that_crossed_it():
     for _ in range(2):
         RecordingJobFactory(enqueue=True)
-    result = manage("runjobs", "--max-memory", "1", **QUIET)
+    result = manage("runjobs", "--threads", "1", "--max-memory", "1", **QUIET)
     assert result.returncode == EXIT_RECYCLE, result.stderr
     assert Effect.objects.count() == 1
     assert "(--max-memory 1)" in result.stderr

@@ -54,10 +54,10 @@ def test_queues_are_served_in_order_of_precedence():
     assert RecordingJob.objects.get(pk=ignored.pk).state == JobState.PENDING
 
 
-def test_job_models_take_turns_within_a_queue():
+def test_job_models_of_equal_priority_take_turns_within_a_queue():
     for _ in range(3):
-        RecordingJobFactory(enqueue=True, enqueue__queue="shared")
-        UrgentJobFactory(enqueue=True, enqueue__queue="shared")
+        RecordingJobFactory(enqueue=True, enqueue__queue="shared", enqueue__priority=0)
+        UrgentJobFactory(enqueue=True, enqueue__queue="shared", enqueue__priority=0)
     WorkerLoop(queues=["shared"], burst=True).run()
     models = [model for model, _ in performed_order()]
     assert models[0::2] == [models[0]] * 3

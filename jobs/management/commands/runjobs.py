@@ -22,7 +22,7 @@ from jobs.models.discovery import (
 from jobs.runtime.budget import ConnectionBudget, check_connection_budget
 from jobs.runtime.console import use_console_unless_configured
 from jobs.runtime.supervisor import Supervisor
-from jobs.runtime.worker import EXIT_OK, EXIT_RECYCLE, WorkerLoop
+from jobs.runtime.worker import DEFAULT_THREADS, EXIT_OK, EXIT_RECYCLE, WorkerLoop
 
 
 def require_tables(models: list[type[Model]]) -> None:
@@ -52,9 +52,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threads",
             type=positive_number("threads", whole=True),
-            default=1,
+            default=DEFAULT_THREADS,
             metavar="T",
-            help="Jobs each worker process runs at once, one per thread (default: 1).",
+            help="Jobs each worker process runs at once, one per thread "
+            f"(default: {DEFAULT_THREADS}).",
         )
         parser.add_argument(
             "--no-clock",

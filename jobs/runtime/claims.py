@@ -1,0 +1,192 @@
+"""Which job models a worker asks for work, and how many rows of each: claims whose cost does
+not grow with the number of job models.
+
+A project may have twenty job models of which one has work. Asking every table on every
+claim costs a statement per empty table; instead the worker keeps a memo, per queue and
+model, of the tables it found empty ("known empty until"), and asks only the others:
+
+- A claim that returns fewer rows than asked marks its (queue, model) empty.
+- The mark ends at the earliest of: a wake-up naming that model (or any model) in that queue
+  (`jobs.db.wakeup`), the model's next pending row coming due (`Claims.next_due`), or one
+  poll interval. The interval is the safety net for rows made runnable without a wake-up
+  (raw SQL, SQLite, a lost notification): a lost hint costs at most one interval, as a lost
+  notification did when every claim asked every table.
+- A wake-up heard while a claim is under way is applied at the start of the next claim,
+  after the marks that claim made, so a mark never outlives a hint sent after it.
+
+When more than one model of a queue may have work, one statement (`Engine.peek`) reads the
+priorities of each one's next rows without locking, and the claim is shared out by priority
+across models; at equal priority the models take turns (round robin), so a flood of one job
+type cannot starve another. Each model's share is then claimed with the usual statement
+(`Engine.claim`), so what a claim guarantees is unchanged: the peek only chooses where to ask.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from jobs import timesource
+from jobs.db import engine_for
+from jobs.db.wakeup import ANY_QUEUE, Hint
+from jobs.models import Job
+
+
+class Claims:
+    """The claims of one worker loop, from its main thread; `hear()` from any thread.
+
+    `queues` in order of precedence, or None for every queue; `models` in the order they
+    take turns.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[type[Job]],
+        *,
+        queues: Sequence[str] | None,
+        interval: float,
+        using: str,
+    ) -> None:
+        self.models = list(models)
+        self.queues = list(queues) if queues else None
+        self.interval = interval
+        self.using = using
+        self._index = {model._meta.label: index for index, model in enumerate(self.models)}
+        self._turn = 0  # the model asked first at equal priority: round robin
+        # (queue or None, model index) -> monotonic time until which it is known empty
+        self._empty_until: dict[tuple[str | None, int], float] = {}
+        self._heard: list[Hint] = []
+        self._lock = threading.Lock()
+
+    def hear(self, hints: Iterable[Hint]) -> None:
+        """Take wake-ups from the listener thread; applied at the start of the next claim."""
+        with self._lock:
+            self._heard.extend(hints)
+
+    def forget(self) -> bool:
+        """Drop every mark, so the next claim asks every table; whether there was any."""
+        had = bool(self._empty_until)
+        self._empty_until.clear()
+        return had
+
+    def claim(self, limit: int, *, worker: str, now: datetime) -> list[Job]:
+        """Claim up to `limit` runnable jobs: first queue first; within a queue, by priority
+        across models, the models taking turns at equal priority.
+
+        Asks only the models not known empty: one claim statement per model asked, plus one
+        peek where more than one model of a queue may have work.
+        """
+        self._apply_heard()
+        claimed: list[Job] = []
+        for queue in self.queues or [None]:
+            if len(claimed) >= limit:
+                break
+            claimed += self._claim_queue(queue, limit - len(claimed), worker=worker, now=now)
+        return claimed
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending row of any served model becomes runnable (None: none).
+
+        One statement for every model. Each model's mark ends no later than its own next
+        row's `run_at`, so a job scheduled for later is claimed when it comes due.
+        """
+        due = engine_for(self.using).next_due(self.models, queues=self.queues)
+        clock, now = time.monotonic(), timesource.now()
+        for index, at in enumerate(due):
+            if at is None:
+                continue
+            ends = clock + (at - now).total_seconds()
+            for queue in self.queues or [None]:
+                key = (queue, index)
+                if key in self._empty_until:
+                    self._empty_until[key] = min(self._empty_until[key], ends)
+        return min((at for at in due if at is not None), default=None)
+
+    def _claim_queue(
+        self, queue: str | None, wanted: int, *, worker: str, now: datetime
+    ) -> list[Job]:
+        clock = time.monotonic()
+        candidates = [
+            index
+            for index in range(len(self.models))
+            if self._empty_until.get((queue, index), -math.inf) <= clock
+        ]
+        for index in candidates:
+            self._empty_until.pop((queue, index), None)
+        if not candidates:
+            return []
+        if len(candidates) == 1:
+            shares, seen_all = {candidates[0]: wanted}, set()
+        else:
+            peeked = engine_for(self.using).peek(
+                [self.models[index] for index in candidates], queue=queue, now=now, limit=wanted
+            )
+            heads = dict(zip(candidates, peeked, strict=True))
+            shares = self._shares(heads, wanted)
+            # A model whose every runnable row the peek saw, and that we claim all of, is
+            # empty after this claim: no need to peek at it again before a wake-up.
+            seen_all = {
+                index
+                for index, rows in heads.items()
+                if index in shares and shares[index] == len(rows) < wanted
+            }
+            for index, rows in heads.items():
+                if not rows:
+                    self._mark_empty(queue, index, clock)
+        claimed: list[Job] = []
+        for index, share in shares.items():
+            jobs = engine_for(self.using).claim(
+                self.models[index], queue=queue, worker=worker, now=now, limit=share
+            )
+            if jobs and len(shares) == 1:
+                self._turn = (index + 1) % len(self.models)
+            if len(jobs) < share or index in seen_all:
+                self._mark_empty(queue, index, clock)
+            claimed += jobs
+        claimed.sort(key=lambda job: -job.priority)  # stable: the models' turns stay in order
+        return claimed
+
+    def _shares(self, heads: dict[int, list[int]], wanted: int) -> dict[int, int]:
+        """How many rows to claim from each model: `wanted` picks, each the highest priority
+        among the models' next rows, the first in turn winning ties and passing the turn on.
+
+        Returns {model index: rows}, in the order the models were first picked; the turn
+        passes to the model after the last one picked.
+        """
+        count = len(self.models)
+        taken: dict[int, int] = {}
+        turn = self._turn
+        for _ in range(wanted):
+            best, best_priority = None, 0
+            for offset in range(count):
+                index = (turn + offset) % count
+                priorities = heads.get(index, [])
+                if taken.get(index, 0) < len(priorities):
+                    priority = priorities[taken.get(index, 0)]
+                    if best is None or priority > best_priority:
+                        best, best_priority = index, priority
+            if best is None:
+                break
+            taken[best] = taken.get(best, 0) + 1
+            turn = (best + 1) % count
+        self._turn = turn
+        return taken
+
+    def _mark_empty(self, queue: str | None, index: int, clock: float) -> None:
+        self._empty_until[(queue, index)] = clock + self.interval
+
+    def _apply_heard(self) -> None:
+        with self._lock:
+            heard, self._heard = self._heard, []
+        for queue, label in heard:
+            if label is not None and label not in self._index:
+                continue  # a model this worker does not serve
+            for key in list(self._empty_until):
+                marked_queue, index = key
+                if (label is None or self._index[label] == index) and (
+                    queue == ANY_QUEUE or marked_queue is None or marked_queue == queue
+                ):
+                    del self._empty_until[key]

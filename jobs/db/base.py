@@ -281,10 +281,23 @@ class Engine:
     def _claim_statement(
         self, model: type[Job], *, queue: str | None, worker: str, now: datetime, limit: int
     ) -> tuple[str, list]:
+        """The claim's text (built once per model and queue filter) and its parameters."""
+        changes = claim_changes(now, worker)
+        key = ("claim", model, queue is not None)
+        if (sql := self._move_statements.get(key)) is None:
+            sql = self._move_statements[key] = self._claim_text(model, queue, tuple(changes))
+        adapt = self.connection.ops.adapt_datetimefield_value
+        values = [adapt(v) if isinstance(v, datetime) else v for v in changes.values()]
+        params = [JobState.RUNNING, *values, JobState.PENDING, adapt(now)]
+        if queue is not None:
+            params.append(queue)
+        params.append(limit)
+        return sql, params
+
+    def _claim_text(self, model: type[Job], queue: str | None, changes: tuple[str, ...]) -> str:
         quote = self.connection.ops.quote_name
         column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
         pk = quote(model._meta.pk.column)
-        stamp = self.connection.ops.adapt_datetimefield_value(now)
         queue_filter = f" AND {column['queue']} = %s" if queue is not None else ""
         chosen = (
             f"SELECT {pk} FROM {quote(model._meta.db_table)}"
@@ -292,22 +305,14 @@ class Engine:
             f" ORDER BY {column['priority']} DESC, {column['run_at']}, {pk}"
             f" LIMIT %s{self.row_lock_clause}"
         )
-        changes = claim_changes(now, worker)
         sets = ", ".join(f"{column[name]} = %s" for name in changes)
-        sql = (
+        return (
             f"UPDATE {quote(model._meta.db_table)}"
             f" SET {column['state']} = %s, {column['attempts']} = {column['attempts']} + 1,"
             f" {sets}"
             f" WHERE {self._pk_among(pk, chosen)}"
             f" RETURNING {', '.join(column.values())}"
         )
-        adapt = self.connection.ops.adapt_datetimefield_value
-        values = [adapt(v) if isinstance(v, datetime) else v for v in changes.values()]
-        params = [JobState.RUNNING, *values, JobState.PENDING, stamp]
-        if queue is not None:
-            params.append(queue)
-        params.append(limit)
-        return sql, params
 
     def _pk_among(self, pk: str, subquery: str) -> str:
         return f"{pk} IN ({subquery})"

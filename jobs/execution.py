@@ -102,8 +102,9 @@ class Outcome:
     changes: dict[str, Any]
     took: float
     exc: BaseException | None = None
-    # Once settled: True (written), False (the row had moved on) or None (the database could
-    # not be reached; the row stays running until its lease runs out and it is rescued).
+    # Once settled: True (written), False (the row had moved on) or None (not written: the
+    # database could not be reached or refused it, or the job's own connection broke; the row
+    # stays running until its lease runs out and it is rescued; `why_unrecorded` says which).
     recorded: bool | None = None
     # False when perform() failed because this thread's own connection to the job's database
     # broke (see `_lost_its_database`): then nothing is written and the row is rescued.

@@ -163,7 +163,7 @@ class Engine:
                 f.get_db_prep_save(changes[f.name], self.connection) for f in change_fields
             )
         params.extend([to_state, *from_states])
-        moved = {pk for (pk,) in self._fetch_rows(sql, params)}
+        moved = {pk for (pk,) in self._fetch(sql, params)}
         return [job.pk in moved for job, _changes in rows]
 
     def _batch_move_statement(
@@ -204,12 +204,6 @@ class Engine:
         """`expression` as a value of `field`'s column, where the database needs telling."""
         return expression
 
-    def _fetch_rows(self, sql: str, params: list) -> list[tuple]:
-        """Run one statement that returns rows, other than a claim."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-
     def _move_statement(
         self, model: type[Job], from_count: int, guard: tuple[str, ...], changes: tuple[str, ...]
     ) -> str:
@@ -228,7 +222,8 @@ class Engine:
         raise NotImplementedError(f"{type(self).__name__} cannot wake workers")
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
-        """Run one statement and return its rows (the hot path: no ORM in between)."""
+        """Run one statement of the worker's hot path (a claim, a peek, a batch of outcomes)
+        and return its rows: no ORM in between."""
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()

@@ -238,17 +238,14 @@ class PostgreSQLEngine(Engine):
             self._tuned = self.connection.connection
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
-        """Run a claim, prepared where the connection allows it, on a session set for claims.
+        """Run a hot-path statement, prepared where the connection allows it, on a session
+        set for claims (a no-op check once the connection is set, or inside a transaction).
 
         Prepared: bound on the client, as Django does by default, every claim would be
         parsed and planned again, and on a table with several indexes planning costs more
         than running.
         """
         self.prepare_claiming_session()
-        with self._prepared(sql, params) as cursor:
-            return cursor.fetchall()
-
-    def _fetch_rows(self, sql: str, params: list) -> list[tuple]:
         with self._prepared(sql, params) as cursor:
             return cursor.fetchall()
 

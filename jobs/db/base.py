@@ -11,9 +11,16 @@ row instead of the few chosen ones by primary key.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from django.db.models import Model
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
 
 from jobs.conf import lease_duration, listen_enabled
 from jobs.states import JobState
@@ -22,6 +29,11 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from jobs.models import Job
+
+# The attributes Django puts on a model for a concrete field, whose only effect when set on a
+# new instance is an entry in its `__dict__` (a foreign key's also forgets a cached related
+# object, which a new instance has not got): what lets `RowLoader` skip `__init__`.
+PLAIN_ATTRIBUTES = (DeferredAttribute, ForeignKeyDeferredAttribute)
 
 
 def claim_changes(now: datetime, claimant: str) -> dict[str, Any]:
@@ -84,8 +96,7 @@ class Engine:
         `perform()`. One statement, however many rows.
         """
         sql, params = self._claim_statement(model, queue=queue, worker=worker, now=now, limit=limit)
-        load = self._loader(model)
-        claimed = [load(row) for row in self._fetch(sql, params)]
+        claimed = self._loader(model).load(self._fetch(sql, params))
         claimed.sort(key=lambda job: (-job.priority, job.run_at, job.pk))
         return claimed
 
@@ -150,21 +161,32 @@ class Engine:
             ((job, changes),) = rows
             return [self.move_row(job, from_states, to_state, guard=job._claim(), changes=changes)]
         names = tuple(rows[0][1])
-        sql = self._batch_move_statement(model, len(from_states), names, len(rows))
-        fields = model._meta
-        guard_fields = [fields.get_field(name) for name in ("attempts", "claimed_by")]
-        change_fields = [fields.get_field(name) for name in names]
-        params: list[Any] = []
-        for job, changes in rows:
-            claim = job._claim()
-            params.append(job.pk)
-            params.extend(f.get_db_prep_value(claim[f.name], self.connection) for f in guard_fields)
-            params.extend(
-                f.get_db_prep_save(changes[f.name], self.connection) for f in change_fields
-            )
-        params.extend([to_state, *from_states])
-        moved = {pk for (pk,) in self._fetch(sql, params)}
+        meta, connection = model._meta, self.connection
+        # One list per column, in the order `_batch_move_statement` names them: the primary
+        # key, the claim that fences the row (attempt and claimant), then each change.
+        columns: list[list[Any]] = [[job.pk for job, _changes in rows]]
+        claims = [job._claim() for job, _changes in rows]
+        for name in ("attempts", "claimed_by"):
+            prep = meta.get_field(name).get_db_prep_value
+            columns.append([prep(claim[name], connection) for claim in claims])
+        for name in names:
+            prep = meta.get_field(name).get_db_prep_save
+            columns.append([prep(changes[name], connection) for _job, changes in rows])
+        moved = {pk for (pk,) in self._move_batch(model, from_states, to_state, names, columns)}
         return [job.pk in moved for job, _changes in rows]
+
+    def _move_batch(
+        self,
+        model: type[Job],
+        from_states: Collection[str],
+        to_state: str,
+        names: tuple[str, ...],
+        columns: list[list[Any]],
+    ) -> list[tuple]:
+        """Run the batch move of `move_rows` on `columns` (see there); the moved rows' keys."""
+        sql = self._batch_move_statement(model, len(from_states), names, len(columns[0]))
+        params = [value for row in zip(*columns, strict=True) for value in row]
+        return self._fetch(sql, [*params, to_state, *from_states])
 
     def _batch_move_statement(
         self, model: type[Job], from_count: int, names: tuple[str, ...], row_count: int
@@ -389,10 +411,15 @@ class Engine:
 
 
 class RowLoader:
-    """Turns a claimed row (every concrete field, in order) into a model instance.
+    """Turns claimed rows (every concrete field, in order) into model instances.
 
     What `Model.objects.raw()` does per query, worked out once per model: which fields
-    need a converter (JSON, for instance) and how to apply it.
+    need a converter (JSON, for instance) and how to apply it. An instance is what
+    `Model.from_db()` would build; where that is provably the same (the model keeps
+    Django's `from_db` and `__init__`, no `pre_init`/`post_init` receiver listens for it, and
+    every field's attribute is Django's plain one), the loader fills the instance's
+    `__dict__` directly instead of calling `__init__`'s setattr per field: a claim builds an
+    instance per row on the worker's main thread, which every job thread waits on.
     """
 
     def __init__(self, model: type[Job], connection: BaseDatabaseWrapper) -> None:
@@ -407,10 +434,38 @@ class RowLoader:
             found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
             if found:
                 self.converters.append((index, column, found))
+        self.direct = (
+            getattr(model.from_db, "__func__", None) is Model.from_db.__func__
+            and model.__init__ is Model.__init__
+            and all(
+                type(inspect.getattr_static(model, attname, None)) in PLAIN_ATTRIBUTES
+                for attname in self.attnames
+            )
+        )
 
-    def __call__(self, row: tuple) -> Job:
+    def load(self, rows: Iterable[Sequence]) -> list[Job]:
+        """An instance per row, in order."""
+        model = self.model
+        if not self.direct or pre_init.has_listeners(model) or post_init.has_listeners(model):
+            return [self(row) for row in rows]
+        attnames, alias, new = self.attnames, self.alias, model.__new__
+        loaded = []
+        for row in rows:
+            job = new(model)
+            job._state = state = ModelState()
+            state.adding, state.db = False, alias
+            job.__dict__.update(zip(attnames, self._converted(row), strict=True))
+            loaded.append(job)
+        return loaded
+
+    def __call__(self, row: Sequence) -> Job:
+        return self.model.from_db(self.alias, self.attnames, self._converted(row))
+
+    def _converted(self, row: Sequence) -> Sequence:
+        if not self.converters:
+            return row
         values = list(row)
         for index, column, converters in self.converters:
             for convert in converters:
                 values[index] = convert(values[index], column, self.connection)
-        return self.model.from_db(self.alias, self.attnames, values)
+        return values

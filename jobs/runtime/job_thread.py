@@ -41,8 +41,10 @@ class JobThread:
         self.began = 0.0  # monotonic time the job in hand was handed over
         self._on_done = on_done
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        # Set by this thread when its job has finished, taken by the worker's main thread:
+        # a plain attribute (one store, atomic under the GIL) rather than an Event, since
+        # nobody waits on it; the main thread looks when the doorbell (`on_done`) rings.
         self._outcome: execution.Outcome | None = None
-        self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -50,17 +52,15 @@ class JobThread:
         """Start the attempt on the thread; `finished()` tells when its outcome is known."""
         self.job = job
         self.began = time.monotonic()
-        self._done.clear()
         self._inbox.put(job)
 
     def finished(self) -> bool:
-        return self._done.is_set()
+        return self._outcome is not None
 
     def collect(self) -> execution.Outcome:
         """Take the finished attempt's outcome, to be recorded and settled by the caller,
         leaving the thread free for the next job."""
         outcome, self._outcome, self.job = self._outcome, None, None
-        self._done.clear()
         return outcome
 
     def stack(self) -> str:
@@ -82,7 +82,6 @@ class JobThread:
                 outcome = execution.attempt(job)
                 close_broken_connections()
                 self._outcome = outcome
-                self._done.set()
                 self._on_done()
                 self._report(outcome)
         finally:

@@ -4,7 +4,14 @@ from django.apps import apps
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
 
-from jobs.conf import lease_seconds, metrics_token, retention_days, tasks_setting
+from jobs.conf import (
+    MAX_NETWORK_TIMEOUT,
+    lease_seconds,
+    metrics_token,
+    network_timeout,
+    retention_days,
+    tasks_setting,
+)
 from jobs.conf.queues import configured_queues
 from jobs.cron.schedules import parse_schedule, raw_schedules
 from jobs.db import ENGINES
@@ -79,6 +86,20 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 f"JOBS_LEASE_SECONDS is {seconds!r}; it must be a number of seconds, at least 1.",
                 hint="Workers renew leases every quarter of it; 60 is the default.",
                 id="jobs.E004",
+            )
+        )
+    timeout = network_timeout()
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 1 <= timeout <= MAX_NETWORK_TIMEOUT
+    ):
+        errors.append(
+            Error(
+                f"JOBS_NETWORK_TIMEOUT is {timeout!r}; it must be a number of seconds from 1 to "
+                f"{MAX_NETWORK_TIMEOUT}, or None.",
+                hint="How long a worker's database connection may stay silent; 10 is the default.",
+                id="jobs.E012",
             )
         )
     return errors

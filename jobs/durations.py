@@ -6,6 +6,9 @@ from datetime import timedelta
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhd])+$")
 PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+# Longer than any schedule or wait means, and short enough that a date plus it stays a date.
+MAX_DAYS = 36_500
+MAX_SECONDS = MAX_DAYS * UNITS["d"]
 
 
 def parse_duration(value: object, what: str) -> timedelta:
@@ -15,17 +18,19 @@ def parse_duration(value: object, what: str) -> timedelta:
     """
     if isinstance(value, timedelta):
         duration = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        duration = timedelta(seconds=value)
-    elif isinstance(value, str) and DURATION.match(text := value.strip().lower()):
-        duration = timedelta(
-            seconds=sum(float(number) * UNITS[unit] for number, unit in PART.findall(text))
-        )
     else:
-        raise ValueError(
-            f"{what} is {value!r}; write a duration such as '30s', '10m', '1h30m' or '2d', "
-            "or a number of seconds"
-        )
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str) and DURATION.match(text := value.strip().lower()):
+            seconds = sum(float(number) * UNITS[unit] for number, unit in PART.findall(text))
+        else:
+            raise ValueError(
+                f"{what} is {value!r}; write a duration such as '30s', '10m', '1h30m' or '2d', "
+                "or a number of seconds"
+            )
+        if not seconds <= MAX_SECONDS:  # also NaN; a timedelta would raise OverflowError
+            raise ValueError(f"{what} is {value!r}; the longest duration is {MAX_DAYS}d")
+        duration = timedelta(seconds=seconds)
     if duration <= timedelta(0):
         raise ValueError(f"{what} is {value!r}; it must be longer than zero")
     return duration

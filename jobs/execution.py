@@ -8,6 +8,12 @@ dies between the two leaves the row running until its lease runs out and it is r
 worker writes the outcomes of all its job threads that finished since its last claim in one
 statement per model and kind of outcome, fenced row by row, in its claim's transaction.
 
+What an outcome stores from the job's own text (its log, its exception's message and
+traceback) is made storable first (`jobs.joblog.storable`). If the database still refuses an
+outcome, it is written again alone, and if refused again, a minimal one takes its place: the
+same state, with a note naming the refusal instead of the text (`record_each`). Only a lost
+connection leaves the row running, to be rescued.
+
 The functions take a job instance and work on its row through the job's own row methods
 (`_same_row`, `_transition_row`, `_claim`); this module never imports `jobs.models`. So
 `Job.run()` can call it (`execute`), as the runtime does: a job thread performs
@@ -27,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, connections, transaction
 
 from jobs import signals, timesource
 from jobs.db import engine_for
@@ -36,7 +42,7 @@ from jobs.db.outage import CONNECTION_ERRORS
 from jobs.db.wakeup import hint_for, payload
 from jobs.errors import Cancelled, JobNotRunnable, JobTimeout, Snooze
 from jobs.identity import process_identity
-from jobs.joblog import capturing, masking
+from jobs.joblog import bounded, capturing, masking, storable, with_history, without_job_text
 from jobs.lease import LeaseKeeper
 from jobs.states import RUNNABLE_STATES, JobState, check_transition
 
@@ -48,9 +54,6 @@ logger = logging.getLogger(__name__)
 RUNNING = frozenset({JobState.RUNNING})
 ERROR_MESSAGE_LIMIT = 2_000
 TRACEBACK_LIMIT = 16_000
-ERROR_HISTORY_LIMIT = 10
-HISTORY_TRACEBACK_LIMIT = 4_000
-HISTORY_LOG_LIMIT = 4_000
 
 
 def run(job: Job) -> None:
@@ -109,8 +112,14 @@ class Outcome:
     # False when perform() failed because this thread's own connection to the job's database
     # broke (see `_lost_its_database`): then nothing is written and the row is rescued.
     writable: bool = True
+    # False when the attempt was not started: its lease had run out before perform() could
+    # begin (see `_lease_ran_out`); it is handed back, and was logged when it was not started.
+    started: bool = True
     why_unrecorded: str = ""  # when `recorded` is None: why, for the log
     _settled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self.changes = {name: storable(value) for name, value in self.changes.items()}
 
     def wait_until_settled(self) -> None:
         self._settled.wait()
@@ -135,8 +144,11 @@ def execute(job: Job) -> None:
 def attempt(job: Job) -> Outcome:
     """Perform an attempt this process has claimed and say how it ended; writes nothing.
 
-    What the attempt logs is captured for the row (`changes["log"]`).
+    What the attempt logs is captured for the row (`changes["log"]`). An attempt whose
+    lease has already run out is not started (`_lease_ran_out`).
     """
+    if _lease_ran_out(job):
+        return _not_started(job)
     with capturing(job.mask) as job._log:
         logger.info(
             "%s started (queue %s, attempt %d of %d)",
@@ -158,12 +170,53 @@ def attempt(job: Job) -> Outcome:
             exc = raised
             to_state, changes = _failure_outcome(job, raised, traceback.format_exc())
         else:
-            to_state, changes = JobState.SUCCEEDED, {"finished_at": timesource.now()}
+            to_state, changes = JobState.SUCCEEDED, _success_changes(job)
         outcome = Outcome(job, to_state, {**changes, "log": job._log.text()}, _since(began), exc)
         if _lost_its_database(job, exc):
             outcome.writable = False
             outcome.why_unrecorded = "its database connection broke while it ran"
         return outcome
+
+
+def _lease_ran_out(job: Job) -> bool:
+    """Whether this attempt's claim may already be another's: its lease has run out (or
+    its lease keeper found the row taken) before perform() began.
+
+    Between the claim and this check the process may have been frozen (SIGSTOP, a paused
+    VM) or the claim's reply held up by the network for longer than a lease; by then
+    another worker may have rescued the row and started the job. The last moment to find
+    out without a round trip is here: "now" is the database's (`jobs.timesource`), and the
+    lease keeper keeps `lease_expires_at` up to date as it renews.
+    """
+    if job._claim_lost:
+        return True
+    return job.lease_expires_at is not None and timesource.now() >= job.lease_expires_at
+
+
+def _not_started(job: Job) -> Outcome:
+    """An attempt given back unperformed, uncounted, written like any outcome (fenced: if
+    the row was rescued meanwhile, nothing is written)."""
+    logger.warning(
+        "%s not started: its lease ran out at %s, before it could start (was this worker "
+        "frozen, or the claim's reply late?); handing it back",
+        job.label,
+        f"{job.lease_expires_at:%H:%M:%S.%f}"[:-3] if job.lease_expires_at else "?",
+        extra=job.log_context(),
+    )
+    job.lose_claim()
+    outcome = Outcome(job, JobState.PENDING, _handed_back_changes(job), 0.0)
+    outcome.started = False
+    return outcome
+
+
+def _handed_back_changes(job: Job) -> dict[str, Any]:
+    """Back to pending, due now, the attempt uncounted, the claim and lease cleared."""
+    return {
+        "attempts": job.attempts - 1,
+        "run_at": timesource.now(),
+        "claimed_by": "",
+        "lease_expires_at": None,
+    }
 
 
 def _lost_its_database(job: Job, exc: BaseException | None) -> bool:
@@ -186,9 +239,9 @@ def record(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:
     transaction if there is one, so a batch of outcomes costs one commit. Returns, in order,
     whether each was written (None for one not `writable`); the instances are not touched
     (see `settle()`). A value the
-    database refuses fails the whole batch (`DatabaseError`): then `record_each()`.
+    database refuses fails the whole batch (`DatabaseError`, also for text the driver cannot
+    encode): then `record_each()`.
     """
-    engine = engine_for(using)
     groups: dict[tuple, list[int]] = defaultdict(list)
     written: list[bool | None] = [None] * len(outcomes)  # None: not to be written
     for index, outcome in enumerate(outcomes):
@@ -196,48 +249,66 @@ def record(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:
             groups[(type(outcome.job), outcome.to_state, tuple(outcome.changes))].append(index)
     if not groups:
         return written
-    with transaction.atomic(using=using, savepoint=False):
-        for (model, to_state, _shape), indexes in groups.items():
-            check_transition(RUNNING, to_state)
-            rows = [(outcomes[i].job, outcomes[i].changes) for i in indexes]
-            if to_state == JobState.PENDING:  # a retry or a snooze: wake its queue's workers
-                moved = [
-                    engine.move_row(
-                        job,
-                        RUNNING,
-                        to_state,
-                        guard=job._claim(),
-                        changes=changes,
-                        wake=payload(hint_for(changes.get("queue", job.queue), model)),
-                    )
-                    for job, changes in rows
-                ]
-            else:
-                moved = engine.move_rows(model, RUNNING, to_state, rows)
-            for i, ok in zip(indexes, moved, strict=True):
-                written[i] = ok
+    engine = engine_for(using)
+    try:
+        with transaction.atomic(using=using, savepoint=False):
+            for (model, to_state, _shape), indexes in groups.items():
+                check_transition(RUNNING, to_state)
+                rows = [(outcomes[i].job, outcomes[i].changes) for i in indexes]
+                if to_state == JobState.PENDING:  # a retry or a snooze: wake its queue's workers
+                    moved = [
+                        engine.move_row(
+                            job,
+                            RUNNING,
+                            to_state,
+                            guard=job._claim(),
+                            changes=changes,
+                            wake=payload(hint_for(changes.get("queue", job.queue), model)),
+                        )
+                        for job, changes in rows
+                    ]
+                else:
+                    moved = engine.move_rows(model, RUNNING, to_state, rows)
+                for i, ok in zip(indexes, moved, strict=True):
+                    written[i] = ok
+    except UnicodeError as exc:  # refused by the driver before it reached the database
+        raise DataError(f"the driver could not encode an outcome: {exc}") from exc
     return written
 
 
 def record_each(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:
-    """`record()` one outcome at a time, each in its own transaction: one the database
-    refuses (logged) is not written and stays running until it is rescued, and does not
-    keep the others from being written."""
+    """`record()` one outcome at a time, each in its own transaction, so one the database
+    refuses does not keep the others from being written. A refused outcome is written
+    again as a minimal one (`jobs.joblog.without_job_text`): the state the attempt reached,
+    with a note naming the refusal in place of the job's text. Only if that is refused too
+    does the row stay running until it is rescued. A lost connection is raised, for the
+    caller to wait out."""
     written: list[bool | None] = []
     for outcome in outcomes:
         try:
             written.extend(record([outcome], using=using))
+            continue
         except DatabaseError as exc:
             if isinstance(exc, CONNECTION_ERRORS):
                 raise
-            logger.exception(
-                "could not record the outcome of %s (%s); it will be rescued when its lease "
-                "runs out",
-                outcome.job.label,
-                exc,
-            )
-            outcome.why_unrecorded = "the database refused it"
-            written.append(None)
+            refusal = exc
+        logger.warning(
+            "the database refused the outcome of %s (%s); writing it without the job's text",
+            outcome.job.label,
+            refusal,
+        )
+        changes = without_job_text(outcome.job, outcome.changes, refusal, timesource.now())
+        minimal = Outcome(outcome.job, outcome.to_state, changes, outcome.took, outcome.exc)
+        try:
+            (ok,) = record([minimal], using=using)
+        except DatabaseError as exc:
+            if isinstance(exc, CONNECTION_ERRORS):
+                raise
+            logger.exception("could not record even a minimal outcome of %s", outcome.job.label)
+            outcome.why_unrecorded, ok = "the database refused it", None
+        else:
+            outcome.changes = minimal.changes
+        written.append(ok)
     return written
 
 
@@ -263,6 +334,8 @@ def report(outcome: Outcome) -> None:
 
 def _report(outcome: Outcome) -> None:
     job, took = outcome.job, outcome.took
+    if not outcome.started:
+        return  # said when it was not started (`_not_started`); handed back, or rescued
     if outcome.recorded is None:
         logger.warning(
             "could not record the outcome of %s (%s); it will be rescued when its lease runs out",
@@ -295,6 +368,7 @@ def _since(began: float) -> float:
 
 def time_out(job: Job, began: float, stack: str) -> None:
     """Record that this attempt overran its timeout; `stack` shows where it was stuck."""
+    job.lose_claim()
     exc = JobTimeout(f"{job.label} ran longer than its timeout of {job.timeout} s")
     _record(
         job, _failure_outcome(job, exc, f"Stack of the job at its timeout:\n{stack}"), began, exc
@@ -304,8 +378,10 @@ def time_out(job: Job, began: float, stack: str) -> None:
 def hand_back(job: Job) -> bool:
     """Return an attempt this worker cannot finish (shutdown) to the queue, uncounted.
 
-    A job someone asked to stop is not worth handing back: it ends cancelled.
+    A job someone asked to stop is not worth handing back: it ends cancelled. Either way the
+    attempt is over, and a job that checks `cancellation_requested()` stops.
     """
+    job.lose_claim()
     running = frozenset({JobState.RUNNING})
     if (
         job._same_row(**job._claim())
@@ -317,13 +393,7 @@ def hand_back(job: Job) -> bool:
         logger.warning("%s cancelled on shutdown, as asked", job.label)
         return True
     handed_back = job._transition_row(
-        running,
-        JobState.PENDING,
-        guard=job._claim(),
-        attempts=job.attempts - 1,
-        run_at=timesource.now(),
-        claimed_by="",
-        lease_expires_at=None,
+        running, JobState.PENDING, guard=job._claim(), **_handed_back_changes(job)
     )
     if handed_back:
         logger.warning("%s handed back to the queue unfinished", job.label)
@@ -375,6 +445,15 @@ def _report_failure(job: Job, exc: BaseException, took: float) -> None:
         signals.send(signals.job_failed, job, duration=took, exception=exc)
 
 
+def _success_changes(job: Job) -> dict[str, Any]:
+    """Succeeded now; an earlier attempt's error is cleared from the row (its history keeps
+    it, and a rescue's too), so a row that succeeded never shows an error as its own."""
+    changes: dict[str, Any] = {"finished_at": timesource.now()}
+    if job.error_type or job.error_message or job.error_traceback:
+        changes.update(error_type="", error_message="", error_traceback="")
+    return changes
+
+
 def _snooze_outcome(job: Job, snooze: Snooze) -> tuple[str, dict[str, Any]]:
     """Back to pending after the delay; the attempt is given back, no error recorded."""
     return JobState.PENDING, {
@@ -393,21 +472,14 @@ def _failure_outcome(
     formatted_traceback = job.mask(formatted_traceback)
     error = {
         "error_type": _qualified_name(type(exc)),
-        "error_message": _bounded(job.mask(str(exc)), ERROR_MESSAGE_LIMIT),
-        "error_traceback": _bounded(formatted_traceback, TRACEBACK_LIMIT, keep_end=True),
+        "error_message": bounded(job.mask(str(exc)), ERROR_MESSAGE_LIMIT),
+        "error_traceback": bounded(formatted_traceback, TRACEBACK_LIMIT, keep_end=True),
     }
-    entry = {
-        "attempt": job.attempts,
-        "at": now.isoformat(),
-        "worker": job.claimed_by,
-        "type": error["error_type"],
-        "message": error["error_message"],
-        "traceback": _bounded(formatted_traceback, HISTORY_TRACEBACK_LIMIT, keep_end=True),
-        "log": _bounded(job._log.text(), HISTORY_LOG_LIMIT, keep_end=True)
-        if job._log is not None
-        else "",
-    }
-    changes = {**error, "error_history": [*job.error_history, entry][-ERROR_HISTORY_LIMIT:]}
+    log = job._log.text() if job._log is not None else ""
+    history = with_history(
+        job, now, error["error_type"], error["error_message"], formatted_traceback, log
+    )
+    changes = {**error, "error_history": history}
     if job.attempts < job.max_attempts and _retries_after(job, exc):
         return JobState.PENDING, {**changes, "run_at": now + job.retry_delay(job.attempts)}
     return JobState.FAILED, {**changes, "finished_at": now}
@@ -421,16 +493,3 @@ def _qualified_name(cls: type) -> str:
     return (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
-
-
-def _bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
-    """Cut long text to `limit` characters, saying how much was cut.
-
-    A message is best read from its start; a traceback from its end, where the frame that
-    raised is.
-    """
-    if len(text) <= limit:
-        return text
-    marker = f"[{len(text) - limit} characters cut]"
-    kept = limit - len(marker) - 1
-    return f"{marker}\n{text[-kept:]}" if keep_end else f"{text[:kept]}\n{marker}"

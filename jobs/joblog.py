@@ -16,22 +16,38 @@ hands such a record to the last-resort handler itself, exactly as Python would h
 
 Records made on a performing thread have the job's secrets (`sensitive_fields`) masked as
 they are made, through the log record factory, so no handler sees them: not the console,
-not a file, not an error tracker.
+not a file, not an error tracker. A record whose message cannot be formatted (`"%d" % "x"`)
+becomes a line that says so: a job's logging mistake must not fail the job.
+
+Whatever a job writes can be kept only as text the database takes: `storable()` replaces
+what PostgreSQL refuses (a NUL byte, a lone surrogate), so a job that logs or raises such
+text still has its outcome written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
 
 # How a line reads in a job's log, and on the console `runjobs` sets up (jobs.runtime.console).
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # What one attempt's log may hold on the row, in characters; older lines are dropped first.
 LOG_LIMIT = 16_000
 LINE_LIMIT = 2_000
+# A job's `error_history`: its latest entries, each with the end of its traceback and log.
+ERROR_HISTORY_LIMIT = 10
+HISTORY_TRACEBACK_LIMIT = 4_000
+HISTORY_LOG_LIMIT = 4_000
+
+# What no text column takes: NUL (PostgreSQL), and a lone surrogate (no encoder sends it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
 _performing = threading.local()
 _install_lock = threading.Lock()
@@ -47,6 +63,7 @@ class JobLog:
         self._lock = threading.Lock()  # the worker's main thread reads it on a timeout
 
     def add(self, line: str) -> None:
+        line = storable(line)
         if len(line) > LINE_LIMIT:
             line = f"{line[:LINE_LIMIT]} [...]"
         with self._lock:
@@ -62,6 +79,80 @@ class JobLog:
             dropped = self._dropped
         head = [f"[{dropped} earlier line(s) dropped]"] if dropped else []
         return "\n".join(head + lines)
+
+
+def storable(value: Any) -> Any:
+    """`value` with every character a database refuses in text (NUL, a lone surrogate)
+    replaced by U+FFFD, in strings and in the lists and dicts of a JSON value; anything else
+    as it is. What the framework writes from a job's text goes through here first, so the
+    row's UPDATE cannot fail over it (and the job be re-run, its error lost)."""
+    if isinstance(value, str):
+        if value.isascii() and "\x00" not in value:  # the common case, at C speed
+            return value
+        return _UNSTORABLE.sub(REPLACEMENT, value)
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    return value
+
+
+def bounded(text: str, limit: int, *, keep_end: bool = False) -> str:
+    """Cut long text to `limit` characters, saying how much was cut.
+
+    A message is best read from its start; a traceback from its end, where the frame that
+    raised is.
+    """
+    if len(text) <= limit:
+        return text
+    marker = f"[{len(text) - limit} characters cut]"
+    kept = limit - len(marker) - 1
+    return f"{marker}\n{text[-kept:]}" if keep_end else f"{text[:kept]}\n{marker}"
+
+
+def escaped(text: str, limit: int) -> str:
+    """`text` cut to `limit`, in ASCII: anything else as a backslash escape. For a note that
+    must be stored whatever it quotes."""
+    return storable(bounded(text, limit)).encode("ascii", "backslashreplace").decode("ascii")
+
+
+def with_history(
+    job: Any, at: datetime, error_type: str, message: str, traceback: str = "", log: str = ""
+) -> list[dict[str, Any]]:
+    """`job.error_history` with one more failed attempt (the current one) at its end: a
+    failure recorded by its worker, or a rescue's "worker lost"; the oldest dropped past
+    `ERROR_HISTORY_LIMIT`."""
+    entry = {
+        "attempt": job.attempts,
+        "at": at.isoformat(),
+        "worker": job.claimed_by,
+        "type": error_type,
+        "message": message,
+        "traceback": bounded(traceback, HISTORY_TRACEBACK_LIMIT, keep_end=True),
+        "log": bounded(log, HISTORY_LOG_LIMIT, keep_end=True),
+    }
+    return [*job.error_history, entry][-ERROR_HISTORY_LIMIT:]
+
+
+def without_job_text(
+    job: Any, changes: dict[str, Any], refusal: Exception, at: datetime
+) -> dict[str, Any]:
+    """An outcome's `changes` for a database that refused them: the same state, times and
+    attempts, the job's text replaced by short ASCII that names the refusal (the error's type
+    and message kept escaped and cut short, its log and traceback dropped)."""
+    why = escaped(f"the outcome could not be stored as it was ({refusal})", 500)
+    changes = dict(changes)
+    if "log" in changes:
+        changes["log"] = f"[{why}; this attempt's log was dropped]"
+    if changes.get("error_type"):  # a failure (a success only clears these)
+        message = escaped(changes["error_message"], 1_000)
+        changes["error_type"] = escaped(changes["error_type"], 200)
+        changes["error_message"] = f"{message}\n[{why}; its traceback was dropped]"
+        changes["error_traceback"] = ""
+        changes["error_history"] = with_history(
+            job, at, changes["error_type"], changes["error_message"]
+        )
+    return changes
 
 
 class _CaptureHandler(logging.Handler):
@@ -116,10 +207,22 @@ class _MaskingRecordFactory:
     def __call__(self, *args, **kwargs) -> logging.LogRecord:
         record = self.wrapped(*args, **kwargs)
         if (mask := getattr(_performing, "mask", None)) is not None:
-            record.msg, record.args = mask(record.getMessage()), None
+            record.msg, record.args = mask(_message(record)), None
             if record.exc_info:
                 record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
         return record
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; for one that cannot be formatted, a line saying so (Python's
+    handlers would print "--- Logging error ---" and carry on: the job must carry on too)."""
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        return (
+            f"[could not format this log message: {type(exc).__name__}: {exc}] "
+            f"{record.msg!r} % {record.args!r}"
+        )
 
 
 def _install() -> None:

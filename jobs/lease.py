@@ -5,17 +5,27 @@ renews the lease every quarter of `JOBS_LEASE_SECONDS`; a process that is killed
 or freezes stops renewing, the lease runs out, and any worker rescues the job
 (`JobQuerySet.rescue`). Renewal is guarded by the attempt number and claimant, so it never
 revives a lease on a row that has moved on.
+
+Renewal never queues behind a row lock. A job may lock its own row (`set_progress()` or
+`save()` inside its own `transaction.atomic()`); a renewal waiting for that lock would hold
+up the renewal of every other job in the process, until their leases ran out and they were
+run again elsewhere. So the held rows are locked with SKIP LOCKED and renewed in one
+statement per model, and each row found locked gets a thread of its own that waits for the
+lock on its own connection and renews the lease the moment the job's transaction lets go.
+Rescue skips locked rows, and that waiting renewal holds the row from the moment the job's
+lock is gone, so no rescuer can take the row in between, however long the job held it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 
 from jobs import timesource
 from jobs.conf import heartbeat_interval, lease_duration
@@ -32,12 +42,18 @@ class LeaseKeeper:
     """Renews the leases of the jobs it holds until stopped; `on_beat` runs after each renewal.
 
     Use it as a context manager around the jobs' execution. The thread has its own database
-    connection, so renewals do not wait for a job's long transaction.
+    connection, so renewals do not wait for a job's long transaction. Each beat also reads
+    the database's clock (`timesource.synchronise`), so this process's "now" stays the
+    database's.
     """
 
-    def __init__(self, *, on_beat: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, *, on_beat: Callable[[], None] | None = None, using: str = DEFAULT_DB_ALIAS
+    ) -> None:
         self._on_beat = on_beat
+        self._using = using
         self._held: dict[tuple[str, Any], Any] = {}
+        self._waiters: dict[tuple[str, Any], threading.Thread] = {}  # see `_wait_for_lock`
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jobs-lease-keeper", daemon=True)
@@ -52,27 +68,66 @@ class LeaseKeeper:
 
     def hold(self, job: Any) -> None:
         with self._lock:
-            self._held[(job._meta.label, job.pk)] = job
+            self._held[_key(job)] = job
 
     def release(self, job: Any) -> None:
         with self._lock:
-            self._held.pop((job._meta.label, job.pk), None)
+            self._held.pop(_key(job), None)
 
     def held(self) -> list:
         with self._lock:
             return list(self._held.values())
 
     def beat(self) -> None:
-        """Renew every held lease, then run `on_beat`."""
-        until = timesource.now() + lease_duration()
-        for job in self.held():
-            if not renew_lease(job, until):
-                logger.warning(
-                    "%s lost its claim while running; its outcome won't be kept", job.label
-                )
-                self.release(job)
+        """Read the database's clock, renew every held lease, then run `on_beat`."""
+        timesource.synchronise(self._using)
+        self._renew(self.held())
         if self._on_beat is not None:
             self._on_beat()
+
+    def _renew(self, jobs: list) -> None:
+        until = timesource.now() + lease_duration()
+        renewal = renew_leases(jobs, until)
+        for job in renewal.lost:
+            if _key(job) in self._held:  # else let go meanwhile: its outcome is in hand
+                self._lose(job)
+        for job in renewal.locked:
+            with self._lock:
+                if _key(job) not in self._held or _key(job) in self._waiters:
+                    continue
+                waiter = threading.Thread(
+                    target=self._wait_for_lock, args=(job,), name="jobs-lease-waiter", daemon=True
+                )
+                self._waiters[_key(job)] = waiter
+            logger.warning(
+                "could not renew the lease of %s: its row is locked (by the job's own "
+                "transaction?); renewing it as soon as the lock is let go",
+                job.label,
+            )
+            waiter.start()
+
+    def _wait_for_lock(self, job: Any) -> None:
+        """Wait for the lock on `job`'s row, on this thread's own connection, then renew."""
+        try:
+            if renew_when_unlocked(job) is False and _key(job) in self._held:
+                self._lose(job)
+        except CONNECTION_ERRORS as exc:
+            logger.warning("could not renew the lease of %s (%s)", job.label, exc)
+        except Exception:
+            logger.exception("renewing the lease of %s failed", job.label)
+        finally:
+            with self._lock:
+                self._waiters.pop(_key(job), None)
+            connections.close_all()
+
+    def _lose(self, job: Any) -> None:
+        logger.warning(
+            "%s lost its claim while running (its lease ran out and the row moved on); it is "
+            "asked to stop, and its outcome won't be kept",
+            job.label,
+        )
+        job.lose_claim()
+        self.release(job)
 
     def _run(self) -> None:
         # The database may be away: keep trying every beat. Leases run out only if it stays
@@ -94,11 +149,82 @@ class LeaseKeeper:
             connections.close_all()
 
 
-def renew_lease(job: Job, until: datetime) -> bool:
-    """Extend this attempt's lease; False if the row was taken from this attempt.
+class Renewal:
+    """What one renewal found: leases renewed, rows locked (not yet renewed), claims lost."""
 
-    An attempt that has just recorded its own outcome has nothing to renew, and has not
-    lost anything.
+    def __init__(self) -> None:
+        self.renewed: list = []
+        self.locked: list = []
+        self.lost: list = []
+
+
+def renew_leases(jobs: Iterable[Job], until: datetime) -> Renewal:
+    """Extend these attempts' leases to `until`, without waiting for any row lock.
+
+    Per model and database: one transaction that locks the rows still held by these attempts
+    (SKIP LOCKED) and moves their leases. A row not renewed is then read (a read waits for
+    no lock): if it is still this attempt's and running, it was locked; otherwise the claim
+    is lost, unless the attempt's own outcome has been written (the instance is no longer
+    running). Renewed jobs carry the new `lease_expires_at`.
     """
-    renewed = job._same_row(state=JobState.RUNNING, **job._claim()).update(lease_expires_at=until)
-    return bool(renewed) or job.state != JobState.RUNNING
+    renewal = Renewal()
+    groups: dict[tuple[type, str], list] = defaultdict(list)
+    for job in jobs:
+        groups[(type(job), job._state.db or DEFAULT_DB_ALIAS)].append(job)
+    for (model, using), group in groups.items():
+        rows = model._default_manager.db_manager(using).all()
+        claims = models.Q()
+        for job in group:
+            claims |= models.Q(pk=job.pk, **job._claim())
+        with transaction.atomic(using=using):
+            free = list(
+                rows.filter(claims, state=JobState.RUNNING)
+                .select_for_update(skip_locked=True)
+                .order_by()
+                .values_list("pk", flat=True)
+            )
+            if free:
+                rows.filter(pk__in=free).update(lease_expires_at=until)
+        free_pks = set(free)
+        missing = [job for job in group if job.pk not in free_pks]
+        current = (
+            {
+                pk: (state, {"attempts": attempts, "claimed_by": claimed_by})
+                for pk, state, attempts, claimed_by in rows.filter(
+                    pk__in=[job.pk for job in missing]
+                ).values_list("pk", "state", "attempts", "claimed_by")
+            }
+            if missing
+            else {}
+        )
+        for job in group:
+            if job.pk in free_pks:
+                job.lease_expires_at = until
+                renewal.renewed.append(job)
+            elif (row := current.get(job.pk)) is not None and row == (
+                JobState.RUNNING,
+                job._claim(),
+            ):
+                renewal.locked.append(job)
+            elif job.state == JobState.RUNNING:  # not this attempt's own outcome, written
+                renewal.lost.append(job)
+    return renewal
+
+
+def renew_when_unlocked(job: Job) -> bool | None:
+    """Wait for the row lock on `job`'s row, then renew its lease from the time the lock was
+    let go. True if renewed; False if the claim was lost meanwhile; None if the attempt's
+    own outcome was written first."""
+    rows = type(job)._default_manager.db_manager(job._state.db or DEFAULT_DB_ALIAS).all()
+    mine = rows.filter(pk=job.pk, state=JobState.RUNNING, **job._claim())
+    with transaction.atomic(using=rows.db):
+        if not mine.select_for_update().order_by().values_list("pk", flat=True):
+            return None if job.state != JobState.RUNNING else False
+        until = timesource.now() + lease_duration()
+        mine.update(lease_expires_at=until)
+    job.lease_expires_at = until
+    return True
+
+
+def _key(job: Any) -> tuple[str, Any]:
+    return (job._meta.label, job.pk)

@@ -123,6 +123,10 @@ LOGGING = {
 # Seconds a running job's claim lasts without renewal before other workers rescue it.
 JOBS_LEASE_SECONDS = env.float("JOBS_LEASE_SECONDS", default=60)
 
+# Seconds a worker's database connection may stay silent (a cut network) before it is an
+# outage the worker reports and waits out.
+JOBS_NETWORK_TIMEOUT = env.float("JOBS_NETWORK_TIMEOUT", default=10)
+
 # What each queue promises (docs/monitoring.md): a provision should start within 10 minutes
 # of its request, and a latency probe every minute measures the queue's live latency.
 # /jobs/health/ and `manage.py jobs health` report a queue that breaks this.

@@ -29,6 +29,14 @@ on_postgresql = needs_postgresql("row locks across sessions")
 listen_notify = needs_postgresql("LISTEN/NOTIFY wake-ups")
 
 
+@pytest.fixture(autouse=True)
+def _host_clock_again():
+    """Each test starts on the host's clock: a worker in an earlier test may have read the
+    database's (`timesource.synchronise`), which would outlive it in this process."""
+    yield
+    timesource.forget()
+
+
 @pytest.fixture
 def frozen(monkeypatch):
     """Pin the framework's clock at NOON; tests move it by assigning `frozen.now`."""

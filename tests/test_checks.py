@@ -75,6 +75,20 @@ def test_an_unusable_lease_setting_is_an_error(settings, value):
     assert f"JOBS_LEASE_SECONDS is {value!r}" in errors[0].msg
 
 
+@pytest.mark.parametrize("value", ["10s", 0, 0.5, 99_999, True, float("nan")])
+def test_an_unusable_network_timeout_is_an_error(settings, value):
+    settings.JOBS_NETWORK_TIMEOUT = value
+    errors = check_settings()
+    assert [error.id for error in errors] == ["jobs.E012"]
+    assert f"JOBS_NETWORK_TIMEOUT is {value!r}" in errors[0].msg
+
+
+@pytest.mark.parametrize("value", [None, 1, 10, 2.5, 3600])
+def test_a_network_timeout_in_range_or_none_is_fine(settings, value):
+    settings.JOBS_NETWORK_TIMEOUT = value
+    assert check_settings() == []
+
+
 def test_an_unusable_metrics_token_fails_the_check_without_showing_it(settings):
     settings.JOBS_METRICS_TOKEN = "two words"
     (error,) = check_settings()

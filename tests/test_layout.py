@@ -18,10 +18,10 @@ PACKAGE = REPO / "jobs"
 # `jobs` (a subpackage, or a top-level module); `jobs` itself states the public API.
 LAYERS = [
     # settings, states, errors and the small things everything uses
-    {"jobs", "conf", "errors", "states", "signals", "timesource", "identity", "validation",
+    {"jobs", "conf", "errors", "states", "signals", "identity", "validation",
      "durations", "backoff", "joblog"},
     {"db"},  # what differs per database
-    {"lease", "execution"},  # one attempt: claim, perform, record, renew
+    {"timesource", "lease", "execution"},  # the database's time; one attempt
     {"models"},
     {"cron", "monitoring"},
     {"runtime"},

@@ -92,12 +92,14 @@ def test_rescue_touches_only_running_rows():
 def test_a_late_finisher_cannot_overwrite_the_attempt_that_replaced_it(frozen, caplog):
     RecordingJobFactory(enqueue=True, max_attempts=3)
     stale = claim_as("a:1:T")
+    stale.fail = True  # the stale attempt ends in failure: it must not be recorded
+    late = execution.attempt(stale)  # performed in time, its outcome not yet written ...
     frozen.now = NOON + LEASE + timedelta(seconds=1)
-    rescue()
+    rescue()  # ... when its worker froze for longer than a lease
     fresh = claim_as("b:2:T")
     assert fresh.attempts == 2
-    stale.fail = True  # the stale attempt ends in failure: it must not be recorded
-    execution.execute(stale)
+    execution.settle([late], execution.record_each([late], using="default"))
+    execution.report(late)
     assert RecordingJob.objects.get().state == JobState.RUNNING
     assert "row moved on" in caplog.text
     execution.execute(fresh)
@@ -229,3 +231,55 @@ def test_a_job_that_finished_while_its_lease_was_being_renewed_is_not_reported_l
     execution.execute(job)  # finishes before the keeper lets go of it
     keeper.beat()
     assert "lost its claim" not in caplog.text
+
+
+def test_a_job_let_go_while_its_renewal_ran_is_not_reported_lost(caplog):
+    """The worker lets go of a finished job's lease, then writes its outcome; a renewal that
+    took its list of held jobs just before must not call the moved row lost."""
+    RecordingJobFactory(enqueue=True)
+    job = claim_as("a:1:T")
+    keeper = LeaseKeeper()
+    keeper.hold(job)
+    held = keeper.held()
+    keeper.release(job)  # collected by the worker ...
+    RecordingJob.objects.filter(pk=job.pk).update(state=JobState.SUCCEEDED)  # ... and written
+    keeper._renew(held)
+    assert "lost its claim" not in caplog.text
+    assert not job.cancellation_requested()
+
+
+def test_an_attempt_whose_lease_ran_out_before_it_started_is_handed_back_unperformed(
+    frozen, caplog
+):
+    RecordingJobFactory(enqueue=True, max_attempts=1)
+    job = claim_as("a:1:T")
+    frozen.now = NOON + LEASE  # frozen for a lease between its claim and its start
+    execution.execute(job)
+    assert not Effect.objects.exists()
+    row = RecordingJob.objects.get()
+    assert (row.state, row.attempts, row.claimed_by) == (JobState.PENDING, 0, "")
+    assert "not started: its lease ran out at 12:01:00.000" in caplog.text
+
+
+def test_an_attempt_rescued_before_it_started_is_not_performed_nor_written(frozen):
+    RecordingJobFactory(enqueue=True, max_attempts=2)
+    job = claim_as("a:1:T")
+    frozen.now = NOON + LEASE + timedelta(seconds=1)
+    rescue()
+    fresh = claim_as("b:2:T")
+    execution.execute(job)
+    assert not Effect.objects.exists()
+    row = RecordingJob.objects.get()
+    assert (row.state, row.attempts, row.claimed_by) == (JobState.RUNNING, 2, fresh.claimed_by)
+
+
+def test_a_job_whose_claim_is_lost_is_asked_to_stop(frozen):
+    RecordingJobFactory(enqueue=True)
+    job = claim_as("a:1:T")
+    keeper = LeaseKeeper()
+    keeper.hold(job)
+    frozen.now = NOON + LEASE + timedelta(seconds=1)
+    rescue()
+    assert not job.cancellation_requested()
+    keeper.beat()
+    assert job.cancellation_requested()

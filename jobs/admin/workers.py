@@ -26,6 +26,7 @@ from jobs.admin.display import (
 )
 from jobs.durations import format_duration
 from jobs.models import Worker
+from jobs.timesource import NOTABLE_OFFSET_SECONDS
 
 
 @admin.register(Worker)
@@ -61,6 +62,7 @@ class WorkerAdmin(admin.ModelAdmin):
         "threads",
         "started",
         "heartbeat",
+        "clock",
         "jobs_in_flight",
         "jobs_performed",
     )
@@ -119,6 +121,22 @@ class WorkerAdmin(admin.ModelAdmin):
             name = "stale"
         return badge(
             WORKER_STATUS_COLOURS[name], name, css_class=f"worker-status {name}", tag="strong"
+        )
+
+    @admin.display(description="clock", ordering="clock_offset")
+    def clock(self, worker: Worker) -> str:
+        """How far the host's clock is from the database's. Jobs use the database's time, so
+        it decides nothing; past a second it is flagged, for the host's other software."""
+        if worker.clock_offset is None:
+            return "-"
+        text = f"{worker.clock_offset:+.3f}s"
+        if abs(worker.clock_offset) < NOTABLE_OFFSET_SECONDS:
+            return text
+        direction = "ahead of" if worker.clock_offset > 0 else "behind"
+        return format_html(
+            '<span class="job-warning" title="this host\'s clock is {} the database\'s">{}</span>',
+            direction,
+            text,
         )
 
     @admin.display(description="started", ordering="started_at")

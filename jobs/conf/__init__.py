@@ -19,6 +19,10 @@ workers LISTEN, so they start new jobs within milliseconds. Set it to False behi
 connection pooler in transaction mode (PgBouncer), where LISTEN does not work; workers then
 poll every `--interval`.
 
+`JOBS_NETWORK_TIMEOUT` (default 10): seconds a worker's database connection may stay
+silent (a cut network, a frozen server) before it counts as broken and the worker reports
+an outage; `None` leaves it to the operating system (hours). See `jobs.db.network`.
+
 `JOBS_METRICS_TOKEN` (default None): with a token, the Prometheus endpoint (`jobs-metrics`)
 answers only requests carrying `Authorization: Bearer <token>`; without one it is open, as it
 shows counts and timings, never a job's data.
@@ -92,3 +96,12 @@ def tasks_setting() -> dict:
 def schedule_setting() -> object:
     """`JOBS_SCHEDULE` as given ({} if unset); `jobs.cron.schedules` parses it."""
     return getattr(settings, "JOBS_SCHEDULE", {})
+
+
+DEFAULT_NETWORK_TIMEOUT = 10.0
+MAX_NETWORK_TIMEOUT = 3600  # libpq's tcp_user_timeout is milliseconds in a C int
+
+
+def network_timeout() -> object:
+    """The setting as given; `manage.py check` (jobs.E012) says if it is not usable."""
+    return getattr(settings, "JOBS_NETWORK_TIMEOUT", DEFAULT_NETWORK_TIMEOUT)

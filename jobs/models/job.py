@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, Self
 
+from django.contrib.auth import get_permission_codename
 from django.db import models, router
 from django.http import HttpRequest
 
@@ -120,11 +121,13 @@ class Job(models.Model, metaclass=JobBase):
         help_text="Someone asked this running job to stop; it stops if it checks.",
     )
 
-    # Per instance, while an attempt runs: its captured log, and when set_progress() last
-    # wrote and cancellation_requested() last read the row (monotonic seconds).
+    # Per instance, while an attempt runs: its captured log, when set_progress() last wrote
+    # and cancellation_requested() last read the row (monotonic seconds), and whether the
+    # worker has lost its claim on the row (`lose_claim()`).
     _log: JobLog | None = None
     _progress_written = -math.inf
     _cancel_checked = -math.inf
+    _claim_lost = False
 
     # Days to keep finished rows, per state, over JOBS_RETENTION (e.g. {"succeeded": 1}).
     retention: ClassVar[dict[str, float | None]] = {}
@@ -239,12 +242,15 @@ class Job(models.Model, metaclass=JobBase):
         self._same_row(state=JobState.RUNNING, **self._claim()).update(**fields)
 
     def cancellation_requested(self) -> bool:
-        """Whether someone asked this running job to stop (the admin's cancel, `cancel()`).
+        """Whether this running attempt should stop: someone asked it to (the admin's cancel,
+        `cancel()`), or its worker no longer holds the row (`lose_claim()`).
 
         A job that can stop part-way checks it between steps and returns or raises
         `jobs.errors.Cancelled`, which ends the attempt `cancelled`. Reads the row at most
         once a second, so it is cheap to call in a loop.
         """
+        if self._claim_lost:
+            return True
         if self.cancel_requested_at is None:
             now = time.monotonic()
             if now - self._cancel_checked >= CANCEL_CHECK_INTERVAL:
@@ -253,6 +259,13 @@ class Job(models.Model, metaclass=JobBase):
                     self._same_row().values_list("cancel_requested_at", flat=True).first()
                 )
         return self.cancel_requested_at is not None
+
+    def lose_claim(self) -> None:
+        """Say this attempt no longer holds its row: its lease ran out (another attempt may
+        be running), or its worker handed it back on shutdown. Its outcome cannot be written
+        any more, and `cancellation_requested()` turns true, so a job that checks it stops
+        rather than run beside the next attempt. Any thread may call it."""
+        self._claim_lost = True
 
     def mask(self, text: str) -> str:
         """`text` with the values of this job's `sensitive_fields` replaced by a mask."""
@@ -284,13 +297,24 @@ class Job(models.Model, metaclass=JobBase):
         return None
 
     def status_visible_to(self, request: HttpRequest) -> bool:
-        """Whether `request` may read this job's status resource (jobs.views.status): staff only,
-        unless the model says otherwise (e.g. the user its row records as the requester).
+        """Whether `request` may read this job's status resource (jobs.views.status): by
+        default whoever may see this model's rows in the admin (active staff with its view or
+        change permission), as the dashboard decides; a model may say otherwise (e.g. the
+        user its row records as the requester). Being staff is not enough: a job's error
+        message may hold what only its model's readers should see.
 
         Everyone else gets 404, the answer for a job that does not exist, so ids do not
         leak. It needs Django's authentication middleware (`request.user`).
         """
-        return request.user.is_staff
+        user, opts = request.user, self._meta
+        return (
+            user.is_active
+            and user.is_staff
+            and any(
+                user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
+                for action in ("view", "change")
+            )
+        )
 
     def snooze(self, delay: timedelta | float) -> NoReturn:
         """Call from `perform()` to stop here and run again after `delay`, without it counting.
@@ -327,12 +351,14 @@ class Job(models.Model, metaclass=JobBase):
         worker never sees a job whose transaction did not commit. An unsaved instance is
         inserted. `priority` and `queue` override the row's values.
         """
-        changes = enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
+        using = self._state.db or router.db_for_write(type(self), instance=self)
+        changes = enqueue_changes(
+            run_at=run_at, delay=delay, priority=priority, queue=queue, using=using
+        )
         if self._state.adding:
             for name, value in changes.items():
                 setattr(self, name, value)
             self.state = JobState.PENDING
-            using = router.db_for_write(type(self), instance=self)
             models.Model.save(self, using=using)
             wake_workers_on_commit(using, [hint_for(self.queue, type(self))])
         elif not self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes):

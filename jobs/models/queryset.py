@@ -6,6 +6,7 @@ the states it may come from, so two processes racing on the same rows cannot bot
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -17,6 +18,9 @@ from jobs import signals, timesource
 from jobs.db import engine_for
 from jobs.db.wakeup import ANY_QUEUE, hint_for, payload, wake_workers_on_commit
 from jobs.errors import JobStateError
+from jobs.identity import SEPARATOR, parse_identity
+from jobs.joblog import with_history
+from jobs.models.worker import Worker
 from jobs.states import (
     CANCELLABLE_STATES,
     FINISHED_STATES,
@@ -40,6 +44,10 @@ WORKER_LOST_CHANGES = {
     "error_traceback": "",
 }
 BULK_BATCH_SIZE = 1000
+REFUND_REASON = (
+    "its worker was running other jobs too, any of which may have crashed it, and this job "
+    "had never lost its worker before"
+)
 
 
 class JobQuerySet(models.QuerySet):
@@ -127,8 +135,11 @@ class JobQuerySet(models.QuerySet):
 
         The attempt already counted when it was claimed, so a row with attempts left goes
         back to pending, and one without fails ("worker lost"): a job that kills its worker
-        every time cannot take workers down forever. One that was asked to stop ends
-        cancelled. The rows are locked (skipping any another rescuer holds), so each is
+        every time cannot take workers down forever. Except once per job: a job whose worker
+        held other jobs too when it was lost, and that was never lost before, gets the
+        attempt back (`_refunded`), since a neighbour may have crashed the process. One that
+        was asked to stop ends cancelled. Each rescue is an entry of the job's
+        `error_history`. The rows are locked (skipping any another rescuer holds), so each is
         rescued, logged and signalled (`job_rescued`) exactly once. Returns how many moved.
         """
         now = now or timesource.now()
@@ -139,14 +150,24 @@ class JobQuerySet(models.QuerySet):
                 .select_for_update(skip_locked=True)
                 .order_by()
             )
+            in_flight = _in_flight(orphans, using=self.db)
             for orphan in orphans:
+                message = WORKER_LOST_CHANGES["error_message"]
+                refunded = _refunded(orphan, in_flight)
                 if orphan.cancel_requested_at is not None:
                     orphan.state, changes = JobState.CANCELLED, {"finished_at": now}
-                elif orphan.attempts < orphan.max_attempts:
+                elif refunded or orphan.attempts < orphan.max_attempts:
                     orphan.state, changes = JobState.PENDING, {"run_at": now, "claimed_by": ""}
+                    if refunded:  # one more attempt, not one fewer: see `_refunded`
+                        changes["max_attempts"] = orphan.max_attempts + 1
+                        message += f"; not counted: {REFUND_REASON}"
                 else:
                     orphan.state, changes = JobState.FAILED, {"finished_at": now}
-                changes.update(WORKER_LOST_CHANGES)
+                changes.update(
+                    WORKER_LOST_CHANGES,
+                    error_message=message,
+                    error_history=with_history(orphan, now, WORKER_LOST, message, log=orphan.log),
+                )
                 context = orphan.log_context()
                 self.filter(pk=orphan.pk)._transition(
                     running, orphan.state, queue_hint=orphan.queue, **changes
@@ -183,7 +204,9 @@ class JobQuerySet(models.QuerySet):
         not run; `job_enqueued` is sent.
         """
         job = self.model(**fields)
-        changes = enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
+        changes = enqueue_changes(
+            run_at=run_at, delay=delay, priority=priority, queue=queue, using=self.db
+        )
         for name, value in changes.items():
             setattr(job, name, value)
         job.state = JobState.PENDING
@@ -215,7 +238,9 @@ class JobQuerySet(models.QuerySet):
                     f"bulk_enqueue() takes new, unsaved {self.model.__name__} instances, "
                     f"got {job!r}"
                 )
-        changes = enqueue_changes(run_at=run_at, delay=delay, priority=priority, queue=queue)
+        changes = enqueue_changes(
+            run_at=run_at, delay=delay, priority=priority, queue=queue, using=self.db
+        )
         for job in jobs:
             for name, value in changes.items():
                 setattr(job, name, value)
@@ -274,8 +299,14 @@ def enqueue_changes(
     delay: timedelta | float | None,
     priority: int | None,
     queue: str | None,
+    using: str,
 ) -> dict[str, Any]:
-    """The fields `enqueue()` and `bulk_enqueue()` set, with their arguments validated."""
+    """The fields `enqueue()` and `bulk_enqueue()` set, with their arguments validated.
+
+    "Now" is the database server's (`timesource.refresh`): a job enqueued on a host whose
+    clock is ahead must not wait for that host's time to come.
+    """
+    timesource.refresh(using)
     now = timesource.now()
     changes: dict[str, Any] = {"requested_at": now, "run_at": start_time(now, run_at, delay)}
     if priority is not None:
@@ -301,3 +332,37 @@ def start_time(now: datetime, run_at: datetime | None, delay: timedelta | float 
     if delay < timedelta(0):
         raise ValueError(f"delay must not be negative, got {delay}")
     return now + delay
+
+
+def _in_flight(orphans: list[Job], *, using: str) -> dict[str, int]:
+    """How many jobs each lost worker (by `claimed_by`) had in hand, as far as can be known:
+    its orphans in this table, or the jobs its `Worker` row last listed (all job models),
+    whichever is more."""
+    counts: dict[str, int] = {}
+    for orphan in orphans:
+        counts[orphan.claimed_by] = counts.get(orphan.claimed_by, 0) + 1
+    names = {}
+    for claimant in counts:
+        with contextlib.suppress(ValueError):  # not a worker's name: only its orphans count
+            names[SEPARATOR.join(map(str, parse_identity(claimant)))] = claimant
+    listed = Worker.objects.using(using).filter(name__in=names)
+    for name, jobs_in_flight in listed.values_list("name", "jobs_in_flight"):
+        claimant = names[name]
+        counts[claimant] = max(counts[claimant], len(jobs_in_flight or ()))
+    return counts
+
+
+def _refunded(orphan: Job, in_flight: dict[str, int]) -> bool:
+    """Whether a rescue gives the lost attempt back: once per job, when its worker had other
+    jobs in hand (any of them may have crashed the process; a rescue cannot tell which).
+    The one that did loses its worker again on its next try and then counts it, so a job
+    that kills its worker every time still ends failed, after at most `max_attempts` + 1
+    tries. A worker lost with one job in hand counts it, as that job is the likeliest cause.
+
+    The attempt is given back by raising the row's `max_attempts`, never by lowering
+    `attempts`: attempt numbers must not repeat, because (attempt, claimant) fences every
+    write of an attempt, and the lost worker may be alive behind a partition, re-claim the
+    job after it heals and run the new attempt beside its stale one."""
+    if in_flight.get(orphan.claimed_by, 0) < 2:
+        return False
+    return not any(entry.get("type") == WORKER_LOST for entry in orphan.error_history)

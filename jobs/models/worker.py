@@ -81,6 +81,15 @@ class Worker(models.Model):
         help_text="When this worker's clock last ran the schedules (empty: it runs no clock).",
     )
 
+    clock_offset = models.FloatField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Seconds this worker's host clock is ahead of the database's (negative: behind). "
+            "Jobs use the database's time either way; empty on SQLite."
+        ),
+    )
+
     objects = WorkerQuerySet.as_manager()
 
     class Meta:
@@ -113,6 +122,7 @@ class Worker(models.Model):
                 "stopped_at": None,
                 "jobs_in_flight": [],
                 "jobs_performed": 0,
+                "clock_offset": clock_offset(),
             },
         )
 
@@ -125,3 +135,9 @@ class Worker(models.Model):
             )
         except CONNECTION_ERRORS as exc:
             logger.warning("could not mark worker %s stopped: %s", name, exc)
+
+
+def clock_offset() -> float | None:
+    """This process's host clock against the database's, as last read (`jobs.timesource`)."""
+    reading = timesource.reading()
+    return None if reading is None else round(reading.offset, 6)

@@ -173,3 +173,18 @@ def _workers(now: datetime) -> Iterable[Metric]:
         ("jobs_worker_threads_busy", "Of those, threads running a job.", workers.threads_busy),
     ):
         yield GaugeMetricFamily(name, help_text, value=value)
+    offsets = GaugeMetricFamily(
+        "jobs_worker_clock_offset_seconds",
+        "How far each host's clock is ahead of the database's (negative: behind), the largest "
+        "among its live workers. Jobs use the database's time; alert on it for the host's sake.",
+        labels=["host"],
+    )
+    by_host: dict[str, float] = {}
+    for status in workers.alive:
+        if (offset := status.worker.clock_offset) is not None:
+            host = status.worker.host
+            if abs(offset) >= abs(by_host.get(host, 0.0)):
+                by_host[host] = offset
+    for host, offset in sorted(by_host.items()):
+        offsets.add_metric((host,), offset)
+    yield offsets

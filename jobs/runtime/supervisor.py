@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, Self
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Sum
@@ -50,6 +51,54 @@ MAX_RESTART_DELAY = 60.0
 # starts the restart delay from the beginning again.
 HEALTHY_UPTIME = 30.0
 PASSED_ON = (PAUSE_SIGNAL, RESUME_SIGNAL)
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class EarlyStop:
+    """SIGTERM and SIGINT while a process is still becoming a worker or a supervisor, before
+    the runner's `run()` takes the signals over: remembered, and passed on to the runner
+    once there is one (`hand_to`), so a stop asked for during start-up (a deploy, an
+    autoscaler changing its mind) ends the process cleanly, exit 0, instead of killing it.
+
+    A context manager, entered first thing; it puts the previous handlers back on exit.
+    Main thread only (elsewhere it does nothing: Python runs signal handlers there).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._runner: _Stoppable | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> Self:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {
+                signum: signal.signal(signum, self._on_stop) for signum in self.SIGNALS
+            }
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def hand_to(self, runner: _Stoppable) -> bool:
+        """From now on a stop goes to `runner`; True (and `runner.stop()` called) if one was
+        asked for already."""
+        self._runner = runner
+        if self.received is not None:
+            runner.stop()
+        return self.received is not None
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            logger.info("%s received while starting: stopping", signal.Signals(signum).name)
+        self.received = signum
+        if self._runner is not None:
+            self._runner.stop()
 
 
 @dataclass
@@ -100,7 +149,8 @@ class Supervisor:
         try:
             self._beat(register=True)
             for slot in self._slots:
-                self._start(slot)
+                if not self._stopping:  # stopped while starting: start no more workers
+                    self._start(slot)
             while True:
                 self._wakeup.clear()
                 self._reap()
@@ -150,14 +200,20 @@ class Supervisor:
         """In the forked child: run a worker, then leave without returning into the parent."""
         status = 1
         try:
-            os.setpgid(0, 0)
-            self._wakeup.close()  # the supervisor's; the worker has its own
-            for signum in (signal.SIGCHLD, *PASSED_ON):
-                signal.signal(signum, signal.SIG_DFL)
-            worker = WorkerLoop(**self.worker_options, supervisor=self.name, using=self.using)
-            if self._paused:
-                worker.pause()
-            worker.run()
+            # A SIGTERM the supervisor passes on before this worker's loop has its own
+            # handlers must stop the worker, not the supervisor's copy in this process.
+            with EarlyStop() as early:
+                os.setpgid(0, 0)
+                self._wakeup.close()  # the supervisor's; the worker has its own
+                for signum in (signal.SIGCHLD, *PASSED_ON):
+                    signal.signal(signum, signal.SIG_DFL)
+                worker = WorkerLoop(**self.worker_options, supervisor=self.name, using=self.using)
+                if self._paused:
+                    worker.pause()
+                if self._stopping:  # the signal came before `EarlyStop`, to the copy
+                    worker.stop()
+                early.hand_to(worker)
+                worker.run()
             status = worker.exit_code
         except BaseException:
             logger.exception("worker process %d crashed", os.getpid())
@@ -219,8 +275,9 @@ class Supervisor:
     def _beat(self, *, register: bool = False) -> None:
         """Keep the supervisor's `Worker` row alive; a dead database only delays it."""
         self._next_beat = time.monotonic() + heartbeat_interval()
-        now = timesource.now()
         try:
+            timesource.synchronise()
+            now = timesource.now()
             if register:
                 WorkerRow.register(
                     self.name,

@@ -25,9 +25,11 @@ from typing import TypeVar
 from django.db import DEFAULT_DB_ALIAS
 
 from jobs import execution, timesource
+from jobs.conf import network_timeout
 from jobs.cron.clock import Clock, prune_runs
 from jobs.cron.schedules import configured_schedules
 from jobs.db import engine_for
+from jobs.db.network import bound_silence
 from jobs.db.outage import CONNECTION_ERRORS, Outage
 from jobs.db.wakeup import Hint
 from jobs.identity import process_identity
@@ -35,6 +37,7 @@ from jobs.lease import LeaseKeeper
 from jobs.models import Job, JobQuerySet
 from jobs.models import Worker as WorkerRow
 from jobs.models.discovery import served_models
+from jobs.models.worker import clock_offset
 from jobs.monitoring import tally
 from jobs.runtime.claims import Claims
 from jobs.runtime.doorbell import Doorbell
@@ -117,6 +120,7 @@ class WorkerLoop:
         self._grace_ends: float | None = None
         self._parent_pid = os.getppid() if supervisor else None
         engine_for(using)  # refuse an unsupported database now, not at the first claim
+        bound_silence(using, network_timeout())  # a cut is an outage in seconds, not hours
         self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
         self._next_prune = 0.0  # monotonic time of the next pruning pass
         # The clock (schedules and heartbeats); a burst worker only drains.
@@ -137,6 +141,8 @@ class WorkerLoop:
         """
         previous = self._install_signal_handlers()
         unbatch = tally.batch_flushes()
+        # From here on "now" is the database's, whatever this host's clock says.
+        self._while_reachable(partial(timesource.synchronise, self.using))
         self._while_reachable(
             partial(
                 WorkerRow.register,
@@ -160,7 +166,10 @@ class WorkerLoop:
             for number in range(1, self.threads + 1)
         ]
         try:
-            with LeaseKeeper(on_beat=self._housekeeping) as leases, self._listener():
+            with (
+                LeaseKeeper(on_beat=self._housekeeping, using=self.using) as leases,
+                self._listener(),
+            ):
                 self._leases = leases
                 self._while_reachable(lambda: self._rescue(timesource.now()))
                 self._serve()
@@ -173,9 +182,15 @@ class WorkerLoop:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._wakeup.close()
-            tally.flush(using=self.using)
+            if self._outage.ongoing:  # each write would wait out the network timeout
+                logger.warning(
+                    "leaving while the database is unreachable: the last metrics are not "
+                    "saved, and the worker's row goes stale instead of stopped"
+                )
+            else:
+                tally.flush(using=self.using)
+                WorkerRow.mark_stopped(self.name, jobs_performed=self.performed)
             unbatch()
-            WorkerRow.mark_stopped(self.name, jobs_performed=self.performed)
         logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
 
@@ -286,7 +301,7 @@ class WorkerLoop:
         if self._stopping and self._grace_ends is None and self._busy:
             self._grace_ends = now + self.grace
             logger.info(
-                "waiting up to %.0fs for %d job(s) to finish: %s",
+                "waiting up to %gs for %d job(s) to finish: %s",
                 self.grace,
                 len(self._busy),
                 ", ".join(t.job.label for t in self._busy),
@@ -406,13 +421,15 @@ class WorkerLoop:
         return True
 
     def _housekeeping(self) -> None:
-        """Each heartbeat: say we are alive, rescue orphans, forget long-dead workers, save
-        the metrics counted since the last beat."""
+        """Each heartbeat (after the lease keeper has read the database's clock): say we are
+        alive and how far this host's clock is off, rescue orphans, forget long-dead
+        workers, save the metrics counted since the last beat."""
         now = timesource.now()
         WorkerRow.objects.filter(name=self.name).update(
             last_heartbeat_at=now,
             jobs_in_flight=[job.label for job in self._leases.held()],
             jobs_performed=self.performed,
+            clock_offset=clock_offset(),
         )
         self._rescue(now)
         WorkerRow.objects.filter(last_heartbeat_at__lt=now - DEAD_WORKER_RETENTION).delete()
@@ -459,7 +476,7 @@ class WorkerLoop:
             self.abort()
             return
         logger.info(
-            "%s received: no new jobs; the job in hand has %.0fs to finish",
+            "%s received: no new jobs; the job in hand has %gs to finish",
             signal.Signals(signum).name,
             self.grace,
         )

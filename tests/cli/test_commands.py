@@ -376,7 +376,8 @@ def test_list_shows_why_a_failed_or_retrying_job_failed_but_not_a_succeeded_ones
     retried = RecordingJobFactory(enqueue=True, fail=True, max_attempts=2).run()
     RecordingJob.objects.filter(pk=retried.pk).update(fail=False, run_at=NOON)
     retried = RecordingJob.objects.get(pk=retried.pk).run()
-    assert (retrying.state, retried.state, retried.error_type) == ("pending", "succeeded", BOOM)
+    assert (retrying.state, retried.state, retried.error_type) == ("pending", "succeeded", "")
+    assert [entry["type"] for entry in retried.error_history] == [BOOM]
     _, out = jobs("list")
     errors = {int(line.split()[0]): line.split(maxsplit=7)[7:] for line in out.splitlines()[1:]}
     assert errors == {

@@ -1,19 +1,30 @@
-"""The chaos test: workers SIGKILLed at random and connections cut, and not one job lost.
+"""The chaos test: workers SIGKILLed, frozen and cut off, the database restarted, no job lost.
 
 5,000 jobs, each leaving one Effect row per execution; three real `runjobs` processes; a
-random one SIGKILLed every 1 to 2 seconds and replaced; every worker connection terminated
-once in the middle (the suite does not own the PostgreSQL server, so it cannot restart it).
-At the end every job has succeeded, and every duplicate execution is explained: a worker
-runs its default number of jobs at once (`DEFAULT_THREADS`), so each kill and each worker
-whose connections were cut can account for at most that many.
+random one SIGKILLed every 1 to 2 seconds and replaced; at a quarter of the jobs done, one
+worker frozen (SIGSTOP) for two leases, then thawed (SIGCONT); at half, every worker
+connection terminated; at three quarters, the database restarted: every session of the test
+database terminated, then the server itself restarted where this test may
+(`restart_database()`: as root on a Debian packaged cluster, or the throwaway cluster
+`python -m tests` started; never a server others are using). At the end every job has
+succeeded, and every duplicate execution is explained: a worker runs its default number of
+jobs at once (`DEFAULT_THREADS`), so each kill, each frozen worker and each worker whose
+connections were cut or whose server restarted can account for at most that many.
 """
 
+import os
 import random
+import re
+import shutil
 import signal
+import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from django.db import OperationalError, connection
+from django.db.utils import InterfaceError
 
 from jobs.models import JobState
 from jobs.runtime.worker import DEFAULT_THREADS
@@ -32,6 +43,7 @@ JOBS = 5_000
 WORKERS = 3
 DEADLINE_SECONDS = 240
 WORKER_ENV = {"JOBS_LEASE_SECONDS": "2", "JOBS_LOG_LEVEL": "ERROR"}
+FREEZE_SECONDS = 4  # two leases: the frozen worker's jobs are rescued while it sleeps
 
 
 def start_worker():
@@ -50,12 +62,15 @@ def test_chaos_every_job_succeeds_and_every_duplicate_is_explained(capsys):
         job.enqueue()
 
     workers = [start_worker() for _ in range(WORKERS)]
-    kills = cut_workers = 0
+    kills = cut_workers = restarted_workers = frozen_workers = 0
+    restart = "not done"
+    frozen = None
+    thaw_at = 0.0
+    cut_done = False
     began = time.monotonic()
     next_kill = began + chance.uniform(1, 2)
-    cut_done = False
     try:
-        while RecordingJob.objects.filter(state=JobState.SUCCEEDED).count() < JOBS:
+        while (done := succeeded()) < JOBS:
             now = time.monotonic()
             assert now - began < DEADLINE_SECONDS, "the jobs were not all done in time"
             if now >= next_kill:
@@ -65,14 +80,24 @@ def test_chaos_every_job_succeeds_and_every_duplicate_is_explained(capsys):
                 workers[victim] = start_worker()
                 kills += 1
                 next_kill = now + chance.uniform(1, 2)
-            if (
-                not cut_done
-                and RecordingJob.objects.filter(state=JobState.SUCCEEDED).count() > JOBS // 2
-            ):
+            if frozen_workers == 0 and done > JOBS // 4:
+                frozen = workers[chance.randrange(WORKERS)]
+                frozen.send_signal(signal.SIGSTOP)
+                frozen_workers, thaw_at = 1, now + FREEZE_SECONDS
+            if frozen is not None and now >= thaw_at:
+                frozen.send_signal(signal.SIGCONT)  # killed meanwhile: a no-op
+                frozen = None
+            if not cut_done and done > JOBS // 2:
                 cut_workers = WORKERS if cut_other_connections() else 0
                 cut_done = True
+            if restart == "not done" and done > JOBS * 3 // 4:
+                cut_other_connections()
+                restart = restart_database()
+                restarted_workers = WORKERS
             time.sleep(0.1)
     finally:
+        if frozen is not None:
+            frozen.send_signal(signal.SIGCONT)
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
@@ -80,14 +105,76 @@ def test_chaos_every_job_succeeds_and_every_duplicate_is_explained(capsys):
 
     executions = Counter(Effect.objects.values_list("job_id", flat=True))
     duplicates = sum(executions.values()) - len(executions)
+    explained = (kills + cut_workers + restarted_workers + frozen_workers) * DEFAULT_THREADS
     with capsys.disabled():  # the counts belong in CI's output, printed before the verdict
         print(
-            f"\nchaos: {JOBS} jobs, {kills} SIGKILLs, "
-            f"connections of {cut_workers} workers cut once, "
-            f"{sum(executions.values())} executions, {duplicates} duplicates, "
-            f"{time.monotonic() - began:.1f}s"
+            f"\nchaos: {JOBS} jobs, {kills} SIGKILLs, {frozen_workers} worker frozen for "
+            f"{FREEZE_SECONDS} s, connections of {cut_workers} workers cut once, "
+            f"database {restart}, {sum(executions.values())} executions, {duplicates} "
+            f"duplicates (at most {explained} explained), {time.monotonic() - began:.1f}s"
         )
     assert len(executions) == JOBS, "a job never ran"
     assert RecordingJob.objects.filter(state=JobState.SUCCEEDED).count() == JOBS
     assert kills >= 3
-    assert duplicates <= (kills + cut_workers) * DEFAULT_THREADS
+    assert frozen_workers == 1
+    assert restart != "not done"
+    assert duplicates <= explained
+
+
+def succeeded() -> int:
+    """How many jobs succeeded; asked again on a new connection if the server went away."""
+    for _ in range(100):
+        try:
+            return RecordingJob.objects.filter(state=JobState.SUCCEEDED).count()
+        except (OperationalError, InterfaceError):
+            connection.close()
+            time.sleep(0.2)
+    raise AssertionError("the database did not come back within 20 s")
+
+
+def restart_database() -> str:
+    """Restart the PostgreSQL server the tests use, if it is this test's to restart; say what
+    was done.
+
+    Two servers are, when nobody else is connected to another of their databases: a Debian
+    packaged cluster when we are root (`pg_ctlcluster restart`, as CI runs it), and a
+    throwaway cluster `python -m tests` started (`tests/postgres_server.py`, restarted with
+    its own `pg_ctl` and log file, as its owner). Any other server, and one that others are
+    using (a shared development server, where a restart would break their work), is left
+    running: the sessions of the test database were terminated, which is what a restart does
+    to the workers.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('data_directory'), current_setting('port')")
+        data_directory, port = cursor.fetchone()
+        cursor.execute("SELECT current_setting('server_version_num')::int / 10000")
+        major = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            "AND datname IS DISTINCT FROM current_database()"
+        )
+        others = cursor.fetchone()[0]
+    connection.close()
+    if others:
+        return f"not restarted ({others} sessions of other databases: someone else uses it)"
+    data = Path(data_directory)
+    packaged = re.fullmatch(r"/var/lib/postgresql/([0-9.]+)/([^/]+)", data_directory)
+    if packaged and os.geteuid() == 0 and shutil.which("pg_ctlcluster"):
+        version, cluster = packaged.groups()
+        command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "restart"]
+    elif data.parent.name.startswith("jobs-pg-") and (data.parent / "server.log").exists():
+        pg_ctl = Path(f"/usr/lib/postgresql/{major}/bin/pg_ctl")
+        pg_ctl = pg_ctl if pg_ctl.exists() else Path(shutil.which("pg_ctl") or "pg_ctl")
+        command = [str(pg_ctl), "-D", str(data), "-l", str(data.parent / "server.log")]
+        command += ["-m", "fast", "-w", "restart"]
+        owner = data.stat().st_uid
+        if owner != os.geteuid():
+            if os.geteuid() != 0:
+                return f"not restarted (its data directory belongs to uid {owner})"
+            command = ["runuser", "-u", str(data.owner()), "--", *command]
+    else:
+        return f"not restarted (not a packaged or throwaway cluster: {data_directory}, port {port})"
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, f"{' '.join(command)} failed: {result.stderr}"
+    return f"restarted in {time.monotonic() - started:.1f}s"

@@ -44,11 +44,15 @@ def in_database(now) -> dict[tuple[str, str, str], float]:
             numbers["jobs_failed_total", *series] += (
                 job.state == JobState.FAILED and job.error_type != WORKER_LOST
             )
-            # Every failed attempt left an entry; the last one of a failed job was no retry.
-            numbers["jobs_retried_total", *series] += len(job.error_history) - (
-                job.state == JobState.FAILED
+            # Every failed attempt left an entry, and so did every rescue; the last failure of
+            # a job failed by its own error was no retry.
+            lost = sum(entry["type"] == WORKER_LOST for entry in job.error_history)
+            numbers["jobs_retried_total", *series] += (
+                len(job.error_history)
+                - lost
+                - (job.state == JobState.FAILED and job.error_type != WORKER_LOST)
             )
-            numbers["jobs_rescued_total", *series] += job.error_type == WORKER_LOST
+            numbers["jobs_rescued_total", *series] += lost
             for histogram in ("jobs_run_duration_seconds", "jobs_wait_seconds"):
                 numbers[f"{histogram}_count", *series] += performed[label, job.pk]
             numbers["jobs_pending", *series] += job.state == JobState.PENDING and job.run_at <= now

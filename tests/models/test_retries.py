@@ -7,7 +7,7 @@ from django.db import models
 from django.test.utils import isolate_apps
 
 from jobs.checks import job_model_errors
-from jobs.execution import ERROR_HISTORY_LIMIT
+from jobs.joblog import ERROR_HISTORY_LIMIT
 from jobs.models import Job, JobState
 from tests.conftest import NOON
 from tests.factories import RecordingJobFactory

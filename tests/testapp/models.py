@@ -1,8 +1,11 @@
 """Job models for the tests: each performance leaves a row in Effect, so tests can count."""
 
+import json
 import os
 import signal
+import threading
 import time
+import uuid
 
 from django.db import models, transaction
 
@@ -49,6 +52,7 @@ class RecordingJob(Job):
             ("snooze", "ask to run again in 30 s, from inside an `except Exception`"),
             ("forbidden", "raise PermissionError, which discard_on fails at once"),
             ("value_error", "raise ValueError, which retry_on does not retry"),
+            ("hold_own_row", "sleep inside its own transaction, holding its row's lock"),
         ],
     )
 
@@ -60,6 +64,11 @@ class RecordingJob(Job):
         Effect.record(self)
         if self.kill_worker:
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.behaviour == "hold_own_row":
+            with transaction.atomic():
+                self.set_progress(1, 1)  # writes its row: locked until this block ends
+                time.sleep(self.sleep_seconds)
+            return
         if self.sleep_seconds:
             time.sleep(self.sleep_seconds)
         if self.behaviour:
@@ -150,3 +159,53 @@ class StepJob(Job):
                 raise ValueError(f"step {step} refused token {self.api_token}")
             time.sleep(self.step_seconds)
             self.set_progress(step, self.steps)
+
+
+EXECUTION_LOG = "TESTS_EXECUTION_LOG"
+
+
+class TimedJob(Job):
+    """Sleeps `seconds`, writing when each execution starts and ends to a local file.
+
+    For workers on several hosts (`tests/integration/test_hosts.py`): a host may be cut off
+    from the database while the job runs, so the record cannot be a row. Each execution
+    appends two JSON lines (start, end) to the file named by `TESTS_EXECUTION_LOG`, on the
+    monotonic clock, which every process of the machine shares and which a host's faked wall
+    clock leaves alone; the wall clock is written too, to show the offset. It waits on an
+    Event, not `time.sleep()`: under libfaketime with the monotonic clock left alone
+    (`tests/hosts.py`), `time.sleep()` fails with EINVAL.
+    """
+
+    seconds = models.FloatField(default=0)
+
+    max_attempts = 5
+
+    def perform(self) -> None:
+        path = os.environ.get(EXECUTION_LOG)
+        if not path:
+            raise RuntimeError(
+                f"TimedJob records each execution in the file named by {EXECUTION_LOG}; set it"
+            )
+        execution = {
+            "execution": uuid.uuid4().hex,
+            "job": self.pk,
+            "attempt": self.attempts,
+            "worker": self.claimed_by,
+            "host": os.environ.get("TESTS_HOST", ""),
+        }
+        _append_line(path, {**execution, "event": "start", **_clocks()})
+        threading.Event().wait(self.seconds)
+        _append_line(path, {**execution, "event": "end", **_clocks()})
+
+
+def _clocks() -> dict[str, float]:
+    return {"monotonic": time.monotonic(), "wall": time.time()}
+
+
+def _append_line(path: str, record: dict) -> None:
+    """One write() of one line with O_APPEND: lines of concurrent writers never interleave."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(descriptor)

@@ -1,4 +1,10 @@
-"""`manage.py runjobs`: parse options, check the ground, build a worker loop or a supervisor."""
+"""`manage.py runjobs`: parse options, check the ground, build a worker loop or a supervisor.
+
+SIGTERM and SIGINT are taken over before any of that (`EarlyStop`, from `execute()`, so before
+the system checks too): a worker stopped while it starts exits 0 without claiming anything.
+(Before Django has loaded, this module is not even imported: the project's `manage.py` takes
+over the signals for that first half second.)
+"""
 
 import argparse
 import sys
@@ -21,7 +27,7 @@ from jobs.models.discovery import (
 )
 from jobs.runtime.budget import ConnectionBudget, check_connection_budget
 from jobs.runtime.console import use_console_unless_configured
-from jobs.runtime.supervisor import Supervisor
+from jobs.runtime.supervisor import EarlyStop, Supervisor
 from jobs.runtime.worker import DEFAULT_THREADS, EXIT_OK, EXIT_RECYCLE, WorkerLoop
 
 
@@ -98,6 +104,11 @@ class Command(BaseCommand):
             "of resident memory.",
         )
 
+    def execute(self, *args, **options) -> str | None:
+        """Take SIGTERM and SIGINT over first, for the start-up; then what Django does."""
+        with EarlyStop() as self.early_stop:
+            return super().execute(*args, **options)
+
     def handle(self, *args, processes, burst, **options) -> None:
         use_console_unless_configured(options["verbosity"])
         models = served_models()
@@ -142,6 +153,9 @@ class Command(BaseCommand):
                 "warning: DEBUG is on, so Django records every query the worker makes; "
                 "turn it off in production"
             )
+        if self.early_stop.hand_to(runner):
+            self.stderr.write("stopped while starting, as asked; no job was claimed")
+            return
         runner.run()
         if runner.exit_code != EXIT_OK:
             sys.exit(runner.exit_code)

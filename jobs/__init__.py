@@ -7,7 +7,7 @@ moves are listed in CHANGELOG.md):
   `Worker`, `LatencyProbe`, `ScheduledRun`, `MetricTally`.
 - `jobs.admin`: `JobAdmin`, to register a job model's admin.
 - `jobs.errors`: `JobError` and its kinds (`JobNotRunnable`, `JobStateError`, `JobTimeout`,
-  `Cancelled`, `ConfigurationError`, ...).
+  `DuplicateJob`, `Cancelled`, `ConfigurationError`, ...).
 - `jobs.signals`: the lifecycle signals (`job_enqueued`, `job_started`, `job_succeeded`,
   `job_retried`, `job_failed`, `job_rescued`).
 - `jobs.views.status`: `accepted()`, `Expectation`, for views that start jobs (202/303);

@@ -65,7 +65,36 @@ def job_model_errors(model: type[Job]) -> list[Error]:
             validate(model._meta.get_field(option).default)
         except ValueError as exc:
             errors.append(Error(f"{model._meta.label}.{option}: {exc}", obj=model, id="jobs.E002"))
+    if (problem := unique_on_problem(model)) is not None:
+        errors.append(Error(f"{model._meta.label}.unique_on {problem}", obj=model, id="jobs.E013"))
     return errors
+
+
+def unique_on_problem(model: type[Job]) -> str | None:
+    """What is wrong with `model.unique_on`, or None: without a check, a misspelt field would
+    leave the model with no constraint at all, and duplicates would pass silently."""
+    names = model.unique_on
+    if names is None:
+        return None
+    if not isinstance(names, tuple | list) or not all(isinstance(n, str) for n in names):
+        return f"must be a tuple of field names, got {names!r} (a 1-tuple needs its comma)."
+    if not names:
+        return "is empty: name the fields whose values may have one active job, or remove it."
+    meta = model._meta
+    if meta.proxy:
+        concrete = meta.concrete_model
+        if tuple(names) != tuple(concrete.unique_on or ()):
+            return (
+                f"is {tuple(names)!r}, but a proxy shares its table and constraint with "
+                f"{concrete._meta.label}, whose unique_on is {concrete.unique_on!r}: set it there."
+            )
+        return None
+    if meta.parents:
+        return "is not supported on a multi-table child of a job model: set it on the parent."
+    fields = {field.name for field in meta.concrete_fields}
+    if unknown := [name for name in names if name not in fields]:
+        return f"names {', '.join(map(repr, unknown))}: no such field on this model."
+    return None
 
 
 @register()

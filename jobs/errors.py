@@ -42,3 +42,17 @@ class Cancelled(BaseException):
 
     A BaseException, like `Snooze`, so an `except Exception` in `perform()` lets it pass.
     """
+
+
+class DuplicateJob(JobError):
+    """An enqueue (or requeue) would make a second active row with the same `unique_on` key.
+
+    The database refused it (the model's partial unique constraint); the write was undone in
+    its own savepoint, so the caller's transaction carries on. `existing` is the active job
+    (pending or running) that holds the key, or None when the clash is between rows of one
+    `bulk_enqueue()` or `requeue()` call.
+    """
+
+    def __init__(self, message: str, existing=None) -> None:
+        super().__init__(message)
+        self.existing = existing

@@ -63,12 +63,14 @@ def now() -> datetime:
     return reading.server + timedelta(seconds=time.monotonic() - reading.monotonic)
 
 
-def synchronise(using: str = DEFAULT_DB_ALIAS) -> Reading | None:
+def synchronise(using: str = DEFAULT_DB_ALIAS, *, announce: bool = False) -> Reading | None:
     """Read the server's clock and keep the reading if it is better than the one kept.
 
     Better means a smaller possible error once the kept reading's age is counted, so a
     reading delayed by a slow round trip does not replace a precise one. Returns the reading
-    now in use (None on SQLite). Raises the database's errors, like any query.
+    now in use (None on SQLite). Raises the database's errors, like any query. The offset
+    is logged when it is notable, or first changes by that much; with `announce` (a worker
+    starting), the first reading is logged whatever it is.
     """
     global _reading
     if not reads_server_clock(using):
@@ -81,8 +83,11 @@ def synchronise(using: str = DEFAULT_DB_ALIAS) -> Reading | None:
     fresh = Reading(server, middle, wall - server.timestamp(), (after - before) / 2)
     kept = _reading
     if kept is None or fresh.error <= kept.error_after(middle - kept.monotonic):
-        if kept is None or abs(fresh.offset - kept.offset) >= NOTABLE_OFFSET_SECONDS:
-            _log_offset(fresh, first=kept is None)
+        if kept is None:
+            if announce or abs(fresh.offset) >= NOTABLE_OFFSET_SECONDS:
+                _log_offset(fresh, first=True)
+        elif abs(fresh.offset - kept.offset) >= NOTABLE_OFFSET_SECONDS:
+            _log_offset(fresh, first=False)
         _reading = fresh
     return _reading
 

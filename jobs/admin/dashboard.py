@@ -6,7 +6,7 @@ Served from the admin site the `Worker` admin is registered on, so a project tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -65,9 +65,17 @@ class ServiceLevelRow:
     oldest_wait: Any
     probe: QueueLatency | None
     stale: bool
+    pauses: list = field(default_factory=list)  # QueuePause rows: whole queue first
+
+    @property
+    def paused(self) -> Any:
+        """The pause of the whole queue, if any: its jobs wait by choice, so never late."""
+        return next((pause for pause in self.pauses if not pause.model), None)
 
     @property
     def over_sla(self) -> bool:
+        if self.paused:
+            return False
         waits = [self.oldest_wait, self.probe.latency if self.probe else None]
         sla = self.queue.sla
         return sla is not None and any(wait is not None and wait > sla for wait in waits)
@@ -159,6 +167,8 @@ class DashboardView(TemplateView):
             for name, counts in summary.queues.items()
             if counts.pending or counts.scheduled or counts.running or counts.finished_last_hour
         ]
+        pauses = dashboard.queue_pauses()
+        used += [name for name in pauses if name not in used]
         levels = []
         for name, queue in watched_queues(named, default_queues(models), used).items():
             counts = summary.queues.get(name)
@@ -170,6 +180,7 @@ class DashboardView(TemplateView):
                     oldest_wait=counts.oldest_wait if counts else None,
                     probe=latency,
                     stale=latency is not None and latency.stale(summary.now),
+                    pauses=pauses.get(name, []),
                 )
             )
         rows = [

@@ -325,6 +325,9 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         message += "."
         if skipped := selected - changed:
             message += (
-                f" {skipped} skipped: only {operation.applies_to} jobs can be {operation.done}."
+                f" {skipped} skipped: only {operation.applies_to} jobs can be {operation.done}"
             )
+            if queryset.model.unique_on and name in ("enqueue", "requeue"):
+                message += ", and not while a job with the same key is pending or running"
+            message += "."
         self.message_user(request, message, messages.SUCCESS if changed else messages.WARNING)

@@ -24,7 +24,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
 from django.db.models import QuerySet
 
-from jobs.errors import JobNotRunnable, JobStateError
+from jobs.errors import DuplicateJob, JobNotRunnable, JobStateError
 from jobs.models import Job, JobQuerySet
 from jobs.states import RUNNABLE_STATES, JobState
 
@@ -101,12 +101,21 @@ def offered(job: Job, now: datetime) -> tuple[str, ...]:
 
 
 def _enqueue(rows: QuerySet) -> None:
-    """Queue each new row as `enqueue()` does: pending now, in its own queue and priority."""
+    """Queue each new row as `enqueue()` does: pending now, in its own queue and priority.
+
+    A row whose `unique_on` key already has an active job stays new (reported as skipped)."""
     for job in rows.filter(state=JobState.NEW).order_by("pk"):
         try:
             job.enqueue()
+        except DuplicateJob:
+            continue
         except JobStateError:
             continue  # it left `new` since it was read (on SQLite rows are not locked)
+
+
+def _requeue(rows: JobQuerySet) -> None:
+    """`requeue()`, leaving a row whose `unique_on` key already has an active job as it is."""
+    rows.requeue(skip_duplicates=True)
 
 
 def _run_now(rows: QuerySet) -> None:
@@ -124,7 +133,7 @@ OPERATIONS = {
         "Requeue",
         "requeued",
         "failed or cancelled",
-        JobQuerySet.requeue,
+        _requeue,
         effect="Each goes back to pending, due now, with its attempts reset.",
     ),
     "cancel": Operation(

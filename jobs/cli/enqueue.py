@@ -29,6 +29,7 @@ from jobs.cli.arguments import (
     usage_error,
 )
 from jobs.cli.listing import as_json, error_summary, local_time
+from jobs.errors import DuplicateJob
 from jobs.models import Job
 from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.states import JobState
@@ -120,8 +121,11 @@ def handle(
         job.save()
         job.run()
     else:
-        with transaction.atomic(using=job._state.db):
-            job.enqueue(run_at=run_at, delay=delay)
+        try:
+            with transaction.atomic(using=job._state.db):
+                job.enqueue(run_at=run_at, delay=delay)
+        except DuplicateJob as duplicate:
+            raise invalid(model, str(duplicate)) from None
     if output == "json":
         command.stdout.write(json.dumps(as_json(job), indent=2))
     else:

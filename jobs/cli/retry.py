@@ -24,7 +24,8 @@ def handle(command: BaseCommand, **options: Any) -> None:
 
 def retry(rows: JobQuerySet) -> dict[str, int]:
     # Scheduled rows first: a row requeued now is due now, and no longer counts as scheduled.
-    return {"moved to now": rows.retry_now(), "requeued": rows.requeue()}
+    # A row whose unique key has an active job stays as it is (`requeue(skip_duplicates=)`).
+    return {"moved to now": rows.retry_now(), "requeued": rows.requeue(skip_duplicates=True)}
 
 
 def count(rows: JobQuerySet) -> dict[str, int]:

@@ -16,16 +16,29 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from jobs import timesource
-from jobs.cli.arguments import Subcommand, database_unreachable, positive_number, write_table
+from jobs.cli.arguments import (
+    Subcommand,
+    database_unreachable,
+    line_width,
+    positive_number,
+    write_table,
+)
 from jobs.cli.listing import local_time
 from jobs.db.outage import CONNECTION_ERRORS, close_broken_connections
 from jobs.durations import format_duration
 from jobs.models.discovery import job_models
-from jobs.monitoring.dashboard import Counts, WorkerStatus, running_workers, summarize
+from jobs.monitoring.dashboard import (
+    Counts,
+    WorkerStatus,
+    queue_pauses,
+    running_workers,
+    summarize,
+)
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen
 QUEUE_HEADERS = ("QUEUE", "PENDING", "SCHEDULED", "RUNNING", "FAILED 1H", "OLDEST WAIT")
 WORKER_HEADERS = ("WORKER", "QUEUES", "THREADS BUSY", "LAST HEARTBEAT", "")
+PAUSE_HEADERS = ("PAUSED QUEUE", "MODEL", "SINCE", "BY", "REASON")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +77,10 @@ def handle(command: BaseCommand, *, watch: float | None, **options: Any) -> None
 
 
 def draw(command: BaseCommand, now: datetime) -> None:
-    """The queues (per queue, then all together) and the worker processes, as of `now`."""
+    """The queues (per queue, then all together), the paused ones, and the worker
+    processes, as of `now`."""
     summary = summarize(job_models(), now)
+    pauses = [pause for queue in queue_pauses().values() for pause in queue]
     workers = running_workers(now)
     command.stdout.write(f"jobs at {local_time(now)}")
     command.stdout.write("")
@@ -75,6 +90,19 @@ def draw(command: BaseCommand, now: datetime) -> None:
     else:
         command.stdout.write("no queue has jobs pending, running or failed in the last day")
     command.stdout.write("")
+    if pauses:
+        rows = [
+            (
+                pause.queue,
+                pause.model or "all",
+                local_time(pause.paused_at),
+                pause.paused_by,
+                pause.reason,
+            )
+            for pause in pauses
+        ]
+        write_table(command, PAUSE_HEADERS, rows, width=line_width(command))
+        command.stdout.write("")
     if workers.processes:
         write_table(command, WORKER_HEADERS, [worker_cells(status) for status in workers.processes])
     else:

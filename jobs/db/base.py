@@ -53,6 +53,16 @@ def claim_changes(now: datetime, claimant: str) -> dict[str, Any]:
     }
 
 
+# Queues to leave out (the paused ones), one sequence per job model, aligned with the models.
+Skips = Sequence[Sequence[str]]
+
+
+def _queues_filter(column: str, among: int, skip: int = 0) -> str:
+    """The filter keeping rows in `among` queues (none: any) but `skip` (paused) ones."""
+    keep = f" AND {column} IN ({', '.join(['%s'] * among)})" if among else ""
+    return keep + (f" AND {column} NOT IN ({', '.join(['%s'] * skip)})" if skip else "")
+
+
 class Engine:
     """What a worker needs from one database. Subclasses say how rows are kept exclusive.
 
@@ -86,8 +96,9 @@ class Engine:
         worker: str,
         now: datetime,
         limit: int = 1,
+        skip_queues: Sequence[str] = (),
     ) -> list[Job]:
-        """Take up to `limit` runnable rows of `model` (of `queue`, or of any queue if None).
+        """Take up to `limit` runnable rows of `model` (of `queue`, else any but `skip_queues`).
 
         Runnable means pending with `run_at` come; the rows are chosen by priority (higher
         first), then `run_at`, then id, and returned in that order. They come back running,
@@ -95,7 +106,9 @@ class Engine:
         previous attempt's log and progress cleared, with all their fields loaded for
         `perform()`. One statement, however many rows.
         """
-        sql, params = self._claim_statement(model, queue=queue, worker=worker, now=now, limit=limit)
+        sql, params = self._claim_statement(
+            model, queue=queue, worker=worker, now=now, limit=limit, skip=skip_queues
+        )
         claimed = self._loader(model).load(self._fetch(sql, params))
         claimed.sort(key=lambda job: (-job.priority, job.run_at, job.pk))
         return claimed
@@ -296,26 +309,35 @@ class Engine:
         return None
 
     def _claim_statement(
-        self, model: type[Job], *, queue: str | None, worker: str, now: datetime, limit: int
+        self,
+        model: type[Job],
+        *,
+        queue: str | None,
+        worker: str,
+        now: datetime,
+        limit: int,
+        skip: Sequence[str] = (),
     ) -> tuple[str, list]:
         """The claim's text (built once per model and queue filter) and its parameters."""
         changes = claim_changes(now, worker)
-        key = ("claim", model, queue is not None)
+        key = ("claim", model, queue is not None, len(skip))
         if (sql := self._move_statements.get(key)) is None:
-            sql = self._move_statements[key] = self._claim_text(model, queue, tuple(changes))
+            sql = self._move_statements[key] = self._claim_text(
+                model, queue, tuple(changes), len(skip)
+            )
         adapt = self.connection.ops.adapt_datetimefield_value
         values = [adapt(v) if isinstance(v, datetime) else v for v in changes.values()]
         params = [JobState.RUNNING, *values, JobState.PENDING, adapt(now)]
         if queue is not None:
             params.append(queue)
-        params.append(limit)
+        params += [*skip, limit]
         return sql, params
 
-    def _claim_text(self, model: type[Job], queue: str | None, changes: tuple[str, ...]) -> str:
+    def _claim_text(self, model: type[Job], queue: str | None, changes: tuple, skipped: int) -> str:
         quote = self.connection.ops.quote_name
         column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
         pk = quote(model._meta.pk.column)
-        queue_filter = f" AND {column['queue']} = %s" if queue is not None else ""
+        queue_filter = _queues_filter(column["queue"], queue is not None, skipped)
         chosen = (
             f"SELECT {pk} FROM {quote(model._meta.db_table)}"
             f" WHERE {column['state']} = %s AND {column['run_at']} <= %s{queue_filter}"
@@ -335,10 +357,16 @@ class Engine:
         return f"{pk} IN ({subquery})"
 
     def peek(
-        self, models: Sequence[type[Job]], *, queue: str | None, now: datetime, limit: int
+        self,
+        models: Sequence[type[Job]],
+        *,
+        queue: str | None,
+        now: datetime,
+        limit: int,
+        skip_queues: Skips = (),
     ) -> list[list[int]]:
         """The priorities of the next `limit` runnable rows of each of `models` (of `queue`,
-        or of any queue if None), highest first, one list per model in the order given.
+        else any but the model's `skip_queues`), highest first, one list per model in order.
 
         What a worker compares to share one claim among several job models by priority
         (`jobs.runtime.claims`). One statement: a part per model, each read from that model's
@@ -348,11 +376,12 @@ class Engine:
         """
         quote = self.connection.ops.quote_name
         stamp = self.connection.ops.adapt_datetimefield_value(now)
-        parts, params = [], []
+        parts, params, only = [], [], [queue] if queue is not None else []
         for index, model in enumerate(models):
             column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
             pk = quote(model._meta.pk.column)
-            queue_filter = f" AND {column['queue']} = %s" if queue is not None else ""
+            skip = skip_queues[index] if skip_queues else ()
+            queue_filter = _queues_filter(column["queue"], queue is not None, len(skip))
             parts.append(
                 f"SELECT {index} AS m, p FROM (SELECT {column['priority']} AS p"
                 f" FROM {quote(model._meta.db_table)}"
@@ -360,7 +389,7 @@ class Engine:
                 f" ORDER BY {column['priority']} DESC, {column['run_at']}, {pk}"
                 f" LIMIT %s) AS h{index}"
             )
-            params += [JobState.PENDING, stamp, *([queue] if queue is not None else []), limit]
+            params += [JobState.PENDING, stamp, *only, *skip, limit]
         heads: list[list[int]] = [[] for _ in models]
         for index, priority in self._fetch(" UNION ALL ".join(parts), params):
             heads[index].append(priority)
@@ -369,10 +398,11 @@ class Engine:
         return heads
 
     def next_due(
-        self, models: Sequence[type[Job]], *, queues: Sequence[str] | None
+        self, models: Sequence[type[Job]], *, queues: Sequence[str] | None, skip_queues: Skips = ()
     ) -> list[datetime | None]:
         """When the earliest pending row of each of `models` becomes runnable (None: it has
-        none), for `queues` (all if None); one value per model in the order given.
+        none), for `queues` (all if None) but the model's `skip_queues` (its paused ones);
+        one value per model in the order given.
 
         What an idle worker sleeps until, so a scheduled job starts on time without polling,
         for every model in one statement (each part answered from the model's `_due` index).
@@ -385,14 +415,13 @@ class Engine:
             state, queue = (
                 quote(model._meta.get_field(name).column) for name in ("state", "queue")
             )
-            queue_filter = ""
-            if queues is not None:
-                queue_filter = f" AND {queue} IN ({', '.join(['%s'] * len(queues))})"
+            skip = skip_queues[index] if skip_queues else ()
+            queue_filter = _queues_filter(queue, len(queues or ()), len(skip))
             parts.append(
                 f"SELECT {index} AS m, MIN({quote(run_at.column)}) AS due"
                 f" FROM {quote(table)} WHERE {state} = %s{queue_filter}"
             )
-            params += [JobState.PENDING, *(queues or [])]
+            params += [JobState.PENDING, *(queues or []), *skip]
             column = run_at.get_col(table)
             converters.append(
                 (

@@ -11,6 +11,11 @@ skipping the tables it knows are empty (`jobs.runtime.claims`). A payload withou
 part (a sender from before this format, during a rolling deploy) means any model of that
 queue; the queue `ANY_QUEUE` means every queue (of the model named, or of every model).
 
+A pause or resume of a queue (`jobs.models.QueuePause`) is announced as "<queue> !pauses":
+the label `PAUSES` can be no model's (labels hold a dot and no "!"), so a worker from before
+pauses drops it as a model it does not serve, while a current one rereads the pauses at once
+and asks the queue's tables again (`jobs.runtime.claims`).
+
 The batch for the current transaction is found through a weak reference: Django holds the
 only strong reference (in its on-commit list), so when the transaction rolls back and Django
 drops the callback, the batch disappears with it and the next enqueue starts a new one.
@@ -34,6 +39,14 @@ ANY_QUEUE = "*"
 
 # (queue, model label); a label of None means any job model.
 Hint = tuple[str, str | None]
+
+# The label of a hint that says the pauses of its queue changed: no model's label.
+PAUSES = "!pauses"
+
+
+def pauses_changed(queue: str) -> Hint:
+    """The hint for a queue paused or resumed (for every model or one)."""
+    return (queue, PAUSES)
 
 
 def hint_for(queue: str, model: type[Job]) -> Hint:

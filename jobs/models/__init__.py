@@ -8,6 +8,7 @@ model's lifecycle states are `JobState`, its queryset verbs `JobQuerySet`.
 
 from jobs.models.job import Job
 from jobs.models.metric_tally import MetricTally
+from jobs.models.pause import QueuePause
 from jobs.models.probe import LatencyProbe
 from jobs.models.queryset import JobQuerySet
 from jobs.models.scheduled_run import ScheduledRun
@@ -20,6 +21,7 @@ __all__ = [
     "JobState",
     "LatencyProbe",
     "MetricTally",
+    "QueuePause",
     "ScheduledRun",
     "Worker",
 ]

@@ -27,6 +27,7 @@ from jobs.errors import JobStateError, Snooze
 from jobs.joblog import JobLog
 from jobs.models.options import JobBase
 from jobs.models.queryset import JobQuerySet, enqueue_changes, start_time
+from jobs.models.unique import key_columns, key_of, refusing_duplicates
 from jobs.states import JobState, check_transition
 
 # Fields only the lifecycle verbs write. `save()` never touches them, so a stale instance
@@ -65,7 +66,8 @@ class Job(models.Model, metaclass=JobBase):
     """Base of every job model: subclass it, add domain fields, define `perform()`.
 
     Subclasses may set `queue`, `priority` and `max_attempts` as class attributes; they
-    become the defaults of each new row.
+    become the defaults of each new row. `unique_on = ("account", "report")` allows at most
+    one active (pending or running) row per value of those fields (`jobs.models.unique`).
     """
 
     state = models.CharField(
@@ -150,6 +152,11 @@ class Job(models.Model, metaclass=JobBase):
     # heavy to hold a web request for: such a request is refused (417) before anything is
     # created.
     runs_inline: ClassVar[bool] = True
+
+    # Fields whose values may have at most one active (pending or running) row at a time: a
+    # partial unique constraint in the model's migration. Enqueueing a duplicate raises
+    # DuplicateJob; `objects.get_or_enqueue()` returns the active job instead.
+    unique_on: ClassVar[tuple[str, ...] | None] = None
 
     objects = JobQuerySet.as_manager()
 
@@ -350,6 +357,10 @@ class Job(models.Model, metaclass=JobBase):
         Inside `transaction.atomic()` it commits or rolls back with the caller's data: a
         worker never sees a job whose transaction did not commit. An unsaved instance is
         inserted. `priority` and `queue` override the row's values.
+
+        With `unique_on`, a job whose key already has an active one raises `DuplicateJob`
+        naming it; the refused write is undone in a savepoint of its own (the caller's
+        transaction carries on), and the row stays `new` (an unsaved instance stays unsaved).
         """
         using = self._state.db or router.db_for_write(type(self), instance=self)
         changes = enqueue_changes(
@@ -359,9 +370,23 @@ class Job(models.Model, metaclass=JobBase):
             for name, value in changes.items():
                 setattr(self, name, value)
             self.state = JobState.PENDING
-            models.Model.save(self, using=using)
+            try:
+                refusing_duplicates(
+                    type(self),
+                    using,
+                    lambda: models.Model.save(self, using=using),
+                    lambda: [key_of(self)],
+                )
+            except Exception:
+                self.state = JobState.NEW
+                raise
             wake_workers_on_commit(using, [hint_for(self.queue, type(self))])
-        elif not self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes):
+        elif not refusing_duplicates(
+            type(self),
+            using,
+            lambda: self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes),
+            lambda: list(self._same_row().values(*key_columns(type(self)))),
+        ):
             raise JobStateError(
                 f"{self.label} cannot be enqueued: it is {self._current_state()}, and enqueue() "
                 "takes a new row (use requeue() for failed or cancelled ones)"

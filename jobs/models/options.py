@@ -1,10 +1,16 @@
-"""What every job model gets from its class: row defaults from class attributes, and the
-partial indexes its table needs.
+"""What every job model gets from its class: row defaults from class attributes, the
+partial indexes its table needs, and the partial unique constraint its `unique_on` asks for.
 
 `queue = "emails"` on a job model sets the default of its `queue` field (and likewise
 `priority`, `max_attempts`, `timeout`), so every row still carries its own values that
 `enqueue()` can override. The indexes are added to every concrete job table, so a project's
 own job models get them in their migrations like any index of their own.
+
+`unique_on = ("account", "report")` becomes a unique constraint over those columns limited to
+the active states (`ACTIVE_STATES`), so the database itself refuses a second pending or running
+row with the same values, whoever writes it (the ORM, the admin, raw SQL, a race of ten
+processes), and finished rows never block a new one. A NULL in a key column never collides, as
+in any SQL unique index.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from jobs.states import FINISHED_STATES, JobState
 # Class attributes a job model may set to give its rows defaults (`queue = "emails"`).
 ROW_OPTIONS = ("queue", "priority", "max_attempts", "timeout")
 
+# The states `unique_on` counts: at most one row per key among them.
+ACTIVE_STATES = (JobState.PENDING, JobState.RUNNING)
+
 
 class JobBase(ModelBase):
     """Turns `queue = "emails"` on a job model into the default of its `queue` field.
@@ -27,7 +36,9 @@ class JobBase(ModelBase):
     Plain Django would read a class attribute named like an inherited field as removing
     that field; here it sets the field's default instead, so every row still carries its
     own queue, priority and max_attempts that `enqueue()` can override. It also gives every
-    concrete job table its partial index of pending rows.
+    concrete job table its partial indexes, and the unique constraint of its `unique_on`
+    (inherited from an abstract parent too; a proxy shares its concrete model's table, so it
+    gets no constraint of its own, and `manage.py check` holds it to its model's key).
     """
 
     def __new__(mcs, name: str, bases: tuple, attrs: dict, **kwargs: Any) -> type:
@@ -46,7 +57,39 @@ class JobBase(ModelBase):
             cls._meta.indexes = [*cls._meta.indexes, *indexes]
             # Migrations read Meta options from original_attrs, so the index must be there too.
             cls._meta.original_attrs["indexes"] = cls._meta.indexes
+            if constraint := unique_constraint(cls):
+                cls._meta.constraints = [*cls._meta.constraints, constraint]
+                cls._meta.original_attrs["constraints"] = cls._meta.constraints
         return cls
+
+
+def unique_fields(model: type) -> tuple[str, ...]:
+    """The field names of `model`'s `unique_on`, or () when it has none or it is malformed
+    (`manage.py check` reports a malformed one: jobs.E013)."""
+    names = getattr(model, "unique_on", None)
+    if not isinstance(names, tuple | list) or not all(isinstance(n, str) for n in names):
+        return ()
+    return tuple(names)
+
+
+def unique_constraint(model: type) -> models.UniqueConstraint | None:
+    """The partial unique constraint for `model.unique_on`, named like the lifecycle indexes;
+    None without a well-formed `unique_on` naming only concrete fields of the model."""
+    names = unique_fields(model)
+    concrete = {field.name for field in model._meta.concrete_fields}
+    if not names or not concrete.issuperset(names):
+        return None
+    return models.UniqueConstraint(
+        fields=list(names),
+        condition=models.Q(state__in=list(ACTIVE_STATES)),
+        name=f"{_prefix(model._meta.db_table)}_uniq",
+    )
+
+
+def _prefix(db_table: str) -> str:
+    """What every framework index name of a table starts with: Django caps index names at 30
+    characters, hence the digest."""
+    return f"{db_table[:16]}_{names_digest(db_table, length=8)}"
 
 
 def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
@@ -60,10 +103,9 @@ def _lifecycle_indexes(db_table: str, pk_name: str) -> list[models.Index]:
     than sorted. Pruning finds the oldest finished rows of a state (`_fin`), and the dashboard
     counts the rows created but never enqueued (`_new`). Every index but the primary key is
     partial, so each version of a row is indexed only where some query will look for it: a
-    new row costs two index entries, a pending one four, a running one two. Django caps index
-    names at 30 characters, hence the digest.
+    new row costs two index entries, a pending one four, a running one two.
     """
-    prefix = f"{db_table[:16]}_{names_digest(db_table, length=8)}"
+    prefix = _prefix(db_table)
     return [
         models.Index(
             fields=["queue", "-priority", "run_at", pk_name],

@@ -2,6 +2,9 @@
 
 Every change of `state` goes through `JobQuerySet._transition`, one guarded UPDATE that names
 the states it may come from, so two processes racing on the same rows cannot both win.
+
+For a model with `unique_on`, every write here that can make a row active (enqueue, requeue)
+goes through `jobs.models.unique.refusing_duplicates()`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from django.db import models, transaction
 from jobs import signals, timesource
 from jobs.db import engine_for
 from jobs.db.wakeup import ANY_QUEUE, hint_for, payload, wake_workers_on_commit
-from jobs.errors import JobStateError
+from jobs.errors import ConfigurationError, DuplicateJob, JobStateError
 from jobs.identity import SEPARATOR, parse_identity
 from jobs.joblog import with_history
+from jobs.models.options import unique_fields
+from jobs.models.unique import key_columns, key_of, refusing_duplicates, unsaved
 from jobs.models.worker import Worker
 from jobs.states import (
     CANCELLABLE_STATES,
@@ -88,22 +93,37 @@ class JobQuerySet(models.QuerySet):
         """Pending rows whose `run_at` has come: what a worker would claim next."""
         return self.pending().filter(run_at__lte=now or timesource.now())
 
-    def requeue(self) -> int:
+    def requeue(self, *, skip_duplicates: bool = False) -> int:
         """Failed or cancelled rows go back to pending with a fresh set of attempts.
 
-        Other rows are left alone; the return value says how many changed.
+        Other rows are left alone; the return value says how many changed. For a model with
+        `unique_on`, a row whose key has an active job (or two of these rows sharing a key)
+        refuses the whole call with `DuplicateJob`, and none of the rows moves; with
+        `skip_duplicates` (what the admin and `jobs retry` do), the rows go one by one and
+        those refused stay as they are.
         """
+        if skip_duplicates and unique_fields(self.model):
+            moved = 0
+            for pk in self.requeueable().order_by("pk").values_list("pk", flat=True):
+                with contextlib.suppress(DuplicateJob):
+                    moved += self.filter(pk=pk).requeue()
+            return moved
         now = timesource.now()
-        return self._transition(
-            REQUEUEABLE_STATES,
-            JobState.PENDING,
-            attempts=0,
-            requested_at=now,
-            run_at=now,
-            started_at=None,
-            finished_at=None,
-            claimed_by="",
-            cancel_requested_at=None,
+        return refusing_duplicates(
+            self.model,
+            self.db,
+            lambda: self._transition(
+                REQUEUEABLE_STATES,
+                JobState.PENDING,
+                attempts=0,
+                requested_at=now,
+                run_at=now,
+                started_at=None,
+                finished_at=None,
+                claimed_by="",
+                cancel_requested_at=None,
+            ),
+            lambda: list(self.requeueable().values(*key_columns(self.model))),
         )
 
     def cancel(self) -> int:
@@ -201,7 +221,8 @@ class JobQuerySet(models.QuerySet):
         does, in one round trip instead of two, and the row is never seen `new`; on
         PostgreSQL the wake-up rides in the same statement. The options are `enqueue()`'s.
         As with `bulk_enqueue()`, `save()` and the model's `pre_save`/`post_save` signals do
-        not run; `job_enqueued` is sent.
+        not run; `job_enqueued` is sent. A duplicate of an active job (`unique_on`) raises
+        `DuplicateJob` and inserts nothing.
         """
         job = self.model(**fields)
         changes = enqueue_changes(
@@ -210,9 +231,43 @@ class JobQuerySet(models.QuerySet):
         for name, value in changes.items():
             setattr(job, name, value)
         job.state = JobState.PENDING
-        engine_for(self.db).insert_job(job, wake=payload(hint_for(job.queue, self.model)))
+        wake = payload(hint_for(job.queue, self.model))
+        refusing_duplicates(
+            self.model,
+            self.db,
+            lambda: engine_for(self.db).insert_job(job, wake=wake),
+            lambda: [key_of(job)],
+        )
         signals.send(signals.job_enqueued, job)
         return job
+
+    def get_or_enqueue(
+        self,
+        *,
+        run_at: datetime | None = None,
+        delay: timedelta | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        **fields: Any,
+    ) -> tuple[Job, bool]:
+        """Enqueue a job with `fields` unless one with the same `unique_on` key is active:
+        `(job, True)` for a new pending row, `(active_job, False)` otherwise, as
+        `get_or_create()` answers. "Enqueue unless already queued" in one call, whatever the
+        race: the database decides which of two concurrent callers creates the row, and a
+        caller whose clash finished before it could be read tries again. The active job is
+        matched on the key alone; its other fields may differ from `fields`. The options are
+        `enqueue()`'s and apply only to a new row.
+        """
+        if not unique_fields(self.model):
+            raise ConfigurationError(
+                f"{self.model.__name__}.objects.get_or_enqueue() needs unique_on on the model "
+                "to know which active job is the same one; set it, or use enqueue()"
+            )
+        try:
+            job = self.enqueue(run_at=run_at, delay=delay, priority=priority, queue=queue, **fields)
+        except DuplicateJob as duplicate:
+            return duplicate.existing, False
+        return job, True
 
     def bulk_enqueue(
         self,
@@ -230,6 +285,10 @@ class JobQuerySet(models.QuerySet):
         `priority` and `queue` apply to all of them, as in `enqueue()`. Rows are written with
         `bulk_create`, `batch_size` per INSERT, so save() and signals do not run. Returns the
         jobs with their primary keys set.
+
+        For a model with `unique_on` it is all or nothing: a job whose key has an active job,
+        or two of `jobs` sharing a key, refuses the whole call with `DuplicateJob`; no row is
+        written and `jobs` are left new and unsaved, to be filtered and passed again.
         """
         jobs = list(jobs)
         for job in jobs:
@@ -246,7 +305,19 @@ class JobQuerySet(models.QuerySet):
                 setattr(job, name, value)
             job.state = JobState.PENDING
         with transaction.atomic(using=self.db):
-            created = engine_for(self.db).insert_jobs(self.model, jobs, batch_size=batch_size)
+            try:
+                created = refusing_duplicates(
+                    self.model,
+                    self.db,
+                    lambda: engine_for(self.db).insert_jobs(
+                        self.model, unsaved(jobs), batch_size=batch_size
+                    ),
+                    lambda: [key_of(job) for job in jobs],
+                )
+            except DuplicateJob:
+                for job in unsaved(jobs):
+                    job.state = JobState.NEW
+                raise
             wake_workers_on_commit(self.db, {hint_for(job.queue, self.model) for job in created})
             for job in created:
                 signals.send(signals.job_enqueued, job)

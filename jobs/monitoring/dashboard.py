@@ -36,7 +36,7 @@ from django.db.models import (
 from django.db.models.functions import TruncMinute
 
 from jobs import timesource
-from jobs.models import Job, JobState, Worker
+from jobs.models import Job, JobState, QueuePause, Worker
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -208,6 +208,16 @@ def _counts(row: dict[str, Any], now: datetime) -> Counts:
         **{name: row[name] for name in NUMBERS},
         oldest_wait=now - oldest_due_at if oldest_due_at else None,
     )
+
+
+def queue_pauses() -> dict[str, list[QueuePause]]:
+    """The paused queues, each with its pauses (the whole queue's first, then one per job
+    model paused in it): one small query. A paused queue's jobs wait by choice, so the
+    dashboard, `jobs status` and health show it as paused, not as late."""
+    found: dict[str, list[QueuePause]] = {}
+    for pause in QueuePause.objects.order_by("queue", "model"):
+        found.setdefault(pause.queue, []).append(pause)
+    return found
 
 
 @dataclass

@@ -11,11 +11,18 @@ The report says what is wrong, not what is queued: each problem carries a queue 
 code and a reason made of counts and durations, never a job's id, fields, model or error, so
 it is safe to hand to a load balancer or a monitoring system that anyone may query.
 
+A paused queue (`jobs.models.QueuePause`) is reported as a warning, `paused`, and not held to
+its SLA nor its probe: its jobs wait because someone chose so, which is no outage to page
+about (critical), yet a pause forgotten for days must stay visible (not ok). A pause of one
+job model in a queue leaves that model's waiting rows out of the queue's oldest wait, and is
+a `paused` warning too. Its reason is not in the report (it is free text, and the report
+is for anyone); the admin and `jobs status` show it.
+
 It is cheap to ask as often as a load balancer does: one grouped query per served job model
 over the rows partial indexes cover (pending, running, and the rows that ended in the last
-hour), one on the `Worker` table, one more for the clock when schedules exist, and two small
-look-ups per probed queue. However many jobs a table holds, the count of queries is the
-same.
+hour), one on the `Worker` table, one on the (small) pauses table, one more for the clock
+when schedules exist, and two small look-ups per probed queue. However many jobs a table
+holds, the count of queries is the same.
 
 Nothing here knows about HTTP; `jobs.views.health` serves the report as JSON and
 `manage.py jobs health` prints it for Nagios.
@@ -36,9 +43,9 @@ from jobs.conf.queues import QueueSettings, configured_queues
 from jobs.cron.schedules import configured_schedules
 from jobs.durations import format_duration
 from jobs.errors import ConfigurationError
-from jobs.models import Job, JobState, LatencyProbe, Worker
+from jobs.models import Job, JobState, LatencyProbe, QueuePause, Worker
 from jobs.models.discovery import served_models
-from jobs.monitoring.dashboard import WorkerStatus, lookups, running_workers
+from jobs.monitoring.dashboard import WorkerStatus, lookups, queue_pauses, running_workers
 from jobs.monitoring.latency import STALE_AFTER, QueueLatency, queue_latency
 
 OK = "ok"
@@ -127,11 +134,16 @@ def check_health(now: datetime | None = None) -> Report:
         raise ConfigurationError(str(exc)) from None
     workers = running_workers(now).alive
     problems = _clock_problems(now) if schedules else []
-    rows = _rows_by_queue(now)
+    pauses = queue_pauses()
+    rows = _rows_by_queue(
+        now, paused={(p.queue, p.model) for queue in pauses.values() for p in queue if p.model}
+    )
     defaults = default_queues()
     for queue in watched_queues(named, defaults, rows).values():
         promised = _Promised(named=queue.name in named, default=queue.name in defaults)
-        problems += _queue_problems(queue, rows[queue.name], workers, now, promised)
+        paused = any(not pause.model for pause in pauses.get(queue.name, []))
+        problems += _queue_problems(queue, rows[queue.name], workers, now, promised, paused)
+    problems += [_paused(pause, rows[pause.queue], now) for q in pauses.values() for pause in q]
     problems.sort(key=lambda problem: problem.severity != CRITICAL)
     return Report(now, tuple(problems))
 
@@ -176,12 +188,17 @@ def _clock_problems(now: datetime) -> list[Problem]:
     return [Problem(CRITICAL, "clock_stopped", None, reason)]
 
 
-def _rows_by_queue(now: datetime) -> defaultdict[str, _QueueRows]:
+def _rows_by_queue(
+    now: datetime, paused: set[tuple[str, str]] = frozenset()
+) -> defaultdict[str, _QueueRows]:
+    """Each queue's rows; a model `paused` in a queue ((queue, label)) adds no oldest wait."""
     found: defaultdict[str, _QueueRows] = defaultdict(_QueueRows)
     for model in served_models():
         for row in _queue_rows(model, now):
             rows = found[row["queue"]]
             due_at = row["oldest_due_at"]
+            if (row["queue"], model._meta.label) in paused:
+                due_at = None
             if due_at is not None and (rows.oldest_due_at is None or due_at < rows.oldest_due_at):
                 rows.oldest_due_at = due_at
             for name in ("pending", "scheduled", "running", "ended", "failed"):
@@ -227,7 +244,12 @@ def _queue_problems(
     workers: list[WorkerStatus],
     now: datetime,
     promised: _Promised,
+    paused: bool = False,
 ) -> list[Problem]:
+    """A paused queue is not late: its SLA and probe are not checked (`_paused` says it)."""
+    if paused:
+        found = [_unserved(queue, rows, workers, promised), _failing(queue, rows)]
+        return [problem for problem in found if problem is not None]
     latency = queue_latency(queue.name, now) if queue.probe else None
     found = [
         _unserved(queue, rows, workers, promised),
@@ -313,6 +335,19 @@ def _over_sla(
     else:
         return None
     return Problem(CRITICAL, "over_sla", queue.name, f"queue {queue.name}: {reason}")
+
+
+def _paused(pause: QueuePause, rows: _QueueRows, now: datetime) -> Problem:
+    """A warning: chosen, not broken, but not to be forgotten. Names no model (see above)."""
+    what = "one job model of it is paused" if pause.model else "paused"
+    waiting = f"; {_jobs(rows.pending)} waiting" if rows.pending and not pause.model else ""
+    return Problem(
+        WARNING,
+        "paused",
+        pause.queue,
+        f"queue {pause.queue}: {what} since {pause.paused_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+        f" UTC ({format_duration(now - pause.paused_at)} ago){waiting}",
+    )
 
 
 def _failing(queue: QueueSettings, rows: _QueueRows) -> Problem | None:

@@ -19,6 +19,14 @@ priorities of each one's next rows without locking, and the claim is shared out 
 across models; at equal priority the models take turns (round robin), so a flood of one job
 type cannot starve another. Each model's share is then claimed with the usual statement
 (`Engine.claim`), so what a claim guarantees is unchanged: the peek only chooses where to ask.
+
+Paused queues (`jobs.models.QueuePause`) are not asked: a (queue, model) paused is no
+candidate, and a worker serving every queue leaves the paused ones out of its statements.
+The pauses are read from their table into a small set, again only when a claim is about to
+ask a table and the set is more than `PAUSES_REFRESH` old, or at once when a wake-up says
+they changed: one small read a second at most, none for an idle worker whose tables are all
+known empty, never one per claim. A change of the pauses drops every mark, so a resumed
+queue is asked at once.
 """
 
 from __future__ import annotations
@@ -31,8 +39,12 @@ from datetime import datetime
 
 from jobs import timesource
 from jobs.db import engine_for
-from jobs.db.wakeup import ANY_QUEUE, Hint
-from jobs.models import Job
+from jobs.db.wakeup import ANY_QUEUE, PAUSES, Hint
+from jobs.models import Job, QueuePause
+
+# How old the worker's copy of the pauses may grow before a claim reads them again: the
+# longest a pause takes to stop a worker that heard no wake-up (SQLite, a lost notification).
+PAUSES_REFRESH = 1.0
 
 
 class Claims:
@@ -60,6 +72,9 @@ class Claims:
         self._empty_until: dict[tuple[str | None, int], float] = {}
         self._heard: list[Hint] = []
         self._lock = threading.Lock()
+        # (queue, model label or "" for every model), as read at monotonic `_paused_read`
+        self._paused: frozenset[tuple[str, str]] = frozenset()
+        self._paused_read = -math.inf
 
     def hear(self, hints: Iterable[Hint]) -> None:
         """Take wake-ups from the listener thread; applied at the start of the next claim."""
@@ -91,9 +106,13 @@ class Claims:
         """When the earliest pending row of any served model becomes runnable (None: none).
 
         One statement for every model. Each model's mark ends no later than its own next
-        row's `run_at`, so a job scheduled for later is claimed when it comes due.
+        row's `run_at`, so a job scheduled for later is claimed when it comes due. Rows of
+        paused queues (as last read) are left out: they are not runnable here.
         """
-        due = engine_for(self.using).next_due(self.models, queues=self.queues)
+        skip = [self._skipped(index) for index in range(len(self.models))]
+        due = engine_for(self.using).next_due(
+            self.models, queues=self.queues, skip_queues=skip if any(skip) else ()
+        )
         clock, now = time.monotonic(), timesource.now()
         for index, at in enumerate(due):
             if at is None:
@@ -116,13 +135,22 @@ class Claims:
         ]
         for index in candidates:
             self._empty_until.pop((queue, index), None)
+        if candidates:
+            self._read_pauses(clock)
+        if queue is not None:
+            candidates = [index for index in candidates if not self._is_paused(queue, index)]
         if not candidates:
             return []
+        skip = {index: self._skipped(index) for index in candidates} if queue is None else {}
         if len(candidates) == 1:
             shares, seen_all = {candidates[0]: wanted}, set()
         else:
             peeked = engine_for(self.using).peek(
-                [self.models[index] for index in candidates], queue=queue, now=now, limit=wanted
+                [self.models[index] for index in candidates],
+                queue=queue,
+                now=now,
+                limit=wanted,
+                skip_queues=[skip[index] for index in candidates] if any(skip.values()) else (),
             )
             heads = dict(zip(candidates, peeked, strict=True))
             shares = self._shares(heads, wanted)
@@ -139,7 +167,12 @@ class Claims:
         claimed: list[Job] = []
         for index, share in shares.items():
             jobs = engine_for(self.using).claim(
-                self.models[index], queue=queue, worker=worker, now=now, limit=share
+                self.models[index],
+                queue=queue,
+                worker=worker,
+                now=now,
+                limit=share,
+                skip_queues=skip.get(index, ()),
             )
             if jobs and len(shares) == 1:
                 self._turn = (index + 1) % len(self.models)
@@ -175,6 +208,29 @@ class Claims:
         self._turn = turn
         return taken
 
+    def _read_pauses(self, clock: float) -> None:
+        """Read the pauses again if the copy is more than PAUSES_REFRESH old (or a wake-up
+        said they changed); a change drops every mark, so a resumed queue is asked at once."""
+        if clock - self._paused_read < PAUSES_REFRESH:
+            return
+        paused = frozenset(
+            QueuePause.objects.using(self.using).values_list("queue", "model").iterator()
+        )
+        self._paused_read = time.monotonic()
+        if paused != self._paused:
+            self._paused = paused
+            self._empty_until.clear()
+
+    def _is_paused(self, queue: str, index: int) -> bool:
+        return bool(self._paused) and (
+            (queue, "") in self._paused or (queue, self.models[index]._meta.label) in self._paused
+        )
+
+    def _skipped(self, index: int) -> list[str]:
+        """The paused queues of model `index`, for a statement over several queues."""
+        label = self.models[index]._meta.label
+        return sorted(queue for queue, model in self._paused if model in ("", label))
+
     def _mark_empty(self, queue: str | None, index: int, clock: float) -> None:
         self._empty_until[(queue, index)] = clock + self.interval
 
@@ -182,6 +238,8 @@ class Claims:
         with self._lock:
             heard, self._heard = self._heard, []
         for queue, label in heard:
+            if label == PAUSES:  # read them before the next statement; ask the queue again
+                self._paused_read, label = -math.inf, None
             if label is not None and label not in self._index:
                 continue  # a model this worker does not serve
             for key in list(self._empty_until):

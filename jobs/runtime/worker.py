@@ -142,7 +142,7 @@ class WorkerLoop:
         previous = self._install_signal_handlers()
         unbatch = tally.batch_flushes()
         # From here on "now" is the database's, whatever this host's clock says.
-        self._while_reachable(partial(timesource.synchronise, self.using))
+        self._while_reachable(partial(timesource.synchronise, self.using, announce=True))
         self._while_reachable(
             partial(
                 WorkerRow.register,

@@ -7,6 +7,7 @@ real process with one line on stderr, exit status 2, and no row written.
 
 import io
 import json
+import re
 import signal
 import sys
 import time
@@ -396,7 +397,8 @@ def test_list_cuts_the_error_to_fit_the_terminal_line_and_json_keeps_it_whole(mo
     _, out = jobs("list")
     header, row = out.splitlines()
     assert len(row) == 120
-    assert row.endswith("  Boom: the provider refused: quota exceeded qu…")
+    # Where the cut falls depends on the id column's width (ids are not reset between tests).
+    assert re.search(r"  Boom: the provider refused: quota exceeded [a-z ]*…$", row)
     assert header.endswith("ERROR")
     monkeypatch.setenv("COLUMNS", "40")  # too narrow for the row: the error keeps its type
     assert jobs("list")[1].splitlines()[1].endswith("  Boom: the provider refu…")

@@ -601,8 +601,8 @@ def test_the_checks_cost_the_same_few_queries_however_many_jobs(urgent, settings
     worker_row("w:2", clock_ticked_at=NOON)
     # One grouped query per served job model (latency probes too, as a queue asks for them),
     # one for the workers, one for the clock (there are schedules: the probes), two for
-    # the one probed queue.
-    expected = len(served_models()) + 1 + 1 + 2
+    # the one probed queue, one for the paused queues.
+    expected = len(served_models()) + 1 + 1 + 2 + 1
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:

@@ -3,9 +3,12 @@
 from django.contrib import admin
 
 from jobs.admin import JobAdmin
-from tests.testapp.models import StepJob
+from tests.testapp.models import StepJob, UniqueJob
 
 
 @admin.register(StepJob)
 class StepJobAdmin(JobAdmin):
     list_display = (*JobAdmin.list_display, "steps", "api_token")
+
+
+admin.site.register(UniqueJob, JobAdmin)

@@ -209,3 +209,26 @@ def _append_line(path: str, record: dict) -> None:
         os.write(descriptor, (json.dumps(record) + "\n").encode())
     finally:
         os.close(descriptor)
+
+
+class UniqueJob(Job):
+    """At most one active (pending or running) row per (account, report): `unique_on`.
+
+    Declared as docs/flow-control.md shows, with a plain CharField for the account so the
+    tests need no other table. `fail` makes perform() raise, for a failed row to requeue.
+    """
+
+    account = models.CharField(max_length=50)
+    report = models.CharField(max_length=40, blank=True)
+    sleep_seconds = models.FloatField(default=0)
+    fail = models.BooleanField(default=False)
+
+    unique_on = ("account", "report")
+    max_attempts = 1
+
+    def perform(self) -> None:
+        if self.sleep_seconds:
+            time.sleep(self.sleep_seconds)
+        Effect.record(self)
+        if self.fail:
+            raise Boom(f"{self.label} was told to fail")

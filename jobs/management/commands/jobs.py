@@ -14,7 +14,7 @@ import argparse
 
 from django.core.management.base import BaseCommand
 
-from jobs.cli import cancel, enqueue, health, listing, retry, status
+from jobs.cli import cancel, enqueue, health, listing, pause, retry, status
 from jobs.cli.arguments import database_unreachable
 from jobs.db.outage import CONNECTION_ERRORS
 
@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "retry": retry.COMMAND,
     "cancel": cancel.COMMAND,
     "status": status.COMMAND,
+    "pause": pause.PAUSE,
+    "resume": pause.RESUME,
 }
 
 

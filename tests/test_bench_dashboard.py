@@ -11,6 +11,7 @@ def test_bench_dashboard_reports_one_query_per_job_model_and_the_time(tmp_path):
 
     assert report["rows_in_table"] == 3000 + 1_000 + 16 + 100  # history, backlog, scheduled
     assert report["summary"]["queries"] == report["job_models"]
-    # The session and the user, then one query per job model and one for the workers.
-    assert report["page"]["queries"] == 2 + report["job_models"] + 1
+    # The session and the user, then one query per job model, one for the workers and one
+    # for the queue pauses.
+    assert report["page"]["queries"] == 2 + report["job_models"] + 2
     assert report["page"]["median_ms"] > 0

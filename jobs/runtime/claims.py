@@ -170,7 +170,9 @@ class Claims:
                 self.models[index],
                 queue=queue,
                 worker=worker,
-                now=now,
+                # Read again, not the `now` of the peek: a lease runs from the claim's own
+                # statement, not from before the round trips that came first.
+                now=timesource.now(),
                 limit=share,
                 skip_queues=skip.get(index, ()),
             )

@@ -11,29 +11,18 @@ row instead of the few chosen ones by primary key.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Model
-from django.db.models.base import ModelState
-from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
-from django.db.models.query_utils import DeferredAttribute
-from django.db.models.signals import post_init, pre_init
-
 from jobs.conf import lease_duration, listen_enabled
+from jobs.db.loading import RowLoader
 from jobs.states import JobState
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
     from jobs.models import Job
-
-# The attributes Django puts on a model for a concrete field, whose only effect when set on a
-# new instance is an entry in its `__dict__` (a foreign key's also forgets a cached related
-# object, which a new instance has not got): what lets `RowLoader` skip `__init__`.
-PLAIN_ATTRIBUTES = (DeferredAttribute, ForeignKeyDeferredAttribute)
 
 
 def claim_changes(now: datetime, claimant: str) -> dict[str, Any]:
@@ -206,34 +195,50 @@ class Engine:
     ) -> str:
         """`WITH v AS (VALUES ...) UPDATE ... FROM v`: per-row values, per-row fence."""
         key = ("batch", model, from_count, names, row_count)
-        if (sql := self._move_statements.get(key)) is not None:
-            return sql
-        quote = self.connection.ops.quote_name
-        meta = model._meta
-        table = quote(meta.db_table)
-        state = quote(meta.get_field("state").column)
-        fields = [meta.pk, meta.get_field("attempts"), meta.get_field("claimed_by")]
-        fields += [meta.get_field(name) for name in names]
-        aliases = [f"c{index}" for index in range(len(fields))]
-        row = f"({', '.join(['%s'] * len(fields))})"
-        cell = {
-            alias: self._typed(f"v.{alias}", f) for alias, f in zip(aliases, fields, strict=True)
-        }
-        pk, attempts, claimed_by, *changed = aliases
-        assignments = ", ".join(
-            f"{quote(f.column)} = {cell[alias]}"
-            for alias, f in zip(changed, fields[3:], strict=True)
-        )
-        sql = self._move_statements[key] = (
-            f"WITH v ({', '.join(aliases)}) AS (VALUES {', '.join([row] * row_count)})"
-            f" UPDATE {table} SET {state} = %s, {assignments} FROM v"
-            f" WHERE {table}.{quote(meta.pk.column)} = {cell[pk]}"
-            f" AND {table}.{state} IN ({', '.join(['%s'] * from_count)})"
-            f" AND {table}.{quote(fields[1].column)} = {cell[attempts]}"
-            f" AND {table}.{quote(fields[2].column)} = {cell[claimed_by]}"
-            f" RETURNING {table}.{quote(meta.pk.column)}"
-        )
+        if (sql := self._move_statements.get(key)) is None:
+            fields = batch_fields(model, names)
+            aliases = [f"c{index}" for index in range(len(fields))]
+            row = f"({', '.join(['%s'] * len(fields))})"
+            sql = self._move_statements[key] = (
+                f"WITH v ({', '.join(aliases)}) AS (VALUES {', '.join([row] * row_count)}) "
+                + self._fenced_update(
+                    model,
+                    from_count,
+                    names,
+                    "v",
+                    [self._typed(f"v.{a}", f) for a, f in zip(aliases, fields, strict=True)],
+                )
+            )
         return sql
+
+    def _fenced_update(
+        self,
+        model: type[Job],
+        from_count: int,
+        names: tuple[str, ...],
+        source: str,
+        cells: Sequence[str],
+    ) -> str:
+        """`UPDATE ... SET state = %s, <names> FROM <source>`, each row only if it is still in
+        one of `from_count` states and still its attempt's: what every batch move says.
+        `cells` are the expressions reading `batch_fields()` of `source`'s row, in order."""
+        quote = self.connection.ops.quote_name
+        table = quote(model._meta.db_table)
+        state = quote(model._meta.get_field("state").column)
+        fields = batch_fields(model, names)
+        pk, attempts, claimed_by, *changed = cells
+        assignments = ", ".join(
+            f"{quote(field.column)} = {cell}"
+            for field, cell in zip(fields[3:], changed, strict=True)
+        )
+        return (
+            f"UPDATE {table} SET {state} = %s, {assignments} FROM {source}"
+            f" WHERE {table}.{quote(fields[0].column)} = {pk}"
+            f" AND {table}.{state} IN ({', '.join(['%s'] * from_count)})"
+            f" AND {table}.{quote(fields[1].column)} = {attempts}"
+            f" AND {table}.{quote(fields[2].column)} = {claimed_by}"
+            f" RETURNING {table}.{quote(fields[0].column)}"
+        )
 
     def _typed(self, expression: str, field: Any) -> str:
         """`expression` as a value of `field`'s column, where the database needs telling."""
@@ -439,62 +444,9 @@ class Engine:
         return due
 
 
-class RowLoader:
-    """Turns claimed rows (every concrete field, in order) into model instances.
-
-    What `Model.objects.raw()` does per query, worked out once per model: which fields
-    need a converter (JSON, for instance) and how to apply it. An instance is what
-    `Model.from_db()` would build; where that is provably the same (the model keeps
-    Django's `from_db` and `__init__`, no `pre_init`/`post_init` receiver listens for it, and
-    every field's attribute is Django's plain one), the loader fills the instance's
-    `__dict__` directly instead of calling `__init__`'s setattr per field: a claim builds an
-    instance per row on the worker's main thread, which every job thread waits on.
-    """
-
-    def __init__(self, model: type[Job], connection: BaseDatabaseWrapper) -> None:
-        self.model = model
-        self.alias = connection.alias
-        self.connection = connection
-        fields = model._meta.concrete_fields
-        self.attnames = [field.attname for field in fields]
-        self.converters = []
-        for index, field in enumerate(fields):
-            column = field.get_col(model._meta.db_table)
-            found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-            if found:
-                self.converters.append((index, column, found))
-        self.direct = (
-            getattr(model.from_db, "__func__", None) is Model.from_db.__func__
-            and model.__init__ is Model.__init__
-            and all(
-                type(inspect.getattr_static(model, attname, None)) in PLAIN_ATTRIBUTES
-                for attname in self.attnames
-            )
-        )
-
-    def load(self, rows: Iterable[Sequence]) -> list[Job]:
-        """An instance per row, in order."""
-        model = self.model
-        if not self.direct or pre_init.has_listeners(model) or post_init.has_listeners(model):
-            return [self(row) for row in rows]
-        attnames, alias, new = self.attnames, self.alias, model.__new__
-        loaded = []
-        for row in rows:
-            job = new(model)
-            job._state = state = ModelState()
-            state.adding, state.db = False, alias
-            job.__dict__.update(zip(attnames, self._converted(row), strict=True))
-            loaded.append(job)
-        return loaded
-
-    def __call__(self, row: Sequence) -> Job:
-        return self.model.from_db(self.alias, self.attnames, self._converted(row))
-
-    def _converted(self, row: Sequence) -> Sequence:
-        if not self.converters:
-            return row
-        values = list(row)
-        for index, column, converters in self.converters:
-            for convert in converters:
-                values[index] = convert(values[index], column, self.connection)
-        return values
+def batch_fields(model: type[Job], names: Sequence[str]) -> list:
+    """The fields a batch move carries per row: the primary key, the claim that fences the
+    row (attempt and claimant), then each change."""
+    meta = model._meta
+    fields = [meta.pk, meta.get_field("attempts"), meta.get_field("claimed_by")]
+    return fields + [meta.get_field(name) for name in names]

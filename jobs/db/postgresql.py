@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from jobs.db.base import Engine
+from jobs.db.base import Engine, batch_fields
 
 if TYPE_CHECKING:
     import psycopg
@@ -309,30 +309,15 @@ class PostgreSQLEngine(Engine):
     def _json_move_statement(
         self, model: type[Job], from_count: int, names: tuple[str, ...]
     ) -> str:
-        quote = self.connection.ops.quote_name
-        meta = model._meta
-        table = quote(meta.db_table)
-        state = quote(meta.get_field("state").column)
-        fields = [meta.pk, meta.get_field("attempts"), meta.get_field("claimed_by")]
-        fields += [meta.get_field(name) for name in names]
+        fields = batch_fields(model, names)
         aliases = JSON_KEYS[: len(fields)]
         record = ", ".join(
             f"{alias} {field.cast_db_type(self.connection)}"
             for alias, field in zip(aliases, fields, strict=True)
         )
-        pk, attempts, claimed_by, *changed = aliases
-        assignments = ", ".join(
-            f"{quote(field.column)} = v.{alias}"
-            for alias, field in zip(changed, fields[3:], strict=True)
-        )
-        return (
-            f"UPDATE {table} SET {state} = %s, {assignments}"
-            f" FROM json_to_recordset(%s::json) AS v ({record})"
-            f" WHERE {table}.{quote(meta.pk.column)} = v.{pk}"
-            f" AND {table}.{state} IN ({', '.join(['%s'] * from_count)})"
-            f" AND {table}.{quote(fields[1].column)} = v.{attempts}"
-            f" AND {table}.{quote(fields[2].column)} = v.{claimed_by}"
-            f" RETURNING {table}.{quote(meta.pk.column)}"
+        source = f"json_to_recordset(%s::json) AS v ({record})"
+        return self._fenced_update(
+            model, from_count, names, source, [f"v.{alias}" for alias in aliases]
         )
 
     def _typed(self, expression: str, field: Field) -> str:

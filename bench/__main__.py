@@ -27,6 +27,7 @@ django.setup()
 from bench import celery_bench, floor  # noqa: E402
 from bench.framework import (  # noqa: E402
     backlog_drain,
+    claim_plans,
     drains,
     enqueue_rates,
     explain_claim,
@@ -35,6 +36,7 @@ from bench.framework import (  # noqa: E402
     migrate,
     pickup_latency,
 )
+from bench.models import LimitedNoopJob  # noqa: E402
 from bench.report import print_report, ratios  # noqa: E402
 from bench.rows import Results, empty_table, fill_finished, percentiles, repeat  # noqa: E402
 from bench.workers import BenchError, configurations  # noqa: E402
@@ -188,6 +190,41 @@ def w6(args: argparse.Namespace) -> Results:
     return result | {"backlog_rows": args.backlog_rows}
 
 
+def w7(args: argparse.Namespace) -> Results:
+    """Concurrency limits: `--jobs` rows over 100 accounts drained by a worker serving the
+    model with a limit of 2 per account, each drain beside the same drain of its twin without
+    the limit (runjobs defaults, 1 and 2 processes), then pickup latency of each, a key with
+    room; then the limited claim's plan.
+
+    Which side goes first alternates from run to run (as in W5; an even `--runs` gives each
+    side the first place as often: the first drain of a run tends to be the slower), and each
+    run's ratio of limited over unlimited is taken within the run, so the median ratio is of
+    paired figures.
+    """
+    configs = configurations(args.threads)
+    limited, keyed = configs["defaults_limited"], configs["defaults_keyed"]
+    runs = iter(range(args.runs))
+
+    def one_run() -> Results:
+        order = (keyed, limited) if next(runs) % 2 else (limited, keyed)
+        result: Results = {}
+        for config in order:
+            result |= drains(config, args.jobs)
+        for config in order:
+            result |= pickup_latency(config, args.latency_jobs, LATENCY_SPACING)
+        for key in ("1p_jobs_per_s", "2p_jobs_per_s", "p50_ms", "p95_ms"):
+            result[f"paired_{key}"] = (
+                result[f"{limited.slug}_{key}"] / result[f"{keyed.slug}_{key}"]
+            )
+        return result
+
+    result = repeat(args.runs, one_run)
+    if not postgresql():
+        return result | {"explain": SKIPPED}
+    threads = int(result[f"{limited.slug}_1p_threads"])  # a median of an even --runs is a float
+    return result | {"explain": claim_plans(LimitedNoopJob, args.jobs, threads)}
+
+
 def floor_workload(args: argparse.Namespace) -> Results | str:
     if not postgresql():
         return SKIPPED
@@ -217,6 +254,7 @@ WORKLOADS: dict[str, Callable[[argparse.Namespace], Results | str]] = {
     "W4": w4,
     "W5": w5,
     "W6": w6,
+    "W7": w7,
     "floor": floor_workload,
     "celery": celery_workload,
     "memory": memory,

@@ -16,7 +16,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from bench import stamps
-from bench.models import NoopJob
+from bench.models import BenchJob, NoopJob
 from bench.rows import (
     Results,
     check_exactly_once,
@@ -62,15 +62,16 @@ def enqueue_rates(jobs: int) -> Results:
 def drain(
     configuration: Configuration, jobs: int, processes: int, *, fresh: bool = True
 ) -> Results:
-    """Queue `jobs`, drain them with `runjobs --burst`, check them, then delete them again.
+    """Queue `jobs` of the configuration's model, drain them with `runjobs --burst`, check
+    them, then delete them again.
 
     `fresh` empties the table first, so every drain starts from the same table: rows deleted
     by earlier drains leave dead entries in the pending indexes (autovacuum is off), and a
     drain that ran later would pay for them. Without it (W4) the rows already there stay.
     """
     if fresh:
-        empty_table()
-    rows = queue_jobs(jobs)
+        empty_table(configuration.model)
+    rows = queue_jobs(jobs, configuration.model)
     supervised = ["--processes", str(processes)] if processes > 1 else []
     began = time.perf_counter()
     with WorkerProcess(configuration, "--burst", *supervised) as worker:
@@ -93,14 +94,16 @@ def drains(configuration: Configuration, jobs: int, *, fresh: bool = True) -> Re
 
 
 def pickup_latency(configuration: Configuration, count: int, spacing: float) -> Results:
-    """One W3 run: an idle worker; `count` jobs `spacing` apart, each enqueued in its own
-    transaction; ms from just before the enqueue call to the first line of `perform()`.
+    """One W3 run: an idle worker; `count` jobs of the configuration's model `spacing` apart,
+    each enqueued in its own transaction; ms from just before the enqueue call to the first
+    line of `perform()`. (W7's keyed rows take the accounts in turn: each key has room.)
 
     The jobs alternate between the two ways to enqueue one job: `objects.enqueue()` (one
     statement; the floor's INSERT and NOTIFY are its counterpart, so the ratios use it) and
     `create().enqueue()` (two statements), under the same conditions.
     """
-    empty_table()
+    model = configuration.model
+    empty_table(model)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "stamps"
         with WorkerProcess(configuration, stamps=path) as worker:
@@ -108,16 +111,17 @@ def pickup_latency(configuration: Configuration, count: int, spacing: float) -> 
             enqueued: dict[str, tuple[str, float]] = {}
             for number in range(count):
                 form = "create" if number % 2 else "one"
+                values = model.values(number)
                 before = time.time()
                 with transaction.atomic():
                     if form == "one":
-                        job = NoopJob.objects.enqueue()
+                        job = model.objects.enqueue(**values)
                     else:
-                        job = NoopJob.objects.create().enqueue()
+                        job = model.objects.create(**values).enqueue()
                 enqueued[str(job.pk)] = (form, before)
                 time.sleep(spacing)
-            worker.wait_until(succeeded(count))
-            check_exactly_once(NoopJob.objects.all(), count, worker.performed())
+            worker.wait_until(succeeded(count, model))
+            check_exactly_once(model.objects.all(), count, worker.performed())
         started = {key: began for key, began, _ in stamps.read(path)}
     if started.keys() != enqueued.keys():
         raise BenchError(f"{len(enqueued)} jobs enqueued but {len(started)} stamped a start")
@@ -155,6 +159,49 @@ def explain_claim(jobs: int, threads: int) -> str:
         transaction.set_rollback(True)
     rows.delete()
     return plan
+
+
+def claim_plans(model: type[BenchJob], jobs: int, limit: int) -> str:
+    """EXPLAIN ANALYZE of every claim statement one `engine.claim()` of `limit` rows sends
+    with `jobs` rows of `model` pending (a limited model's: each round), captured as the claim
+    runs and explained in a second transaction on the same claiming session; both rolled
+    back, as they claim for real.
+
+    The engine runs its hot path below Django's cursor (no `execute_wrapper` sees it), so the
+    capture replaces this engine's private `_fetch` for the one claim: if that changes shape,
+    the plan is reported as not taken rather than stopping the benchmark. The claim lock (a
+    SELECT) is left out.
+    """
+    rows = queue_jobs(jobs, model)
+    backend = engine_for("default")
+    backend.prepare_claiming_session()  # as a worker's main thread does before its claims
+    sent: list[tuple[str, list]] = []
+    fetch = getattr(backend, "_fetch", None)
+    if fetch is None:
+        rows.delete()
+        return "not taken: the engine has no _fetch to capture"
+
+    def capture(sql: str, params: list) -> list[tuple]:
+        if "RETURNING" in sql:
+            sent.append((sql, list(params)))
+        return fetch(sql, params)
+
+    backend._fetch = capture
+    try:
+        with transaction.atomic():
+            backend.claim(model, queue=None, worker="bench", now=timezone.now(), limit=limit)
+            transaction.set_rollback(True)
+    finally:
+        del backend._fetch
+    plans = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        for number, (sql, params) in enumerate(sent, 1):
+            cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
+            plan = "\n".join(line for (line,) in cursor.fetchall())
+            plans.append(f"round {number} of {len(sent)}, {limit} rows wanted: {sql}\n{plan}")
+        transaction.set_rollback(True)
+    rows.delete()
+    return "\n\n".join(plans) or "not taken: the claim sent no statement with RETURNING"
 
 
 def migrate(settings: str) -> None:

@@ -108,6 +108,26 @@ def figures(configs: dict[str, Configuration]) -> list[Figure]:
                 "W5", f"idle_scans_per_s_{models}", label, configs[f"defaults_{models}"].label, "/s"
             )
         )
+    for p in (1, 2):
+        for slug in ("defaults_limited", "defaults_keyed"):
+            label = f"W7 drain, 100 keys, {p} process(es)"
+            found.append(Figure("W7", f"{slug}_{p}p_jobs_per_s", label, configs[slug].label))
+        found.append(
+            Figure(
+                "W7",
+                f"paired_{p}p_jobs_per_s",
+                f"W7 drain, {p} process(es), limited / unlimited",
+                "defaults, each side",
+                "ratio",
+                (">=", 0.7),
+            )
+        )
+    for key in ("p50", "p95"):
+        for slug in ("defaults_limited", "defaults_keyed"):
+            label = f"W7 pickup {key}, objects.enqueue() -> perform()"
+            found.append(Figure("W7", f"{slug}_{key}_ms", label, configs[slug].label, "ms"))
+        label = f"W7 pickup {key}, limited / unlimited"
+        found.append(Figure("W7", f"paired_{key}_ms", label, "defaults, each side", "ratio"))
     return [
         *found,
         Figure("W6", "2p_jobs_per_s", "W6 drain from the backlog, 2 processes", tuned),
@@ -236,7 +256,8 @@ def print_report(results: Results, configs: dict[str, Configuration]) -> None:
     print(f"{'':54} {'configuration':28} {'result':>10}  {'unit':7} target  met")
     for row in figures(configs):
         if (value := number(results, row.workload, row.key)) is not None:
-            line = f"{row.label:54} {row.configuration:28} {value:>10.1f}  {row.unit:7}"
+            digits = 2 if row.unit == "ratio" else 1
+            line = f"{row.label:54} {row.configuration:28} {value:>10.{digits}f}  {row.unit:7}"
             print(f"{line} {judged(value, row.target)}")
     print()
     targets = {ratio.name: ratio.target for ratio in ratio_list(configs)}
@@ -258,7 +279,7 @@ def print_report(results: Results, configs: dict[str, Configuration]) -> None:
     for slug, (threads, labels) in served.items():
         models = labels.split(", ")
         shown = labels if len(models) <= 5 else f"{', '.join(models[:3])}, ..."
-        print(f"{configs[slug].label}: {threads} thread(s) per process, ", end="")
+        print(f"{configs[slug].label}: {threads:g} thread(s) per process, ", end="")
         print(f"{len(models)} job model(s): {shown}")
     if isinstance(found := results.get("W5"), dict) and "idle_scans_method" in found:
         print(f"W5 idle scans: {found['idle_scans_method']}")
@@ -268,4 +289,6 @@ def print_report(results: Results, configs: dict[str, Configuration]) -> None:
         )
     if isinstance(found := results.get("W4"), dict):
         print(f"\nclaim with {found['finished_rows']} finished rows:\n{found['explain']}")
+    if isinstance(found := results.get("W7"), dict):
+        print(f"\nW7 limited claim with {results['jobs']} pending rows:\n{found['explain']}")
     print("BENCH_JSON " + json.dumps(results))

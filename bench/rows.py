@@ -1,4 +1,4 @@
-"""The benchmark's rows: queueing, filling, timing and checking `bench.NoopJob`.
+"""The benchmark's rows: queueing, filling, timing and checking `bench.NoopJob` (or W7's models).
 
 Every drain's rate is read from the rows (first `started_at` to last `finished_at`), so a
 process's start-up does not count; and every drain is checked for exactly-once before its
@@ -17,28 +17,29 @@ from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from bench.models import NoopJob
+from bench.models import BenchJob, NoopJob
 from bench.workers import BenchError
 
 Results = dict[str, Any]
 
 
-def table_name() -> str:
-    return connection.ops.quote_name(NoopJob._meta.db_table)
+def table_name(model: type[BenchJob] = NoopJob) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
-def empty_table() -> None:
+def empty_table(model: type[BenchJob] = NoopJob) -> None:
     """Each workload starts from an empty table, so one workload's rows cannot slow another."""
     verb = "TRUNCATE" if connection.vendor == "postgresql" else "DELETE FROM"
     with connection.cursor() as cursor:
-        cursor.execute(f"{verb} {table_name()}")
+        cursor.execute(f"{verb} {table_name(model)}")
 
 
-def queue_jobs(jobs: int) -> QuerySet[NoopJob]:
-    """bulk_enqueue `jobs` jobs; returns just those rows, whatever else the table holds."""
-    previous = NoopJob.objects.aggregate(last=Max("pk"))["last"] or 0
-    NoopJob.objects.bulk_enqueue(NoopJob() for _ in range(jobs))
-    return NoopJob.objects.filter(pk__gt=previous)
+def queue_jobs(jobs: int, model: type[BenchJob] = NoopJob) -> QuerySet[BenchJob]:
+    """bulk_enqueue `jobs` jobs (each with `model.values()`); returns just those rows, whatever
+    else the table holds."""
+    previous = model.objects.aggregate(last=Max("pk"))["last"] or 0
+    model.objects.bulk_enqueue(model(**model.values(number)) for number in range(jobs))
+    return model.objects.filter(pk__gt=previous)
 
 
 def fill(rows: int, **values: Any) -> None:
@@ -86,7 +87,7 @@ def fill_pending(rows: int) -> None:
     fill(rows, state="pending", requested_at=now, run_at=now)
 
 
-def check_exactly_once(rows: QuerySet[NoopJob], jobs: int, performed: Counter[str]) -> None:
+def check_exactly_once(rows: QuerySet[BenchJob], jobs: int, performed: Counter[str]) -> None:
     """Every job ran, once: by the rows (state, attempts) and by the worker's own log."""
     found = rows.aggregate(
         rows=Count("pk"),
@@ -102,11 +103,11 @@ def check_exactly_once(rows: QuerySet[NoopJob], jobs: int, performed: Counter[st
         )
 
 
-def succeeded(jobs: int) -> Callable[[], bool]:
-    return lambda: NoopJob.objects.filter(state="succeeded").count() == jobs
+def succeeded(jobs: int, model: type[BenchJob] = NoopJob) -> Callable[[], bool]:
+    return lambda: model.objects.filter(state="succeeded").count() == jobs
 
 
-def rate(rows: QuerySet[NoopJob], jobs: int) -> float:
+def rate(rows: QuerySet[BenchJob], jobs: int) -> float:
     """Jobs/s from the first start to the last finish: Python start-up does not count."""
     span = rows.aggregate(first=Min("started_at"), last=Max("finished_at"))
     return jobs / (span["last"] - span["first"]).total_seconds()

@@ -4,7 +4,8 @@ A `Process` is a real subprocess (`manage.py runjobs`, or a Celery worker) loggi
 to a temporary file, as in production: the log lines are part of what a job costs, and the
 file lets the benchmark count runs independently of any table. A `Configuration` is what a
 figure is labelled with: the runjobs options (none: the framework's defaults; or
-`--threads N`) and the project the worker loads (its DJANGO_SETTINGS_MODULE).
+`--threads N`), the project the worker loads (its DJANGO_SETTINGS_MODULE) and the bench job
+model whose rows it is given (`NoopJob` but in W7).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from typing import NoReturn
 
 from django.utils import timezone
 
+from bench.models import BenchJob, KeyedNoopJob, LimitedNoopJob, NoopJob
 from bench.stamps import STAMPS_ENV
 from jobs.models import Worker as WorkerRow
 
 REPO = Path(__file__).resolve().parent.parent
 WAIT_TIMEOUT = 300  # seconds to wait for a running worker to register or catch up
-STARTED = re.compile(rb"bench\.NoopJob#(\d+) started")
+STARTED = re.compile(rb"bench\.\w+#(\d+) started")  # a worker serves one bench model
 SERVING = re.compile(
     r"\((\d+) thread\(s\)\) serving .*? from \d+ job model\(s\): (.+?)(?: \(until drained\))?$",
     re.MULTILINE,
@@ -48,6 +50,7 @@ class Configuration:
     label: str  # what the printed table calls it
     settings: str  # the worker's DJANGO_SETTINGS_MODULE
     threads: int | None
+    model: type[BenchJob] = NoopJob  # the one bench model the worker serves and is given
 
     def options(self) -> list[str]:
         return [] if self.threads is None else ["--threads", str(self.threads)]
@@ -65,6 +68,10 @@ def configurations(threads: int) -> dict[str, Configuration]:
         Configuration(
             "tuned_many", f"--threads {threads}, 20 models", "bench.settings_many", threads
         ),
+        Configuration(
+            "defaults_limited", "defaults, limit 2 per key", "bench.settings", None, LimitedNoopJob
+        ),
+        Configuration("defaults_keyed", "defaults, no limit", "bench.settings", None, KeyedNoopJob),
     ]
     return {configuration.slug: configuration for configuration in found}
 
@@ -148,7 +155,11 @@ class WorkerProcess(Process):
     def __init__(
         self, configuration: Configuration, *options: str, stamps: Path | None = None
     ) -> None:
-        env = {"JOBS_LOG_LEVEL": "INFO", "DJANGO_SETTINGS_MODULE": configuration.settings}
+        env = {
+            "JOBS_LOG_LEVEL": "INFO",
+            "DJANGO_SETTINGS_MODULE": configuration.settings,
+            "BENCH_MODELS": configuration.model._meta.label,
+        }
         if stamps is not None:
             env[STAMPS_ENV] = str(stamps)
         super().__init__(["manage.py", "runjobs", *configuration.options(), *options], env)

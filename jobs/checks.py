@@ -15,6 +15,7 @@ from jobs.conf import (
 from jobs.conf.queues import configured_queues
 from jobs.cron.schedules import parse_schedule, raw_schedules
 from jobs.db import ENGINES
+from jobs.db.limits import concurrency_limit, limits_of, rate_limit
 from jobs.errors import ConfigurationError
 from jobs.models import Job
 from jobs.models.discovery import job_models
@@ -67,7 +68,57 @@ def job_model_errors(model: type[Job]) -> list[Error]:
             errors.append(Error(f"{model._meta.label}.{option}: {exc}", obj=model, id="jobs.E002"))
     if (problem := unique_on_problem(model)) is not None:
         errors.append(Error(f"{model._meta.label}.unique_on {problem}", obj=model, id="jobs.E013"))
+    errors += [
+        Error(f"{model._meta.label}.{problem}", obj=model, id="jobs.E014")
+        for problem in limits_problems(model)
+    ]
     return errors
+
+
+def limits_problems(model: type[Job]) -> list[str]:
+    """What is wrong with `model`'s concurrency_key, concurrency_limit and rate_limit, each
+    starting with the option's name. Without a check, a malformed one would leave the model
+    unlimited (`limits_of` ignores it) and the limit would silently not hold."""
+    key, limit, rate = model.concurrency_key, model.concurrency_limit, model.rate_limit
+    problems = []
+    if limit is not None and concurrency_limit(model) is None:
+        problems.append(
+            f"concurrency_limit must be a positive whole number of running jobs, got {limit!r}."
+        )
+    if rate is not None and rate_limit(model) is None:
+        problems.append(
+            f"rate_limit must be (starts, period), a positive whole number and a positive "
+            f"timedelta, e.g. (10, timedelta(minutes=1)); got {rate!r}."
+        )
+    if key is not None:
+        meta = model._meta
+        fields = {field.name for field in meta.concrete_fields}
+        if not isinstance(key, str):
+            problems.append(f"concurrency_key must be one field name, got {key!r}.")
+        elif key not in fields:
+            problems.append(f"concurrency_key names {key!r}: no such field on this model.")
+        if limit is None and rate is None:
+            problems.append(
+                "concurrency_key is set without concurrency_limit or rate_limit: it limits "
+                "nothing. Add a limit, or remove it."
+            )
+    if problems or (limit is None and rate is None):
+        return problems
+    meta = model._meta
+    if meta.proxy:
+        concrete = meta.concrete_model
+        if limits_of(model) != limits_of(concrete):
+            problems.append(
+                "concurrency_key, concurrency_limit and rate_limit of a proxy must be its "
+                f"model's ({concrete._meta.label}): it shares that table, its slots and its "
+                "claims. Set them there."
+            )
+    elif meta.parents:
+        problems.append(
+            "concurrency_limit and rate_limit are not supported on a multi-table child of a job "
+            "model: set them on the parent."
+        )
+    return problems
 
 
 def unique_on_problem(model: type[Job]) -> str | None:

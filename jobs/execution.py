@@ -38,6 +38,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, connections, t
 from jobs import signals, timesource
 from jobs.db import engine_for
 from jobs.db.base import claim_changes
+from jobs.db.limits import admission, limits_of
 from jobs.db.outage import CONNECTION_ERRORS
 from jobs.db.wakeup import hint_for, payload
 from jobs.errors import Cancelled, JobNotRunnable, JobTimeout, Snooze
@@ -81,12 +82,16 @@ def claim_for_run(job: Job) -> None:
         if current["state"] not in RUNNABLE_STATES:
             raise JobNotRunnable(f"{job.label} is {current['state']}, not new or pending")
         now = timesource.now()
+        changes = claim_changes(now, process_identity())
+        if (limits := limits_of(type(job))) is not None:  # take a slot, or JobNotRunnable
+            engine_for(rows.db).lock_claims(type(job))
+            changes.update(admission(job, limits, now, rows.db))
         job._transition_row(
             RUNNABLE_STATES,
             JobState.RUNNING,
             attempts=current["attempts"] + 1,
             requested_at=current["requested_at"] or now,
-            **claim_changes(now, process_identity()),
+            **changes,
         )
 
 

@@ -85,3 +85,22 @@ def test_bench_drains_from_a_backlog_and_reports_memory(tmp_path):
     assert "growth_mb" in memory
     assert [jobs for jobs, _ in memory["curve"]] == [0, 100]
     assert memory["configuration"] == "defaults, example project"
+
+
+@pytest.mark.integration
+def test_bench_drains_a_model_with_a_concurrency_limit_beside_its_twin_without_one(tmp_path):
+    report = run_bench(tmp_path, "bench", *TINY, "--only", "W7")
+
+    slugs = ("defaults_limited", "defaults_keyed")
+    paired = {f"paired_{key}" for key in ("1p_jobs_per_s", "2p_jobs_per_s", "p50_ms", "p95_ms")}
+    assert_numbers(report, "W7", keys(slugs, DRAIN | LATENCY) | paired)
+    found = report["W7"]
+    # Each worker serves its one model: neither side claims from the other's table.
+    assert found["defaults_limited_1p_served"] == "bench.LimitedNoopJob"
+    assert found["defaults_keyed_2p_served"] == "bench.KeyedNoopJob"
+    assert report["configurations"]["defaults_limited"]["threads"] is None
+    # The ratio is taken within the run, limited over unlimited.
+    for key in ("1p_jobs_per_s", "p50_ms"):
+        ratio = found[f"defaults_limited_{key}"] / found[f"defaults_keyed_{key}"]
+        assert found[f"paired_{key}"] == pytest.approx(ratio)
+    assert found["explain"] == "skipped: PostgreSQL only"

@@ -6,6 +6,9 @@ change an operator makes is in Django's admin log, shown on the job's page. An o
 more than one job (requeue or cancel a selection, requeue all failed) asks first, on a page
 that says how many jobs it would touch; nothing changes until that page is submitted.
 
+A job model that declares flow controls (`unique_on`, concurrency and rate limits) or whose
+queue is paused has a "Flow control" panel above its list (`jobs.admin.flow`).
+
 The job lists and the workers page are laid out for a 1280 px screen: compact times, no
 navigation sidebar (`nav_sidebar`), so every column shows without scrolling sideways.
 """
@@ -27,7 +30,7 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 
 from jobs import timesource
 from jobs.admin.columns import JobColumns, masked_column
@@ -41,7 +44,9 @@ from jobs.admin.display import (
     TIMELINE_FIELDS,
 )
 from jobs.admin.filters import FinishedWithinFilter, WorkerFilter
+from jobs.admin.flow import flow_control, job_flow_line
 from jobs.admin.operations import OPERATIONS, offered
+from jobs.db.limits import limits_of
 from jobs.models import Job
 from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.models.options import ROW_OPTIONS
@@ -71,7 +76,13 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         WorkerFilter,
         FinishedWithinFilter,
     )
-    readonly_fields = (*TIMELINE_FIELDS, *ERROR_FIELDS, *ACTIVITY_FIELDS, "sensitive_display")
+    readonly_fields = (
+        *TIMELINE_FIELDS,
+        *ERROR_FIELDS,
+        *ACTIVITY_FIELDS,
+        "sensitive_display",
+        "flow_control_display",
+    )
     actions = ("enqueue_jobs", "requeue_jobs", "cancel_jobs", "retry_now_jobs", "run_now_jobs")
     date_hierarchy = "requested_at"
     # A table of a million finished rows is counted once per page, not twice.
@@ -114,7 +125,10 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         ]
         if sensitive:
             domain.append("sensitive_display")
-        fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": list(ROW_OPTIONS)})]
+        queueing = list(ROW_OPTIONS)
+        if obj is not None and limits_of(self.model) is not None:
+            queueing.append("flow_control_display")
+        fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": queueing})]
         if obj is not None:
             fieldsets.append(("Lifecycle", {"fields": list(TIMELINE_FIELDS)}))
             fieldsets.append(("Last error", {"fields": list(ERROR_FIELDS)}))
@@ -165,7 +179,28 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         }
         if not self.nav_sidebar:
             extra_context["is_nav_sidebar_enabled"] = False
+        extra_context["flow_control"] = flow_control(
+            self.model._base_manager.all(),
+            change_url=lambda pk: self._url("change", pk),
+            changelist_url=self._url("changelist"),
+            pauses_url=self._pauses_url(request),
+        )
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description="flow control")
+    def flow_control_display(self, job: Job) -> str:
+        """The job's key under its model's limits, and its slot while it runs."""
+        return job_flow_line(job)
+
+    def _pauses_url(self, request: HttpRequest) -> str:
+        """The pauses' list on this admin site, or "" where they are not registered or the
+        user may not see them."""
+        if not request.user.has_perm("jobs.view_queuepause"):
+            return ""
+        try:
+            return reverse(f"{self.admin_site.name}:jobs_queuepause_changelist")
+        except NoReverseMatch:
+            return ""
 
     def operate_view(self, request: HttpRequest, object_id: str, operation: str):
         """One operation on one job, from the buttons on its page."""

@@ -15,7 +15,10 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
+
 from jobs.conf import lease_duration, listen_enabled
+from jobs.db.limits import Limits, claim_params, claim_text, limits_of, walk_length
 from jobs.db.loading import RowLoader
 from jobs.states import JobState
 
@@ -94,12 +97,51 @@ class Engine:
         each attempt counted, stamped with `started_at`, `worker` and a fresh lease, the
         previous attempt's log and progress cleared, with all their fields loaded for
         `perform()`. One statement, however many rows.
+
+        A model with limits (`jobs.db.limits`) is claimed under its claim lock, in rounds:
+        one statement each, until `limit` rows are taken or a round takes none (a round
+        stops at the room each key has, so the next one may find other keys behind).
         """
-        sql, params = self._claim_statement(
-            model, queue=queue, worker=worker, now=now, limit=limit, skip=skip_queues
-        )
-        claimed = self._loader(model).load(self._fetch(sql, params))
+        if (limits := limits_of(model)) is not None:
+            claimed = self._claim_limited(model, limits, queue, worker, now, limit, skip_queues)
+        else:
+            sql, params = self._claim_statement(
+                model, queue=queue, worker=worker, now=now, limit=limit, skip=skip_queues
+            )
+            claimed = self._loader(model).load(self._fetch(sql, params))
         claimed.sort(key=lambda job: (-job.priority, job.run_at, job.pk))
+        return claimed
+
+    def lock_claims(self, model: type[Job]) -> None:
+        """Make this transaction the only one claiming rows of limited `model` until it ends
+        (`jobs.db.limits`). Nothing here: SQLite's single writer is that lock already."""
+
+    def _claim_limited(
+        self, model: type[Job], limits: Limits, queue: str | None, worker: str, now: datetime,
+        limit: int, skip: Sequence[str],
+    ) -> list[Job]:  # fmt: skip
+        """`claim()` for a model with limits: rounds under its claim lock (see there). A
+        round that took fewer rows than wanted although its walk was full stopped at some
+        key's room: the next round's walk leaves that key out and reaches the rows behind."""
+        changes = claim_changes(now, worker)
+        key = ("limited claim", model, queue is not None, len(skip))
+        if (sql := self._move_statements.get(key)) is None:
+            column = self.connection.ops.quote_name(model._meta.get_field("queue").column)
+            queue_filter = _queues_filter(column, queue is not None, len(skip))
+            sql = self._move_statements[key] = claim_text(
+                self.connection, model, limits, queue_filter, self.row_lock_clause, tuple(changes)
+            )
+        adapt = self.connection.ops.adapt_datetimefield_value
+        values = [adapt(v) if isinstance(v, datetime) else v for v in changes.values()]
+        queues = [*([queue] if queue is not None else []), *skip]
+        claimed: list[Job] = []
+        with transaction.atomic(using=self.connection.alias, savepoint=False):
+            self.lock_claims(model)
+            while (wanted := limit - len(claimed)) > 0:
+                rows = self._fetch(sql, claim_params(limits, adapt, now, queues, wanted, values))
+                claimed += self._loader(model).load([row[:-1] for row in rows])
+                if len(rows) == wanted or not rows or rows[0][-1] < walk_length(wanted):
+                    break  # all it wanted, or all there was: no key was cut short
         return claimed
 
     def move_row(

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from jobs.models import Job
 
 CHANNEL = "jobs_wakeup"
+# The first key of the claim locks of limited job models (`lock_claims`); the second is the
+# table's oid. Other advisory lock users of the database stay clear of this space.
+CLAIM_LOCK_SPACE = 0x6A6F6273  # "jobs"
 # Values that are the same column value whenever they are equal and of the same type; a
 # column holding one of them in every row of a bulk insert is sent once, not once per row.
 # (Containers are not: [1] == [True], yet they are different JSON.)
@@ -240,6 +243,14 @@ class PostgreSQLEngine(Engine):
             limits.append((db_limit - db_open, f"database limit {db_limit}, {db_open} open"))
         return min(limits)
 
+    def lock_claims(self, model: type[Job]) -> None:
+        """A transaction-level advisory lock per job table: released at commit, so nothing is
+        held across transactions (safe behind a transaction-mode pooler)."""
+        self._fetch(
+            "SELECT pg_advisory_xact_lock(%s, %s::regclass::oid::int)",
+            [CLAIM_LOCK_SPACE, self.connection.ops.quote_name(model._meta.db_table)],
+        )
+
     def prepare_claiming_session(self) -> None:
         """Make this connection's planner read pending indexes in order, never sort them.
 
@@ -249,13 +260,18 @@ class PostgreSQLEngine(Engine):
         pending row, reads the small `_due` index instead and sorts the whole backlog on
         every claim: 0.25 ms became 30 ms with 100,000 pending rows. With sorting priced out
         on the claiming session, it takes the ordered index whatever the statistics say;
-        nothing else that session runs needs a sort. Made outside any transaction, whose
-        rollback would undo it; once per connection.
+        only the claim of a limited model sorts, a few rows, and has no other plan. Made
+        outside any transaction, whose rollback would undo it; once per connection.
+
+        JIT compilation is turned off with it: a sort the claim of a limited model cannot do
+        without (`jobs.db.limits`) is priced at the planner's "disabled" cost, far above
+        `jit_above_cost`, and PostgreSQL then spent 0.8 s compiling a statement that runs in
+        0.2 ms. No statement of the hot path is big enough for JIT to pay.
         """
         self.connection.ensure_connection()
         if self.connection.connection is not self._tuned and not self.connection.in_atomic_block:
             with self.connection.cursor() as cursor:
-                cursor.execute("SET enable_sort = off")
+                cursor.execute("SET enable_sort = off; SET jit = off")
             self._tuned = self.connection.connection
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:

@@ -67,7 +67,9 @@ class Job(models.Model, metaclass=JobBase):
 
     Subclasses may set `queue`, `priority` and `max_attempts` as class attributes; they
     become the defaults of each new row. `unique_on = ("account", "report")` allows at most
-    one active (pending or running) row per value of those fields (`jobs.models.unique`).
+    one active (pending or running) row per value of those fields (`jobs.models.unique`);
+    `concurrency_key`, `concurrency_limit` and `rate_limit` bound how many rows per key run at
+    once and start per period (`jobs.db.limits`).
     """
 
     state = models.CharField(
@@ -157,6 +159,13 @@ class Job(models.Model, metaclass=JobBase):
     # partial unique constraint in the model's migration. Enqueueing a duplicate raises
     # DuplicateJob; `objects.get_or_enqueue()` returns the active job instead.
     unique_on: ClassVar[tuple[str, ...] | None] = None
+    # Rows with the same value of this field (None: every row of the model) run at most
+    # `concurrency_limit` at a time and start at most `rate_limit[0]` times per
+    # `rate_limit[1]`, across every worker and host (`jobs.db.limits`). A row over a limit
+    # stays pending in its place, with no attempt counted.
+    concurrency_key: ClassVar[str | None] = None
+    concurrency_limit: ClassVar[int | None] = None
+    rate_limit: ClassVar[tuple[int, timedelta] | None] = None
 
     objects = JobQuerySet.as_manager()
 

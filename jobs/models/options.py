@@ -11,6 +11,12 @@ the active states (`ACTIVE_STATES`), so the database itself refuses a second pen
 row with the same values, whoever writes it (the ORM, the admin, raw SQL, a race of ten
 processes), and finished rows never block a new one. A NULL in a key column never collides, as
 in any SQL unique index.
+
+`concurrency_limit = 2` (with or without `concurrency_key = "account"`) gives the table a
+`concurrency_slot` column, a partial unique index over (key, slot) for the running state and a
+check that a running keyed row holds a slot below the limit: the database's own guarantee that
+no more than the limit run per key (`jobs.db.limits`). `rate_limit` adds an index on
+`started_at`, which its sliding window reads.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from django.db import models
 from django.db.backends.utils import names_digest
 from django.db.models.base import ModelBase
 
+from jobs.db.limits import SLOT_FIELD, is_positive_int, limits_of
 from jobs.states import FINISHED_STATES, JobState
 
 # Class attributes a job model may set to give its rows defaults (`queue = "emails"`).
@@ -47,20 +54,84 @@ class JobBase(ModelBase):
             for option in ROW_OPTIONS
             if option in attrs and not isinstance(attrs[option], models.Field)
         }
+        if _declares_a_concurrency_limit(attrs, bases) and _is_concrete_root(attrs, bases):
+            attrs.setdefault(
+                SLOT_FIELD,
+                models.PositiveSmallIntegerField(
+                    null=True,
+                    blank=True,
+                    editable=False,
+                    help_text="Which of its key's concurrency_limit slots the running row holds.",
+                ),
+            )
         cls = super().__new__(mcs, name, bases, attrs, **kwargs)
         for option, value in defaults.items():
             field = cls._meta.get_field(option)
             field.default = value
             field.__dict__.pop("_get_default", None)  # Django caches the default getter
         if not cls._meta.abstract and not cls._meta.proxy and not cls._meta.parents:
-            indexes = _lifecycle_indexes(cls._meta.db_table, cls._meta.pk.name)
+            db_table = cls._meta.db_table
+            indexes = _lifecycle_indexes(db_table, cls._meta.pk.name)
             cls._meta.indexes = [*cls._meta.indexes, *indexes]
             # Migrations read Meta options from original_attrs, so the index must be there too.
             cls._meta.original_attrs["indexes"] = cls._meta.indexes
-            if constraint := unique_constraint(cls):
-                cls._meta.constraints = [*cls._meta.constraints, constraint]
+            constraints = [c for c in (unique_constraint(cls), *limit_constraints(cls)) if c]
+            if constraints:
+                cls._meta.constraints = [*cls._meta.constraints, *constraints]
                 cls._meta.original_attrs["constraints"] = cls._meta.constraints
+            if (limits := limits_of(cls)) is not None and limits.rate is not None:
+                started = models.Index(fields=["started_at"], name=f"{_prefix(db_table)}_rate")
+                cls._meta.indexes = [*cls._meta.indexes, started]
+                cls._meta.original_attrs["indexes"] = cls._meta.indexes
         return cls
+
+
+def _declares_a_concurrency_limit(attrs: dict, bases: tuple) -> bool:
+    """Whether the class being made has a well-formed `concurrency_limit`, its own or
+    inherited."""
+    # As attribute lookup would find it: the first base (in order, each with its own MRO)
+    # that has one.
+    inherited = next((b.concurrency_limit for b in bases if hasattr(b, "concurrency_limit")), None)
+    return is_positive_int(attrs.get("concurrency_limit", inherited))
+
+
+def _is_concrete_root(attrs: dict, bases: tuple) -> bool:
+    """Whether the class being made has a table of its own: not abstract, not a proxy, not
+    a multi-table child (whose slot would live in its parent's table)."""
+    meta = attrs.get("Meta")
+    if getattr(meta, "abstract", False) or getattr(meta, "proxy", False):
+        return False
+    return not any(hasattr(base, "_meta") and not base._meta.abstract for base in bases)
+
+
+def limit_constraints(model: type) -> list[models.BaseConstraint]:
+    """For a model with a concurrency limit: a partial unique index over (key, slot) of its
+    running rows, and a check that every running keyed row holds a slot below the limit."""
+    limits = limits_of(model)
+    fields = {field.name for field in model._meta.concrete_fields}
+    if limits is None or limits.concurrency is None or SLOT_FIELD not in fields:
+        return []
+    prefix = _prefix(model._meta.db_table)
+    running = models.Q(state=JobState.RUNNING)
+    keyless = models.Q(**{f"{limits.key}__isnull": True})
+    in_range = models.Q(
+        **{
+            f"{SLOT_FIELD}__isnull": False,
+            f"{SLOT_FIELD}__gte": 0,
+            f"{SLOT_FIELD}__lt": limits.concurrency,
+        }
+    )
+    return [
+        models.UniqueConstraint(
+            fields=[*([limits.key] if limits.key else []), SLOT_FIELD],
+            condition=running,
+            name=f"{prefix}_slot",
+        ),
+        models.CheckConstraint(
+            condition=~running | keyless | in_range if limits.key else ~running | in_range,
+            name=f"{prefix}_room",
+        ),
+    ]
 
 
 def unique_fields(model: type) -> tuple[str, ...]:

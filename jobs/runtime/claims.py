@@ -27,6 +27,15 @@ ask a table and the set is more than `PAUSES_REFRESH` old, or at once when a wak
 they changed: one small read a second at most, none for an idle worker whose tables are all
 known empty, never one per claim. A change of the pauses drops every mark, so a resumed
 queue is asked at once.
+
+A model with limits (`jobs.db.limits`) may have due rows that no claim can take yet: their key
+is at its concurrency limit or out of starts for the rate's period. Its mark is therefore not
+ended by its rows coming due (they may be due and blocked), only by a wake-up, by one of this
+worker's own jobs of that model finishing while due rows may wait for room (`freed`: a slot
+came free; a worker whose model has nothing due skips that claim), or by time: one poll
+interval, or for a rate limit the rate's spacing (period / starts) if shorter. So a worker
+whose only work is blocked neither spins nor waits long once a slot or a start comes free; a
+slot freed by another worker is seen within one interval.
 """
 
 from __future__ import annotations
@@ -35,16 +44,27 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from jobs import timesource
 from jobs.db import engine_for
+from jobs.db.limits import limits_of
 from jobs.db.wakeup import ANY_QUEUE, PAUSES, Hint
 from jobs.models import Job, QueuePause
 
 # How old the worker's copy of the pauses may grow before a claim reads them again: the
 # longest a pause takes to stop a worker that heard no wake-up (SQLite, a lost notification).
 PAUSES_REFRESH = 1.0
+
+
+def _mark_seconds(model: type[Job], interval: float) -> float:
+    """How long a short claim marks `model` empty: the poll interval, or for a rate limit of
+    N starts per period the spacing period / N if that is shorter."""
+    limits = limits_of(model)
+    if limits is None or limits.rate is None:
+        return interval
+    starts, period = limits.rate
+    return min(interval, period.total_seconds() / starts)
 
 
 class Claims:
@@ -67,6 +87,12 @@ class Claims:
         self.interval = interval
         self.using = using
         self._index = {model._meta.label: index for index, model in enumerate(self.models)}
+        self._limited = [limits_of(model) is not None for model in self.models]
+        # The limited models marked since a claim came back short and not known since to
+        # have no due rows: their rows may be waiting for room (`freed`).
+        self._maybe_blocked: set[int] = set()
+        # How long a claim that came back short marks the model empty (see the docstring).
+        self._mark_seconds = [_mark_seconds(model, interval) for model in self.models]
         self._turn = 0  # the model asked first at equal priority: round robin
         # (queue or None, model index) -> monotonic time until which it is known empty
         self._empty_until: dict[tuple[str | None, int], float] = {}
@@ -102,12 +128,41 @@ class Claims:
             claimed += self._claim_queue(queue, limit - len(claimed), worker=worker, now=now)
         return claimed
 
+    def freed(self, model: type[Job]) -> None:
+        """One of this worker's jobs of `model` finished: if the model has limits and may
+        have due rows waiting for room, its next claim may find some, so ask it again."""
+        if (index := self._index.get(model._meta.label)) in self._maybe_blocked:
+            self._maybe_blocked.discard(index)
+            for key in [key for key in self._empty_until if key[1] == index]:
+                del self._empty_until[key]
+
+    def held_back(self) -> bool:
+        """Whether a model with a rate limit has due rows that no claim took: they wait for a
+        start to leave the window, and a burst worker waits with them rather than leaving
+        them behind. (Rows over a concurrency limit wait for running jobs, which a worker
+        that is leaving has none of.) One statement, only for rate-limited models."""
+        rated = [
+            index
+            for index, model in enumerate(self.models)
+            if (limits := limits_of(model)) is not None and limits.rate is not None
+        ]
+        if not rated:
+            return False
+        due = engine_for(self.using).next_due(
+            [self.models[index] for index in rated],
+            queues=self.queues,
+            skip_queues=[self._skipped(index) for index in rated],
+        )
+        now = timesource.now()
+        return any(at is not None and at <= now for at in due)
+
     def next_due(self) -> datetime | None:
         """When the earliest pending row of any served model becomes runnable (None: none).
 
         One statement for every model. Each model's mark ends no later than its own next
         row's `run_at`, so a job scheduled for later is claimed when it comes due. Rows of
-        paused queues (as last read) are left out: they are not runnable here.
+        paused queues (as last read) are left out: they are not runnable here. A model with
+        limits that is marked is due no sooner than its mark ends (see the docstring).
         """
         skip = [self._skipped(index) for index in range(len(self.models))]
         due = engine_for(self.using).next_due(
@@ -116,8 +171,19 @@ class Claims:
         clock, now = time.monotonic(), timesource.now()
         for index, at in enumerate(due):
             if at is None:
+                self._maybe_blocked.discard(index)
                 continue
             ends = clock + (at - now).total_seconds()
+            marks = [
+                self._empty_until[key]
+                for key in ((queue, index) for queue in self.queues or [None])
+                if key in self._empty_until
+            ]
+            if self._limited[index] and marks:
+                if at > now:
+                    self._maybe_blocked.discard(index)  # nothing due: nothing waits for room
+                due[index] = max(at, now + timedelta(seconds=min(marks) - clock))
+                continue
             for queue in self.queues or [None]:
                 key = (queue, index)
                 if key in self._empty_until:
@@ -234,7 +300,9 @@ class Claims:
         return sorted(queue for queue, model in self._paused if model in ("", label))
 
     def _mark_empty(self, queue: str | None, index: int, clock: float) -> None:
-        self._empty_until[(queue, index)] = clock + self.interval
+        self._empty_until[(queue, index)] = clock + self._mark_seconds[index]
+        if self._limited[index]:
+            self._maybe_blocked.add(index)
 
     def _apply_heard(self) -> None:
         with self._lock:

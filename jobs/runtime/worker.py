@@ -250,7 +250,7 @@ class WorkerLoop:
                     continue
             elif self._outcomes:
                 self._while_reachable(self._outcomes.write)
-            if self.burst and drained and not self._busy:
+            if self.burst and drained and not self._busy and not self._claims.held_back():
                 return
             self._wakeup.wait(self._idle_wait(drained))
 
@@ -281,6 +281,7 @@ class WorkerLoop:
             outcome = job_thread.collect()
             self._leases.release(outcome.job)
             self._outcomes.add(outcome)
+            self._claims.freed(type(outcome.job))
             self._idle.append(job_thread)
         self.performed += len(finished)
         if self._stopping:

@@ -41,11 +41,15 @@ def drain(
     serves (or `models`), of every queue (or `queues`); ties go by model label, then id.
     `max_jobs` stops after that many runs. Each returned job carries its outcome (`state`,
     `attempts`, `error_type`, ...), in the order they ran.
+
+    A row that `run()` refuses (another thread took it, or its key is at its concurrency or
+    rate limit, as `run()` keeps them) is passed over and left as it is.
     """
     models = list(models) if models is not None else served_models()
     ran: list[Job] = []
+    passed: set[tuple[type[Job], int]] = set()
     while max_jobs is None or len(ran) < max_jobs:
-        job = _next_runnable(models, queues, now or timesource.now())
+        job = _next_runnable(models, queues, now or timesource.now(), passed)
         if job is None:
             break
         if max_jobs is None and len(ran) >= RUNAWAY_LIMIT:
@@ -56,18 +60,23 @@ def drain(
         try:
             ran.append(job.run())
         except JobNotRunnable:
-            continue  # taken since we looked (a worker thread of the test, say)
+            passed.add((type(job), job.pk))  # taken since we looked, or held by a limit
     return ran
 
 
 def _next_runnable(
-    models: list[type[Job]], queues: Sequence[str] | None, now: datetime
+    models: list[type[Job]],
+    queues: Sequence[str] | None,
+    now: datetime,
+    passed: set[tuple[type[Job], int]],
 ) -> Job | None:
     candidates = []
     for model in models:
         rows = model.objects.runnable(now)
         if queues is not None:
             rows = rows.filter(queue__in=queues)
+        if skipped := [pk for passed_model, pk in passed if passed_model is model]:
+            rows = rows.exclude(pk__in=skipped)
         if (job := rows.order_by("-priority", "run_at", "pk").first()) is not None:
             candidates.append(job)
     return min(

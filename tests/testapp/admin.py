@@ -1,9 +1,10 @@
-"""The test jobs in the admin, one of them listing a sensitive field to prove it is masked."""
+"""The test jobs in the admin, one of them listing a sensitive field to prove it is masked,
+and the limited ones, whose changelists show their flow controls."""
 
 from django.contrib import admin
 
 from jobs.admin import JobAdmin
-from tests.testapp.models import StepJob, UniqueJob
+from tests.testapp.models import LimitedJob, OrderedJob, RatedJob, StepJob, UniqueJob
 
 
 @admin.register(StepJob)
@@ -11,4 +12,5 @@ class StepJobAdmin(JobAdmin):
     list_display = (*JobAdmin.list_display, "steps", "api_token")
 
 
-admin.site.register(UniqueJob, JobAdmin)
+for model in (UniqueJob, LimitedJob, OrderedJob, RatedJob):
+    admin.site.register(model, JobAdmin)

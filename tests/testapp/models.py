@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 from django.db import models, transaction
 
@@ -232,3 +233,67 @@ class UniqueJob(Job):
         Effect.record(self)
         if self.fail:
             raise Boom(f"{self.label} was told to fail")
+
+
+class Span(models.Model):
+    """When one attempt of a limited job ran, as its own process saw it: how the tests check
+    that no more than the limit ran at any instant, in what order, and how often they started.
+    """
+
+    job_model = models.CharField(max_length=100)
+    job_id = models.BigIntegerField()
+    key = models.CharField(max_length=50, null=True)  # noqa: DJ001 (the job's key, maybe NULL)
+    slot = models.SmallIntegerField(null=True)
+    worker = models.CharField(max_length=255)
+    began = models.FloatField()  # time.time() at the first line of perform()
+    ended = models.FloatField(null=True)  # ... at its last
+
+    def __str__(self) -> str:
+        return f"{self.job_model}#{self.job_id} {self.began:.3f}-{self.ended or 0:.3f}"
+
+
+class SpanJob(Job):
+    """The limited jobs' shape: an account as the key, and perform() records a Span around a
+    sleep of `sleep_seconds`."""
+
+    account = models.CharField(max_length=50, null=True, blank=True)  # noqa: DJ001 (NULL: no limit)
+    sleep_seconds = models.FloatField(default=0)
+
+    max_attempts = 1
+
+    class Meta:
+        abstract = True
+
+    def perform(self) -> None:
+        span = Span.objects.create(
+            job_model=self._meta.label,
+            job_id=self.pk,
+            key=self.account,
+            slot=getattr(self, "concurrency_slot", None),
+            worker=self.claimed_by,
+            began=time.time(),
+        )
+        time.sleep(self.sleep_seconds)
+        span.ended = time.time()
+        span.save(update_fields=["ended"])
+
+
+class LimitedJob(SpanJob):
+    """At most two running per account: `concurrency_key` and `concurrency_limit`."""
+
+    concurrency_key = "account"
+    concurrency_limit = 2
+
+
+class OrderedJob(SpanJob):
+    """One at a time per account, in enqueue order: a concurrency limit of 1."""
+
+    concurrency_key = "account"
+    concurrency_limit = 1
+
+
+class RatedJob(SpanJob):
+    """At most five starts a second per account: `rate_limit`."""
+
+    concurrency_key = "account"
+    rate_limit = (5, timedelta(seconds=1))

@@ -3,7 +3,8 @@
 The public API, and where each name is imported from (nothing else is promised to stay put;
 moves are listed in CHANGELOG.md):
 
-- `jobs.models`: `Job` (subclass it), `JobState`, `JobQuerySet`; the framework's rows
+- `jobs.models`: `Job` (subclass it), `IterativeJob` (for work in resumable items),
+  `JobState`, `JobQuerySet`, `QueuePause`; the framework's rows
   `Worker`, `LatencyProbe`, `ScheduledRun`, `MetricTally`.
 - `jobs.admin`: `JobAdmin`, to register a job model's admin.
 - `jobs.errors`: `JobError` and its kinds (`JobNotRunnable`, `JobStateError`, `JobTimeout`,
@@ -15,7 +16,8 @@ moves are listed in CHANGELOG.md):
 - `jobs.testing`: helpers for a project's tests (inline mode, `drain()`, assertions,
   fixtures, `jobs.testing.factories`).
 - `jobs.contrib.tasks`: Django's Tasks API backend, an app of its own
-  (`jobs.contrib.tasks.backend.DatabaseBackend`).
+  (`jobs.contrib.tasks.backend.DatabaseBackend`); `jobs.contrib.replica`: a job middleware
+  and router sending jobs' reads to a replica.
 - The commands `runjobs`, `prunejobs` and `jobs`.
 
 This module imports nothing, so any module of the package may import from `jobs` without

@@ -9,17 +9,24 @@ from jobs.conf import (
     lease_seconds,
     metrics_token,
     network_timeout,
+    read_replica_setting,
     retention_days,
     tasks_setting,
 )
 from jobs.conf.queues import configured_queues
+from jobs.contrib.replica import ReplicaRouter
 from jobs.cron.schedules import parse_schedule, raw_schedules
 from jobs.db import ENGINES
 from jobs.db.limits import concurrency_limit, limits_of, rate_limit
 from jobs.errors import ConfigurationError
+from jobs.execution import middleware
 from jobs.models import Job
 from jobs.models.discovery import job_models
+from jobs.models.iterative import IterativeJob, iteration_problems
 from jobs.validation import OPTION_VALIDATORS, validate_retention
+
+REPLICA_MIDDLEWARE = "jobs.contrib.replica.ReplicaReads"
+REPLICA_ROUTER = "jobs.contrib.replica.ReplicaRouter"  # named in messages
 
 
 @register(Tags.models)
@@ -72,6 +79,11 @@ def job_model_errors(model: type[Job]) -> list[Error]:
         Error(f"{model._meta.label}.{problem}", obj=model, id="jobs.E014")
         for problem in limits_problems(model)
     ]
+    if issubclass(model, IterativeJob):
+        errors += [
+            Error(f"{model._meta.label}.{problem}", obj=model, id="jobs.E017")
+            for problem in iteration_problems(model)
+        ]
     return errors
 
 
@@ -182,7 +194,34 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="jobs.E012",
             )
         )
+    errors += [Error(problem, id="jobs.E015") for problem in middleware.problems()]
+    errors += [Error(problem, id="jobs.E016") for problem in replica_problems()]
     return errors
+
+
+def replica_problems() -> list[str]:
+    """What keeps `jobs.contrib.replica` from sending reads where the settings say: without
+    its router, or with an alias that is no database, it would read from the primary, or
+    fail, with nothing said."""
+    try:
+        paths = middleware.paths()
+    except ConfigurationError:
+        return []  # jobs.E015 says so
+    if REPLICA_MIDDLEWARE not in paths:
+        return []
+    problems = []
+    alias, aliases = read_replica_setting(), connections.settings
+    if alias not in aliases:
+        problems.append(
+            f"JOBS_READ_REPLICA is {alias!r}, which is not in DATABASES: name the replica's "
+            f"alias ({', '.join(sorted(aliases))})."
+        )
+    if not any(isinstance(each, ReplicaRouter) for each in router.routers):
+        problems.append(
+            f"JOBS_MIDDLEWARE has {REPLICA_MIDDLEWARE} but DATABASE_ROUTERS lacks "
+            f"{REPLICA_ROUTER!r}: without the router, reads stay on the primary."
+        )
+    return problems
 
 
 @register()

@@ -19,7 +19,7 @@ PACKAGE = REPO / "jobs"
 LAYERS = [
     # settings, states, errors and the small things everything uses
     {"jobs", "conf", "errors", "states", "signals", "identity", "validation",
-     "durations", "backoff", "joblog"},
+     "durations", "backoff", "joblog", "tracing"},
     {"db"},  # what differs per database
     {"timesource", "lease", "execution"},  # the database's time; one attempt
     {"models"},

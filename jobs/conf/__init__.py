@@ -105,3 +105,15 @@ MAX_NETWORK_TIMEOUT = 3600  # libpq's tcp_user_timeout is milliseconds in a C in
 def network_timeout() -> object:
     """The setting as given; `manage.py check` (jobs.E012) says if it is not usable."""
     return getattr(settings, "JOBS_NETWORK_TIMEOUT", DEFAULT_NETWORK_TIMEOUT)
+
+
+def middleware_setting() -> object:
+    """`JOBS_MIDDLEWARE` as given (empty when unset); `jobs.execution.middleware` reads it as
+    a list of dotted paths, and `manage.py check` (jobs.E015) says if it is not one."""
+    return getattr(settings, "JOBS_MIDDLEWARE", ())
+
+
+def read_replica_setting() -> str | None:
+    """`JOBS_READ_REPLICA`: the database alias `jobs.contrib.replica` sends jobs' reads to;
+    `manage.py check` (jobs.E016) says if it names no database."""
+    return getattr(settings, "JOBS_READ_REPLICA", None)

@@ -6,6 +6,7 @@ Importing this package needs Django's app registry (as any models module does); 
 model's lifecycle states are `JobState`, its queryset verbs `JobQuerySet`.
 """
 
+from jobs.models.iterative import IterativeJob
 from jobs.models.job import Job
 from jobs.models.metric_tally import MetricTally
 from jobs.models.pause import QueuePause
@@ -16,6 +17,7 @@ from jobs.models.worker import Worker
 from jobs.states import JobState
 
 __all__ = [
+    "IterativeJob",
     "Job",
     "JobQuerySet",
     "JobState",

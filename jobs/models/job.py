@@ -29,6 +29,7 @@ from jobs.models.options import JobBase
 from jobs.models.queryset import JobQuerySet, enqueue_changes, start_time
 from jobs.models.unique import key_columns, key_of, refusing_duplicates
 from jobs.states import JobState, check_transition
+from jobs.tracing import TRACEPARENT_LENGTH
 
 # Fields only the lifecycle verbs write. `save()` never touches them, so a stale instance
 # (an admin form, a shell session, `perform()` saving its own domain fields) cannot undo a
@@ -51,6 +52,7 @@ LIFECYCLE_FIELDS = frozenset(
         "progress_total",
         "log",
         "cancel_requested_at",
+        "traceparent",
     }
 )
 RETRY_BASE_DELAY = timedelta(seconds=10)
@@ -118,6 +120,14 @@ class Job(models.Model, metaclass=JobBase):
     log = models.TextField(
         blank=True, editable=False, help_text="What the latest attempt logged, newest kept."
     )
+    traceparent = models.CharField(
+        max_length=TRACEPARENT_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text="The trace the job was enqueued from (W3C traceparent), if it was traced.",
+    )
     cancel_requested_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -132,6 +142,7 @@ class Job(models.Model, metaclass=JobBase):
     _progress_written = -math.inf
     _cancel_checked = -math.inf
     _claim_lost = False
+    _shutdown_requested = False  # set by the worker (`request_shutdown`)
 
     # Days to keep finished rows, per state, over JOBS_RETENTION (e.g. {"succeeded": 1}).
     retention: ClassVar[dict[str, float | None]] = {}
@@ -275,6 +286,17 @@ class Job(models.Model, metaclass=JobBase):
                     self._same_row().values_list("cancel_requested_at", flat=True).first()
                 )
         return self.cancel_requested_at is not None
+
+    def shutdown_requested(self) -> bool:
+        """Whether the worker running this attempt is shutting down (SIGTERM, a deploy): it
+        waits out its grace period for the job, then hands it back. A job that can resume
+        later (`jobs.models.IterativeJob`, or one that snoozes) stops at the next safe point
+        instead of making the worker wait. No query: the worker sets it."""
+        return self._shutdown_requested
+
+    def request_shutdown(self) -> None:
+        """Say this attempt's worker is shutting down (`shutdown_requested()`). Any thread."""
+        self._shutdown_requested = True
 
     def lose_claim(self) -> None:
         """Say this attempt no longer holds its row: its lease ran out (another attempt may

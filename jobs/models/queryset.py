@@ -33,6 +33,7 @@ from jobs.states import (
     JobState,
     check_transition,
 )
+from jobs.tracing import current_traceparent
 from jobs.validation import validate_priority, validate_queue_name
 
 if TYPE_CHECKING:
@@ -379,7 +380,11 @@ def enqueue_changes(
     """
     timesource.refresh(using)
     now = timesource.now()
-    changes: dict[str, Any] = {"requested_at": now, "run_at": start_time(now, run_at, delay)}
+    changes: dict[str, Any] = {
+        "requested_at": now,
+        "run_at": start_time(now, run_at, delay),
+        "traceparent": current_traceparent(),  # the enqueuing trace, if any (jobs.tracing)
+    }
     if priority is not None:
         changes["priority"] = validate_priority(priority)
     if queue is not None:

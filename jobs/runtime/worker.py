@@ -301,6 +301,8 @@ class WorkerLoop:
         now = time.monotonic()
         if self._stopping and self._grace_ends is None and self._busy:
             self._grace_ends = now + self.grace
+            for job_thread in self._busy:
+                job_thread.job.request_shutdown()
             logger.info(
                 "waiting up to %gs for %d job(s) to finish: %s",
                 self.grace,

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.db import models, transaction
 
 from jobs.errors import Cancelled, JobTimeout
-from jobs.models import Job
+from jobs.models import IterativeJob, Job
 
 
 class Effect(models.Model):
@@ -297,3 +297,54 @@ class RatedJob(SpanJob):
 
     concurrency_key = "account"
     rate_limit = (5, timedelta(seconds=1))
+
+
+class IterationItem(models.Model):
+    """One row per each() call of a CountingIteration: how tests count exactly which items
+    ran, how often, and in which attempt."""
+
+    job_id = models.BigIntegerField()
+    item = models.IntegerField()
+    attempt = models.PositiveSmallIntegerField()
+    worker = models.CharField(max_length=255)
+
+    def __str__(self) -> str:
+        return f"CountingIteration#{self.job_id} item {self.item}"
+
+
+class CountingIteration(IterativeJob):
+    """Iterates over range(count); the cursor is the last number done.
+
+    `each()` records an IterationItem, then sleeps `item_seconds`; it raises Boom at item
+    `fail_at`; `throttle()` asks to wait `throttle_seconds` once `pause_after` items are done.
+    """
+
+    count = models.PositiveIntegerField(default=10)
+    cursor = models.BigIntegerField(null=True, blank=True)
+    item_seconds = models.FloatField(default=0)
+    fail_at = models.IntegerField(null=True, blank=True)
+    pause_after = models.PositiveIntegerField(null=True, blank=True)
+    throttle_seconds = models.FloatField(default=30)
+
+    max_attempts = 1
+
+    def items(self, cursor: int | None):
+        start = 0 if cursor is None else cursor + 1
+        return ((number, number) for number in range(start, self.count))
+
+    def each(self, number: int) -> None:
+        if number == self.fail_at:
+            raise Boom(f"item {number} failed")
+        IterationItem.objects.create(
+            job_id=self.pk, item=number, attempt=self.attempts, worker=self.claimed_by
+        )
+        if self.item_seconds:
+            time.sleep(self.item_seconds)
+
+    def total(self) -> int:
+        return self.count
+
+    def throttle(self) -> float | None:
+        if self.pause_after is not None and self.items_done == self.pause_after:
+            return self.throttle_seconds
+        return None

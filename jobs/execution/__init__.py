@@ -12,14 +12,14 @@ What an outcome stores from the job's own text (its log, its exception's message
 traceback) is made storable first (`jobs.joblog.storable`). If the database still refuses an
 outcome, it is written again alone, and if refused again, a minimal one takes its place: the
 same state, with a note naming the refusal instead of the text (`record_each`). Only a lost
-connection leaves the row running, to be rescued.
+connection leaves the row running, to be rescued. `perform()` runs inside the project's
+`JOBS_MIDDLEWARE` (`jobs.execution.middleware`).
 
-The functions take a job instance and work on its row through the job's own row methods
-(`_same_row`, `_transition_row`, `_claim`); this module never imports `jobs.models`. So
-`Job.run()` can call it (`execute`), as the runtime does: a job thread performs
-(`attempt`, then `report` once settled), the worker loop writes outcomes (`record`,
-`settle`) and gives attempts up (`hand_back`, `time_out`), and the lease keeper renews
-(`jobs.lease`).
+The functions work on a job's row through its own row methods (`_same_row`, `_transition_row`,
+`_claim`), never importing `jobs.models`, so `Job.run()` can call them (`execute`), as the
+runtime does: a job thread performs (`attempt`, then `report` once settled), the worker loop
+writes outcomes (`record`, `settle`) and gives attempts up (`hand_back`, `time_out`), and the
+lease keeper renews (`jobs.lease`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from jobs.db.limits import admission, limits_of
 from jobs.db.outage import CONNECTION_ERRORS
 from jobs.db.wakeup import hint_for, payload
 from jobs.errors import Cancelled, JobNotRunnable, JobTimeout, Snooze
+from jobs.execution import middleware
 from jobs.identity import process_identity
 from jobs.joblog import bounded, capturing, masking, storable, with_history, without_job_text
 from jobs.lease import LeaseKeeper
@@ -166,7 +167,7 @@ def attempt(job: Job) -> Outcome:
         began = time.monotonic()
         exc = None
         try:
-            job.perform()
+            middleware.chain()(job)  # job.perform(), inside JOBS_MIDDLEWARE
         except Snooze as snooze:
             to_state, changes = _snooze_outcome(job, snooze)
         except Cancelled:
@@ -495,6 +496,5 @@ def _retries_after(job: Job, exc: BaseException) -> bool:
 
 
 def _qualified_name(cls: type) -> str:
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
+    name = cls.__qualname__
+    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs import execution, timesource
 from jobs.db.outage import close_broken_connections
+from jobs.execution import endings
 from jobs.models import JobState
 from tests.conftest import on_postgresql
 from tests.factories import RecordingJobFactory
@@ -50,7 +51,7 @@ def test_a_batch_of_outcomes_is_one_statement_per_model_and_shape():
     boom = RuntimeError("boom")
     outcomes.append(
         execution.Outcome(
-            jobs[3], *execution._failure_outcome(jobs[3], boom, "tb"), took=0.1, exc=boom
+            jobs[3], *endings.failure_outcome(jobs[3], boom, "tb"), took=0.1, exc=boom
         )
     )
     with CaptureQueriesContext(connection) as queries:

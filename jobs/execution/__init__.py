@@ -42,9 +42,9 @@ from jobs.db.limits import admission, limits_of
 from jobs.db.outage import CONNECTION_ERRORS
 from jobs.db.wakeup import hint_for, payload
 from jobs.errors import Cancelled, JobNotRunnable, JobTimeout, Snooze
-from jobs.execution import middleware
+from jobs.execution import endings, middleware
 from jobs.identity import process_identity
-from jobs.joblog import bounded, capturing, masking, storable, with_history, without_job_text
+from jobs.joblog import capturing, masking, storable, without_job_text
 from jobs.lease import LeaseKeeper
 from jobs.states import RUNNABLE_STATES, JobState, check_transition
 
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RUNNING = frozenset({JobState.RUNNING})
-ERROR_MESSAGE_LIMIT = 2_000
-TRACEBACK_LIMIT = 16_000
 
 
 def run(job: Job) -> None:
@@ -64,6 +62,11 @@ def run(job: Job) -> None:
     What `Job.run()` does; see there. Raises `JobNotRunnable` if another process has it.
     """
     claim_for_run(job)
+    perform_claimed(job)
+
+
+def perform_claimed(job: Job) -> None:
+    """Perform an attempt this thread has claimed (`claim_for_run`), renewing its lease."""
     with LeaseKeeper() as leases:
         leases.hold(job)
         execute(job)
@@ -169,14 +172,14 @@ def attempt(job: Job) -> Outcome:
         try:
             middleware.chain()(job)  # job.perform(), inside JOBS_MIDDLEWARE
         except Snooze as snooze:
-            to_state, changes = _snooze_outcome(job, snooze)
+            to_state, changes = endings.snooze_outcome(job, snooze)
         except Cancelled:
             to_state, changes = JobState.CANCELLED, {"finished_at": timesource.now()}
         except BaseException as raised:
             exc = raised
-            to_state, changes = _failure_outcome(job, raised, traceback.format_exc())
+            to_state, changes = endings.failure_outcome(job, raised, traceback.format_exc())
         else:
-            to_state, changes = JobState.SUCCEEDED, _success_changes(job)
+            to_state, changes = JobState.SUCCEEDED, endings.success_changes(job)
         outcome = Outcome(job, to_state, {**changes, "log": job._log.text()}, _since(began), exc)
         if _lost_its_database(job, exc):
             outcome.writable = False
@@ -376,9 +379,8 @@ def time_out(job: Job, began: float, stack: str) -> None:
     """Record that this attempt overran its timeout; `stack` shows where it was stuck."""
     job.lose_claim()
     exc = JobTimeout(f"{job.label} ran longer than its timeout of {job.timeout} s")
-    _record(
-        job, _failure_outcome(job, exc, f"Stack of the job at its timeout:\n{stack}"), began, exc
-    )
+    stack = f"Stack of the job at its timeout:\n{stack}"
+    _record(job, endings.failure_outcome(job, exc, stack), began, exc)
 
 
 def hand_back(job: Job) -> bool:
@@ -449,52 +451,3 @@ def _report_failure(job: Job, exc: BaseException, took: float) -> None:
             extra=extra,
         )
         signals.send(signals.job_failed, job, duration=took, exception=exc)
-
-
-def _success_changes(job: Job) -> dict[str, Any]:
-    """Succeeded now; an earlier attempt's error is cleared from the row (its history keeps
-    it, and a rescue's too), so a row that succeeded never shows an error as its own."""
-    changes: dict[str, Any] = {"finished_at": timesource.now()}
-    if job.error_type or job.error_message or job.error_traceback:
-        changes.update(error_type="", error_message="", error_traceback="")
-    return changes
-
-
-def _snooze_outcome(job: Job, snooze: Snooze) -> tuple[str, dict[str, Any]]:
-    """Back to pending after the delay; the attempt is given back, no error recorded."""
-    return JobState.PENDING, {
-        "attempts": job.attempts - 1,
-        "run_at": timesource.now() + snooze.delay,
-        "claimed_by": "",
-        "lease_expires_at": None,
-    }
-
-
-def _failure_outcome(
-    job: Job, exc: BaseException, formatted_traceback: str
-) -> tuple[str, dict[str, Any]]:
-    """Retry later or fail for good, with the error kept on the row and in its history."""
-    now = timesource.now()
-    formatted_traceback = job.mask(formatted_traceback)
-    error = {
-        "error_type": _qualified_name(type(exc)),
-        "error_message": bounded(job.mask(str(exc)), ERROR_MESSAGE_LIMIT),
-        "error_traceback": bounded(formatted_traceback, TRACEBACK_LIMIT, keep_end=True),
-    }
-    log = job._log.text() if job._log is not None else ""
-    history = with_history(
-        job, now, error["error_type"], error["error_message"], formatted_traceback, log
-    )
-    changes = {**error, "error_history": history}
-    if job.attempts < job.max_attempts and _retries_after(job, exc):
-        return JobState.PENDING, {**changes, "run_at": now + job.retry_delay(job.attempts)}
-    return JobState.FAILED, {**changes, "finished_at": now}
-
-
-def _retries_after(job: Job, exc: BaseException) -> bool:
-    return isinstance(exc, job.retry_on) and not isinstance(exc, job.discard_on)
-
-
-def _qualified_name(cls: type) -> str:
-    name = cls.__qualname__
-    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, NoReturn, Self
 
 from django.contrib.auth import get_permission_codename
@@ -433,8 +434,15 @@ class Job(models.Model, metaclass=JobBase):
         never both perform it: the second raises `JobNotRunnable`. Returns the job with its
         outcome (`succeeded`, `failed`, or `pending` for a retry); an exception raised by
         `perform()` is recorded on the row, not re-raised.
+
+        A new row with `unique_on` whose key already has an active job raises `DuplicateJob`
+        naming it, as `enqueue()` does, and stays new.
         """
-        execution.run(self)
+        using = self._state.db or router.db_for_write(type(self), instance=self)
+        refusing_duplicates(
+            type(self), using, partial(execution.claim_for_run, self), lambda: [key_of(self)]
+        )
+        execution.perform_claimed(self)
         return self
 
     def requeue(self) -> Self:

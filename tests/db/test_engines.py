@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs import execution, timesource
 from jobs.db import engine_for
+from jobs.execution import endings
 from jobs.models import JobState
 from tests.conftest import on_postgresql
 from tests.factories import RecordingJobFactory
@@ -136,7 +137,7 @@ def test_a_batch_of_outcomes_json_cannot_carry_is_still_one_statement_fenced_per
     RecordingJob.objects.filter(pk=jobs[1].pk).update(attempts=2, claimed_by="other:1")
     boom = RuntimeError("boom")
     outcomes = [
-        execution.Outcome(job, *execution._failure_outcome(job, boom, "tb"), took=0.1, exc=boom)
+        execution.Outcome(job, *endings.failure_outcome(job, boom, "tb"), took=0.1, exc=boom)
         for job in jobs
     ]
     with CaptureQueriesContext(connection) as queries:

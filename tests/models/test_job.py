@@ -7,7 +7,7 @@ from django.db import transaction
 
 from jobs import execution
 from jobs.errors import JobNotRunnable, JobStateError
-from jobs.execution import ERROR_MESSAGE_LIMIT, TRACEBACK_LIMIT
+from jobs.execution.endings import ERROR_MESSAGE_LIMIT, TRACEBACK_LIMIT
 from jobs.identity import process_identity
 from jobs.models import JobState
 from tests.conftest import NOON

@@ -274,3 +274,14 @@ def test_check_rejects_a_proxy_whose_unique_on_differs_from_its_models():
 def test_check_accepts_the_test_apps_unique_job():
     assert job_model_errors(UniqueJob) == []
     assert Effect.objects.count() == 0
+
+
+def test_run_of_a_new_row_whose_key_is_active_raises_duplicate_job_and_leaves_it_new():
+    first = UniqueJob.objects.create(account="acme").enqueue()
+    second = UniqueJob.objects.create(account="acme")
+    with pytest.raises(DuplicateJob) as refused:
+        second.run()
+    assert refused.value.existing == first
+    second.refresh_from_db()
+    assert (second.state, second.attempts) == ("new", 0)
+    assert not Effect.objects.exists()

@@ -135,6 +135,7 @@ class Engine:
         values = [adapt(v) if isinstance(v, datetime) else v for v in changes.values()]
         queues = [*([queue] if queue is not None else []), *skip]
         claimed: list[Job] = []
+        self.prepare_claiming_session()  # before the transaction, where it can
         with transaction.atomic(using=self.connection.alias, savepoint=False):
             self.lock_claims(model)
             while (wanted := limit - len(claimed)) > 0:

@@ -12,6 +12,16 @@ the same way.
 None of the worker's own statements waits for a row lock (claims, renewals and rescue skip
 locked rows), so no statement timeout is set: it would apply to the jobs' own queries on
 the same connections too.
+
+The server needs the same bound for the other direction. A worker cut off between two
+statements of a transaction (a claim and its COMMIT) leaves its server session idle in that
+transaction, waiting for a client it will never hear from again, with the transaction's
+locks held: the rows it claimed or finished, and a limited model's claim lock, which every
+other worker's claim of that model would queue behind. The worker's claiming session (whose
+transactions are all the framework's, each a few statements long) therefore sets
+`server_settings()`: the server ends a session idle in a transaction after the timeout, and
+probes an idle connection as the client does, so the locks of a vanished worker are let go
+within about `JOBS_NETWORK_TIMEOUT` seconds instead of the server's two hours of keepalive.
 """
 
 from __future__ import annotations
@@ -51,3 +61,16 @@ def bound_silence(using: str, seconds: float | None) -> dict[str, int]:
     if added and not connection.in_atomic_block:
         connection.close()
     return added
+
+
+def server_settings(seconds: float) -> str:
+    """`SET` statements bounding, on the server's side, how long a session of the worker's
+    own may outlive a silent client (see the module's docstring)."""
+    client = network_settings(seconds)
+    return (
+        f"SET idle_in_transaction_session_timeout = {client['tcp_user_timeout']};"
+        f" SET tcp_keepalives_idle = {client['keepalives_idle']};"
+        f" SET tcp_keepalives_interval = {client['keepalives_interval']};"
+        f" SET tcp_keepalives_count = {client['keepalives_count']};"
+        f" SET tcp_user_timeout = {client['tcp_user_timeout']}"
+    )

@@ -24,7 +24,9 @@ import uuid
 from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from jobs.conf import network_timeout
 from jobs.db.base import Engine, batch_fields
+from jobs.db.network import server_settings
 
 if TYPE_CHECKING:
     import psycopg
@@ -267,11 +269,18 @@ class PostgreSQLEngine(Engine):
         without (`jobs.db.limits`) is priced at the planner's "disabled" cost, far above
         `jit_above_cost`, and PostgreSQL then spent 0.8 s compiling a statement that runs in
         0.2 ms. No statement of the hot path is big enough for JIT to pay.
+
+        With `JOBS_NETWORK_TIMEOUT`, the server also ends this session if it idles inside a
+        transaction, or its client goes silent, for that long (`jobs.db.network`): a worker
+        cut off mid-transaction must not hold its locks for hours.
         """
         self.connection.ensure_connection()
         if self.connection.connection is not self._tuned and not self.connection.in_atomic_block:
+            settings = "SET enable_sort = off; SET jit = off"
+            if (seconds := network_timeout()) is not None:
+                settings += "; " + server_settings(seconds)
             with self.connection.cursor() as cursor:
-                cursor.execute("SET enable_sort = off; SET jit = off")
+                cursor.execute(settings)
             self._tuned = self.connection.connection
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:

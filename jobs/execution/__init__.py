@@ -278,11 +278,22 @@ def record(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:
                     ]
                 else:
                     moved = engine.move_rows(model, RUNNING, to_state, rows)
+                    finished = [job for (job, _), ok in zip(rows, moved, strict=True) if ok]
+                    _announce_freed_slots(engine, model, finished)
                 for i, ok in zip(indexes, moved, strict=True):
                     written[i] = ok
     except UnicodeError as exc:  # refused by the driver before it reached the database
         raise DataError(f"the driver could not encode an outcome: {exc}") from exc
     return written
+
+
+def _announce_freed_slots(engine: Any, model: type[Job], finished: list[Job]) -> None:
+    """Wake the workers of the queues where finished jobs of a concurrency-limited model held
+    slots, at commit: an idle worker whose rows wait for a slot claims at once, instead of
+    within its poll interval (`jobs.runtime.claims`)."""
+    limits = limits_of(model)
+    if finished and engine.wakes_workers and limits is not None and limits.concurrency is not None:
+        engine.wake_workers({payload(hint_for(job.queue, model)) for job in finished})
 
 
 def record_each(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:

@@ -35,7 +35,8 @@ worker's own jobs of that model finishing while due rows may wait for room (`fre
 came free; a worker whose model has nothing due skips that claim), or by time: one poll
 interval, or for a rate limit the rate's spacing (period / starts) if shorter. So a worker
 whose only work is blocked neither spins nor waits long once a slot or a start comes free; a
-slot freed by another worker is seen within one interval.
+slot freed by another worker is announced by a wake-up where the database has them
+(`jobs.execution`), else seen within one interval.
 """
 
 from __future__ import annotations

@@ -648,3 +648,12 @@ def test_workers_page_shows_each_worker_process_under_its_supervisor(admin_clien
     child_row = page[page.index(">host:11<") :].split("</tr>")[0]
     assert "host:10" in child_row  # its supervisor column
     assert ">8<" in child_row  # threads
+
+
+def test_a_job_page_names_the_trace_it_was_enqueued_from(admin_client):
+    job = InstanceProvisionFactory(enqueue=True)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    type(job).objects.filter(pk=job.pk).update(traceparent=traceparent)
+    page = admin_client.get(change_url(job)).content.decode()
+    assert traceparent in page
+    assert "The trace the job was enqueued from (W3C traceparent)" in page

@@ -215,7 +215,20 @@ def test_a_sigkilled_worker_keeps_its_slots_until_its_rows_are_rescued():
         samples, most = 0, 0
         deadline = time.monotonic() + 30
         while LimitedJob.objects.exclude(state=JobState.SUCCEEDED).exists():
-            assert time.monotonic() < deadline, "not drained in 30 s"
+            assert time.monotonic() < deadline, "not drained in 30 s: " + str(
+                list(
+                    LimitedJob.objects.order_by("pk").values_list(
+                        "pk",
+                        "account",
+                        "state",
+                        "attempts",
+                        "max_attempts",
+                        "run_at",
+                        "lease_expires_at",
+                        "claimed_by",
+                    )
+                )
+            )
             running = LimitedJob.objects.filter(account="k", state=JobState.RUNNING).count()
             samples, most = samples + 1, max(most, running)
     finally:

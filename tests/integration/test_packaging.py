@@ -11,6 +11,7 @@ setting, no JOBS_* setting. Nothing here needs PostgreSQL: the `postgresql` extr
 choice, so the throwaway project runs on SQLite with only the required dependencies installed.
 """
 
+import json
 import os
 import re
 import shlex
@@ -42,10 +43,11 @@ CLONE = "django-model-jobs"
 
 MODELS = """\
 import logging
+from datetime import timedelta
 
 from django.db import models
 
-from jobs.models import Job
+from jobs.models import IterativeJob, Job
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,30 @@ class SendGreeting(Job):
         if self.name == "nobody":
             raise LookupError("nobody to greet")
         Greeting.objects.create(text=f"hello {self.name}")
+
+
+class SyncAccount(Job):
+    account = models.CharField(max_length=20)
+
+    concurrency_key = "account"
+    concurrency_limit = 1
+    rate_limit = (100, timedelta(seconds=1))
+
+    def perform(self):
+        logger.info("synced %s in slot %s", self.account, self.concurrency_slot)
+
+
+class CountGreetings(IterativeJob):
+    cursor = models.BigIntegerField(null=True)
+
+    def items(self, cursor):
+        rows = Greeting.objects.order_by("pk")
+        if cursor is not None:
+            rows = rows.filter(pk__gt=cursor)
+        return ((greeting.pk, greeting) for greeting in rows.iterator())
+
+    def each(self, greeting):
+        logger.info("counted %s", greeting.text)
 """
 
 ADMIN = """\
@@ -87,10 +113,30 @@ urlpatterns.append(path("jobs/", include("jobs.urls")))
 """
 
 ENQUEUE = """
-from greetings.models import SendGreeting
+from greetings.models import CountGreetings, SendGreeting, SyncAccount
 
 for name in ("world", "nobody"):
     SendGreeting.objects.create(name=name).enqueue()
+for account in ("acme", "acme", "acme", "globex"):
+    SyncAccount.objects.create(account=account).enqueue()
+"""
+
+# Run after the first worker, so there is a greeting to count.
+ITERATE = """
+from greetings.models import CountGreetings
+
+CountGreetings.objects.create().enqueue()
+"""
+
+FLOW_OUTCOME = """
+import json
+
+from greetings.models import CountGreetings, SyncAccount
+
+print(json.dumps({
+    "syncs": sorted(SyncAccount.objects.values_list("state", "attempts")),
+    "counts": list(CountGreetings.objects.values_list("state", "items_done", "attempts")),
+}))
 """
 
 OUTCOME = """
@@ -262,7 +308,10 @@ def test_a_new_project_without_psycopg_or_logging_settings_runs_jobs_and_shows_t
     installed,
 ):
     installed.manage("check", "--fail-level", "WARNING")
-    installed.manage("makemigrations", "greetings")
+    made = installed.manage("makemigrations", "greetings")
+    assert "Create model SyncAccount" in made
+    (migration,) = (installed.site / "greetings" / "migrations").glob("0001_*.py")
+    assert "concurrency_slot" in migration.read_text()  # the limit's column and constraints
     installed.manage("migrate")
     installed.manage("shell", "-c", ENQUEUE)
 
@@ -280,3 +329,13 @@ def test_a_new_project_without_psycopg_or_logging_settings_runs_jobs_and_shows_t
     page = installed.manage("shell", "-c", ADMIN_PAGE)
     assert "Log of the latest attempt" in page
     assert "INFO greetings.models: greeting world" in page
+
+    # A limited model and an iteration, in the same fresh project, with the defaults.
+    assert console.count("INFO greetings.models: synced acme in slot 0") == 3  # one at a time
+    assert "INFO greetings.models: synced globex in slot 0" in console
+    installed.manage("shell", "-c", ITERATE)
+    second = installed.manage_result("runjobs", "--burst")
+    assert second.returncode == 0, second.stderr
+    assert "INFO greetings.models: counted hello world" in second.stderr
+    flow = json.loads(installed.manage("shell", "-c", FLOW_OUTCOME).splitlines()[-1])
+    assert flow == {"syncs": [["succeeded", 1]] * 4, "counts": [["succeeded", 1, 1]]}

@@ -4,6 +4,8 @@ The real-process proofs (several workers, SIGKILL, order across workers) are in
 tests/integration/test_limits_workers.py; here each claim's choice is checked exactly.
 """
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -162,3 +164,45 @@ def test_a_round_that_saw_every_row_with_room_is_the_last():
     finally:
         del engine._fetch
     assert sum("WITH busy" in sql for sql in statements) == 1
+
+
+@needs_postgresql("its idle_in_transaction_session_timeout")
+def test_a_worker_gone_silent_inside_a_claim_lets_go_of_the_claim_lock(settings):
+    # A worker cut off between its claim and the COMMIT leaves its session idle in the
+    # transaction, holding the model's claim lock; every other claim of the model waits on
+    # it. The server ends such a session after JOBS_NETWORK_TIMEOUT, as it would the
+    # session of a worker whose network went away (the server cannot tell the two apart).
+    from django.db import connections
+    from django.db.utils import DatabaseError
+
+    from jobs.db.postgresql import PostgreSQLEngine
+
+    settings.JOBS_NETWORK_TIMEOUT = 2
+    enqueue(LimitedJob, "a")
+    silent = connections.create_connection("default")
+    try:
+        gone_quiet = PostgreSQLEngine(silent)
+        gone_quiet.prepare_claiming_session()
+        silent.set_autocommit(False)
+        gone_quiet.lock_claims(LimitedJob)  # ... and then says nothing more
+        began, claimed = time.monotonic(), []
+
+        def other_worker():
+            claimed.extend(claim(LimitedJob, 5))  # waits on the lock until that session ends
+            connection.close()
+
+        thread = threading.Thread(target=other_worker)
+        thread.start()
+        thread.join(15)
+        waited = time.monotonic() - began
+        assert not thread.is_alive(), "the claim lock was never let go"
+        assert [job.account for job in claimed] == ["a"]
+        assert waited > 1.5, waited  # it did wait for the silent session's end
+        with (
+            pytest.raises(DatabaseError, match="idle-in-transaction timeout"),
+            silent.cursor() as cursor,
+        ):
+            cursor.execute("SELECT 1")
+    finally:
+        silent.close()
+    thread.join()

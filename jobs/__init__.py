@@ -3,9 +3,11 @@
 The public API, and where each name is imported from (nothing else is promised to stay put;
 moves are listed in CHANGELOG.md):
 
+- `jobs`: `batch` (`from jobs import batch`), jobs enqueued together with a job to run once
+  all have ended (`jobs.models.batch`).
 - `jobs.models`: `Job` (subclass it), `IterativeJob` (for work in resumable items),
   `JobState`, `JobQuerySet`, `QueuePause`; the framework's rows
-  `Worker`, `LatencyProbe`, `ScheduledRun`, `MetricTally`.
+  `Worker`, `LatencyProbe`, `ScheduledRun`, `MetricTally`, `Batch`, `Dependency`.
 - `jobs.admin`: `JobAdmin`, to register a job model's admin.
 - `jobs.errors`: `JobError` and its kinds (`JobNotRunnable`, `JobStateError`, `JobTimeout`,
   `DuplicateJob`, `Cancelled`, `ConfigurationError`, ...).
@@ -20,6 +22,16 @@ moves are listed in CHANGELOG.md):
   and router sending jobs' reads to a replica.
 - The commands `runjobs`, `prunejobs` and `jobs`.
 
-This module imports nothing, so any module of the package may import from `jobs` without
-pulling in the rest.
+This module imports nothing when it is imported, so any module of the package may import
+from `jobs` without pulling in the rest; `jobs.batch` is loaded when first asked for.
 """
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "batch":
+        from jobs.models.batch import batch
+
+        return batch
+    raise AttributeError(f"module 'jobs' has no attribute {name!r}")

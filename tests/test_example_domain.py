@@ -13,7 +13,7 @@ from jobs.contrib.tasks.models import TaskJob
 from jobs.models import JobState
 from jobs.testing import assert_enqueued, drain, run_jobs_inline
 from project.instances import provider
-from project.instances.models import Instance, InstanceProvision, ProviderServer
+from project.instances.models import Instance, InstanceProvision, IpAttachment, ProviderServer
 from project.instances.services import request_instance
 from tests.conftest import manage
 from tests.factories import InstanceFactory, InstanceProvisionFactory
@@ -38,8 +38,15 @@ def instance_to_provision(name: str = "web-1") -> Instance:
 
 
 def provision(instance) -> InstanceProvision:
-    """Enqueue a provision of `instance` and run it here; returns it with its outcome."""
-    return InstanceProvisionFactory(instance=instance, enqueue=True).run()
+    """Enqueue a provision of `instance` and its address attachment, as `request_instance()`
+    does, and run them here as a worker would; returns the provision with its outcome."""
+    job = InstanceProvisionFactory(instance=instance, enqueue=True)
+    attachment = IpAttachment.objects.create(instance=instance).enqueue(after=[job])
+    job.run()
+    attachment.refresh_from_db()
+    if attachment.state == JobState.PENDING:
+        attachment.run()
+    return job
 
 
 def assert_provisioned_once(instance) -> ProviderServer:
@@ -127,6 +134,7 @@ def test_detail_follows_the_provisioning_from_requested_to_ready(client, drain_j
     instance = Instance.objects.get()
     location = detail_url(instance)
     job = InstanceProvision.objects.get()
+    attachment = IpAttachment.objects.get()
     requested = client.get(location)
     assert requested.status_code == 200
     assert requested.json() == {
@@ -136,9 +144,10 @@ def test_detail_follows_the_provisioning_from_requested_to_ready(client, drain_j
         "provider_id": "",
         "ip_address": None,
         "provisions": [{"job": job.pk, "state": "pending", "attempts": 0, "error": ""}],
+        "ip_attachments": [{"job": attachment.pk, "state": "waiting", "attempts": 0}],
     }
-    provisioned, checked = drain_jobs()
-    assert provisioned == job
+    provisioned, attached, checked = drain_jobs()
+    assert (provisioned, attached) == (job, attachment)
     server = assert_provisioned_once(instance)
     assert checked.return_value == {  # the follow-up written with the Tasks API
         "instance": "web-1",
@@ -154,6 +163,7 @@ def test_detail_follows_the_provisioning_from_requested_to_ready(client, drain_j
     assert ready["provisions"] == [
         {"job": job.pk, "state": "succeeded", "attempts": 1, "error": ""}
     ]
+    assert ready["ip_attachments"] == [{"job": attachment.pk, "state": "succeeded", "attempts": 1}]
 
 
 @pytest.mark.django_db
@@ -163,7 +173,8 @@ def test_post_in_inline_mode_provisions_the_instance_before_the_test_looks(clien
     instance = Instance.objects.get()
     assert [(type(job), job.state) for job in jobs_inline.ran] == [
         (InstanceProvision, JobState.SUCCEEDED),
-        (TaskJob, JobState.SUCCEEDED),  # the Tasks API follow-up, enqueued by the provision
+        (IpAttachment, JobState.SUCCEEDED),  # waited for the provision: runs once it succeeded
+        (TaskJob, JobState.SUCCEEDED),  # the Tasks API follow-up, enqueued by the attachment
     ]
     assert_provisioned_once(instance)
     assert client.get(detail_url(instance)).json()["state"] == "ready"
@@ -255,7 +266,7 @@ def test_retry_after_a_failed_attempt_finishes_the_server_the_first_attempt_crea
     first_server = instance.provider_id
 
     assert drain() == [], "the retry waits out its backoff"
-    [retry, _check] = drain(now=timesource.now() + timedelta(hours=1))
+    [retry, _attachment, _check] = drain(now=timesource.now() + timedelta(hours=1))
     assert (retry.pk, retry.state, retry.attempts) == (job.pk, JobState.SUCCEEDED, 2)
     assert assert_provisioned_once(instance).provider_id == first_server
     assert waits == [first_server, first_server]
@@ -351,34 +362,60 @@ def test_request_instance_commits_the_instance_and_its_pending_job_together():
 
 # manage.py demo
 
-DEMO_ROW = re.compile(r"^instances\.InstanceProvision#(\d+) +(\w+) +(\d+ of \d+) +(.*)$")
+DEMO_ROW = re.compile(
+    r"^instances\.(InstanceProvision|IpAttachment)#(\d+) +(\w+) +(\d+ of \d+) +(.*)$"
+)
+FLEET_ROW = re.compile(r"^instances\.FleetReport#\d+ +succeeded +(.*)$", re.MULTILINE)
 
 
-def demo_report(stdout: str) -> dict[str, tuple[str, str, str]]:
-    """The report's rows by instance name: (state, attempts, result)."""
+def demo_report(stdout: str) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """The report's rows by (job model, instance name): (state, attempts, result)."""
     rows = {}
     for line in stdout.splitlines():
         if match := DEMO_ROW.match(line):
-            job = InstanceProvision.objects.get(pk=match[1])
-            rows[job.instance.name] = (match[2], match[3], match[4])
+            model = InstanceProvision if match[1] == "InstanceProvision" else IpAttachment
+            job = model.objects.get(pk=match[2])
+            rows[(match[1], job.instance.name)] = (match[3], match[4], match[5])
     return rows
 
 
 def assert_demo_outcome(stdout: str) -> None:
     report = demo_report(stdout)
-    assert set(report) == {"web-1", "web-2", "db-1", "Bad_Name!", "cache-1"}
+    names = ("web-1", "web-2", "db-1", "Bad_Name!", "cache-1")
+    assert set(report) == {
+        (model, n) for n in names for model in ("InstanceProvision", "IpAttachment")
+    }
     for name in ("web-1", "web-2", "db-1"):
         instance = Instance.objects.get(name=name)
-        state, attempts, result = report[name]
+        state, attempts, result = report[("InstanceProvision", name)]
         assert (state, attempts) == ("succeeded", "1 of 5")
-        assert result == f"{name} ready at {instance.ip_address} ({instance.provider_id})"
-    state, attempts, result = report["Bad_Name!"]
+        assert result == f"{name} booted ({instance.provider_id})"
+        state, attempts, result = report[("IpAttachment", name)]
+        assert (state, attempts, result) == (
+            "succeeded",
+            "1 of 5",
+            f"{name} ready at {instance.ip_address}",
+        )
+    state, attempts, result = report[("InstanceProvision", "Bad_Name!")]
     assert (state, attempts) == ("pending", "1 of 5")
     assert result.startswith(
         "project.instances.provider.ProviderError: invalid server name 'Bad_Name!'"
     )
     assert re.search(r"; retry at \d\d:\d\d:\d\d$", result)
-    assert report["cache-1"] == ("cancelled", "0 of 5", "cache-1: cancelled")
+    assert report[("IpAttachment", "Bad_Name!")] == (
+        "waiting",
+        "0 of 5",
+        "Bad_Name!: waits for its provision to succeed",
+    )
+    assert report[("InstanceProvision", "cache-1")] == ("cancelled", "0 of 5", "cache-1: cancelled")
+    state, _attempts, result = report[("IpAttachment", "cache-1")]
+    assert state == "cancelled"
+    assert result.startswith("jobs.ParentEnded: instances.InstanceProvision#")
+    fleet = FLEET_ROW.search(stdout)
+    assert fleet is not None, stdout
+    assert fleet[1] == (
+        "3 of 3 instances ready (db-1, web-1, web-2); jobs: 6 succeeded, 0 failed, 0 cancelled"
+    )
     states = dict(InstanceProvision.objects.values_list("instance__name", "state"))
     assert states == {
         "web-1": JobState.SUCCEEDED,
@@ -395,7 +432,8 @@ def test_demo_command_runs_the_example_and_prints_the_report():
     result = manage("demo")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(
-        "Enqueued 5 provisions (web-1, web-2, db-1, Bad_Name!, cache-1); cancelled cache-1"
+        "Enqueued 5 provisions (web-1, web-2, db-1, Bad_Name!, cache-1), the first 3 as one "
+        "fleet with a report when all are done; cancelled cache-1"
     )
     assert_demo_outcome(result.stdout)
 
@@ -411,7 +449,7 @@ def test_demo_against_a_database_without_tables_says_to_migrate(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "CommandError: tables missing for instances.InstanceProvision: "
-        "run `python manage.py migrate` first"
+        "CommandError: tables missing for instances.InstanceProvision, instances.IpAttachment, "
+        "instances.FleetReport: run `python manage.py migrate` first"
     ]
     assert result.stdout == ""

@@ -5,7 +5,7 @@ package registers the framework's own models (the workers, latency probes), as D
 autodiscovery expects of an `admin` module.
 """
 
-from jobs.admin import framework, pauses, workers  # noqa: F401  (registers the framework's models)
+from jobs.admin import framework, pauses, workers, workflows  # noqa: F401  (registers the framework's models)
 from jobs.admin.jobs import JobAdmin
 
 __all__ = ["JobAdmin"]

@@ -16,6 +16,7 @@ from jobs.models import JobState
 # job asked to stop is on its way out, so neither looks like the plain state.
 STATE_COLOURS = {
     JobState.NEW: "#6c757d",
+    JobState.WAITING: "#0aa2c0",
     JobState.PENDING: "#0d6efd",
     SCHEDULED: "#6f42c1",
     JobState.RUNNING: "#fd7e14",

@@ -6,8 +6,10 @@ change an operator makes is in Django's admin log, shown on the job's page. An o
 more than one job (requeue or cancel a selection, requeue all failed) asks first, on a page
 that says how many jobs it would touch; nothing changes until that page is submitted.
 
-A job model that declares flow controls (`unique_on`, concurrency and rate limits) or whose
-queue is paused has a "Flow control" panel above its list (`jobs.admin.flow`).
+A job that waits on other jobs, or that others wait on, or in a batch, has a "Workflow"
+section on its page (`jobs.admin.workflows`). A job model that declares flow controls
+(`unique_on`, concurrency and rate limits) or whose queue is paused has a "Flow control"
+panel above its list (`jobs.admin.flow`).
 
 The job lists and the workers page are laid out for a 1280 px screen: compact times, no
 navigation sidebar (`nav_sidebar`), so every column shows without scrolling sideways.
@@ -46,6 +48,7 @@ from jobs.admin.display import (
 from jobs.admin.filters import FinishedWithinFilter, WorkerFilter
 from jobs.admin.flow import flow_control, job_flow_line
 from jobs.admin.operations import OPERATIONS, offered
+from jobs.admin.workflows import workflow_lines
 from jobs.db.limits import limits_of
 from jobs.models import Job
 from jobs.models.job import LIFECYCLE_FIELDS
@@ -82,6 +85,7 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         *ACTIVITY_FIELDS,
         "sensitive_display",
         "flow_control_display",
+        "workflow_display",
     )
     actions = ("enqueue_jobs", "requeue_jobs", "cancel_jobs", "retry_now_jobs", "run_now_jobs")
     date_hierarchy = "requested_at"
@@ -129,6 +133,8 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         if obj is not None and limits_of(self.model) is not None:
             queueing.append("flow_control_display")
         fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": queueing})]
+        if obj is not None and self.workflow_display(obj):
+            fieldsets.append(("Workflow", {"fields": ["workflow_display"]}))
         if obj is not None:
             fieldsets.append(("Lifecycle", {"fields": list(TIMELINE_FIELDS)}))
             fieldsets.append(("Last error", {"fields": list(ERROR_FIELDS)}))
@@ -191,6 +197,14 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
     def flow_control_display(self, job: Job) -> str:
         """The job's key under its model's limits, and its slot while it runs."""
         return job_flow_line(job)
+
+    @admin.display(description="jobs")
+    def workflow_display(self, job: Job) -> str:
+        """The jobs it waits on, the jobs waiting on it and its batch (`jobs.admin.workflows`),
+        read once per page."""
+        if getattr(job, "_workflow_lines", None) is None:
+            job._workflow_lines = workflow_lines(job, self.admin_site.name)
+        return job._workflow_lines
 
     def _pauses_url(self, request: HttpRequest) -> str:
         """The pauses' list on this admin site, or "" where they are not registered or the

@@ -155,6 +155,7 @@ OPERATIONS = {
 # Which operations make sense for a job as `shown_state()` sees it: the buttons on its page.
 OFFERED = {
     JobState.NEW: ("enqueue", "run_now", "cancel"),
+    JobState.WAITING: ("cancel",),  # it runs when the jobs it waits on have succeeded
     JobState.PENDING: ("run_now", "cancel"),
     SCHEDULED: ("retry_now", "run_now", "cancel"),
     JobState.RUNNING: ("cancel",),

@@ -11,7 +11,7 @@ row instead of the few chosen ones by primary key.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from django.db import transaction
 from jobs.conf import lease_duration, listen_enabled
 from jobs.db.limits import Limits, claim_params, claim_text, limits_of, walk_length
 from jobs.db.loading import RowLoader
+from jobs.db.moves import RowMoves
 from jobs.states import JobState
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _queues_filter(column: str, among: int, skip: int = 0) -> str:
     return keep + (f" AND {column} NOT IN ({', '.join(['%s'] * skip)})" if skip else "")
 
 
-class Engine:
+class Engine(RowMoves):
     """What a worker needs from one database. Subclasses say how rows are kept exclusive.
 
     An engine is bound to one thread's connection (Django's connections are per thread),
@@ -144,165 +145,6 @@ class Engine:
                 if len(rows) == wanted or not rows or rows[0][-1] < walk_length(wanted):
                     break  # all it wanted, or all there was: no key was cut short
         return claimed
-
-    def move_row(
-        self,
-        job: Job,
-        from_states: Collection[str],
-        to_state: str,
-        *,
-        guard: dict[str, Any],
-        changes: dict[str, Any],
-        wake: str | None = None,
-    ) -> bool:
-        """Move `job`'s row to `to_state` if it is in `from_states` and matches `guard`.
-
-        What finishing a job costs: one UPDATE by primary key, its text built once per shape
-        of change, rather than a queryset compiled per job. Callers check the move against
-        `ALLOWED_FROM` (see `Job._transition_row`). `wake` is the payload (see
-        `jobs.db.wakeup.payload`) idle workers should hear once the move commits, where the
-        database can tell them.
-        """
-        model = type(job)
-        wake = wake if self.wakes_workers else None
-        key = (model, len(from_states), tuple(guard), tuple(changes), wake is not None)
-        if (sql := self._move_statements.get(key)) is None:
-            update = self._move_statement(model, *key[1:4])
-            sql = self._move_statements[key] = self._waking(update) if key[4] else update
-        fields = model._meta
-        params = [
-            to_state,
-            *(
-                fields.get_field(name).get_db_prep_save(v, self.connection)
-                for name, v in changes.items()
-            ),
-            job.pk,
-            *from_states,
-            *(
-                fields.get_field(name).get_db_prep_value(v, self.connection)
-                for name, v in guard.items()
-            ),
-        ]
-        if wake is not None:
-            params.append(wake)
-        return self._count(sql, params) > 0
-
-    def move_rows(
-        self,
-        model: type[Job],
-        from_states: Collection[str],
-        to_state: str,
-        rows: Sequence[tuple[Job, dict[str, Any]]],
-    ) -> list[bool]:
-        """Move each `(job, changes)` row of `model` to `to_state`, each only if it is still in
-        `from_states` and still the attempt the job holds (`job._claim()`): how a worker
-        records a batch of finished attempts, fenced per row exactly as `move_row` is.
-
-        One statement for the batch (the rows must share the keys of `changes`); it wakes no
-        worker, so a move back to pending goes through `move_row`. Returns, in order, whether
-        each row moved.
-        """
-        if len(rows) == 1:
-            ((job, changes),) = rows
-            return [self.move_row(job, from_states, to_state, guard=job._claim(), changes=changes)]
-        names = tuple(rows[0][1])
-        meta, connection = model._meta, self.connection
-        # One list per column, in the order `_batch_move_statement` names them: the primary
-        # key, the claim that fences the row (attempt and claimant), then each change.
-        columns: list[list[Any]] = [[job.pk for job, _changes in rows]]
-        claims = [job._claim() for job, _changes in rows]
-        for name in ("attempts", "claimed_by"):
-            prep = meta.get_field(name).get_db_prep_value
-            columns.append([prep(claim[name], connection) for claim in claims])
-        for name in names:
-            prep = meta.get_field(name).get_db_prep_save
-            columns.append([prep(changes[name], connection) for _job, changes in rows])
-        moved = {pk for (pk,) in self._move_batch(model, from_states, to_state, names, columns)}
-        return [job.pk in moved for job, _changes in rows]
-
-    def _move_batch(
-        self,
-        model: type[Job],
-        from_states: Collection[str],
-        to_state: str,
-        names: tuple[str, ...],
-        columns: list[list[Any]],
-    ) -> list[tuple]:
-        """Run the batch move of `move_rows` on `columns` (see there); the moved rows' keys."""
-        sql = self._batch_move_statement(model, len(from_states), names, len(columns[0]))
-        params = [value for row in zip(*columns, strict=True) for value in row]
-        return self._fetch(sql, [*params, to_state, *from_states])
-
-    def _batch_move_statement(
-        self, model: type[Job], from_count: int, names: tuple[str, ...], row_count: int
-    ) -> str:
-        """`WITH v AS (VALUES ...) UPDATE ... FROM v`: per-row values, per-row fence."""
-        key = ("batch", model, from_count, names, row_count)
-        if (sql := self._move_statements.get(key)) is None:
-            fields = batch_fields(model, names)
-            aliases = [f"c{index}" for index in range(len(fields))]
-            row = f"({', '.join(['%s'] * len(fields))})"
-            sql = self._move_statements[key] = (
-                f"WITH v ({', '.join(aliases)}) AS (VALUES {', '.join([row] * row_count)}) "
-                + self._fenced_update(
-                    model,
-                    from_count,
-                    names,
-                    "v",
-                    [self._typed(f"v.{a}", f) for a, f in zip(aliases, fields, strict=True)],
-                )
-            )
-        return sql
-
-    def _fenced_update(
-        self,
-        model: type[Job],
-        from_count: int,
-        names: tuple[str, ...],
-        source: str,
-        cells: Sequence[str],
-    ) -> str:
-        """`UPDATE ... SET state = %s, <names> FROM <source>`, each row only if it is still in
-        one of `from_count` states and still its attempt's: what every batch move says.
-        `cells` are the expressions reading `batch_fields()` of `source`'s row, in order."""
-        quote = self.connection.ops.quote_name
-        table = quote(model._meta.db_table)
-        state = quote(model._meta.get_field("state").column)
-        fields = batch_fields(model, names)
-        pk, attempts, claimed_by, *changed = cells
-        assignments = ", ".join(
-            f"{quote(field.column)} = {cell}"
-            for field, cell in zip(fields[3:], changed, strict=True)
-        )
-        return (
-            f"UPDATE {table} SET {state} = %s, {assignments} FROM {source}"
-            f" WHERE {table}.{quote(fields[0].column)} = {pk}"
-            f" AND {table}.{state} IN ({', '.join(['%s'] * from_count)})"
-            f" AND {table}.{quote(fields[1].column)} = {attempts}"
-            f" AND {table}.{quote(fields[2].column)} = {claimed_by}"
-            f" RETURNING {table}.{quote(fields[0].column)}"
-        )
-
-    def _typed(self, expression: str, field: Any) -> str:
-        """`expression` as a value of `field`'s column, where the database needs telling."""
-        return expression
-
-    def _move_statement(
-        self, model: type[Job], from_count: int, guard: tuple[str, ...], changes: tuple[str, ...]
-    ) -> str:
-        quote = self.connection.ops.quote_name
-        column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
-        assignments = ", ".join(f"{column[name]} = %s" for name in ("state", *changes))
-        conditions = "".join(f" AND {column[name]} = %s" for name in guard)
-        return (
-            f"UPDATE {quote(model._meta.db_table)} SET {assignments}"
-            f" WHERE {quote(model._meta.pk.column)} = %s"
-            f" AND {column['state']} IN ({', '.join(['%s'] * from_count)}){conditions}"
-        )
-
-    def _waking(self, update: str) -> str:
-        """`update`, made to wake workers too (its last parameter is the payload)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot wake workers")
 
     def _fetch(self, sql: str, params: list) -> list[tuple]:
         """Run one statement of the worker's hot path (a claim, a peek, a batch of outcomes)
@@ -485,11 +327,3 @@ class Engine:
                 value = convert(value, column, self.connection)
             due[index] = value
         return due
-
-
-def batch_fields(model: type[Job], names: Sequence[str]) -> list:
-    """The fields a batch move carries per row: the primary key, the claim that fences the
-    row (attempt and claimant), then each change."""
-    meta = model._meta
-    fields = [meta.pk, meta.get_field("attempts"), meta.get_field("claimed_by")]
-    return fields + [meta.get_field(name) for name in names]

@@ -25,7 +25,8 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from jobs.conf import network_timeout
-from jobs.db.base import Engine, batch_fields
+from jobs.db.base import Engine
+from jobs.db.moves import batch_fields
 from jobs.db.network import server_settings
 
 if TYPE_CHECKING:

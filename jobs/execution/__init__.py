@@ -277,9 +277,11 @@ def record(outcomes: Sequence[Outcome], *, using: str) -> list[bool | None]:
                         for job, changes in rows
                     ]
                 else:
-                    moved = engine.move_rows(model, RUNNING, to_state, rows)
+                    moved, followed = engine.move_rows(model, RUNNING, to_state, rows)
                     finished = [job for (job, _), ok in zip(rows, moved, strict=True) if ok]
                     _announce_freed_slots(engine, model, finished)
+                    if followed:  # jobs wait on these: release or cancel them, now
+                        model._ended(using, to_state, followed)
                 for i, ok in zip(indexes, moved, strict=True):
                     written[i] = ok
     except UnicodeError as exc:  # refused by the driver before it reached the database

@@ -6,6 +6,8 @@ Importing this package needs Django's app registry (as any models module does); 
 model's lifecycle states are `JobState`, its queryset verbs `JobQuerySet`.
 """
 
+from jobs.models.batch import Batch
+from jobs.models.dependency import Dependency
 from jobs.models.iterative import IterativeJob
 from jobs.models.job import Job
 from jobs.models.metric_tally import MetricTally
@@ -17,6 +19,8 @@ from jobs.models.worker import Worker
 from jobs.states import JobState
 
 __all__ = [
+    "Batch",
+    "Dependency",
     "IterativeJob",
     "Job",
     "JobQuerySet",

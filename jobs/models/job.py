@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, NoReturn, Self
@@ -23,12 +24,15 @@ from django.http import HttpRequest
 from jobs import backoff, execution, signals, timesource
 from jobs.conf import retention_days
 from jobs.db import engine_for
-from jobs.db.wakeup import hint_for, payload, wake_workers_on_commit
+from jobs.db.wakeup import hint_for, payload
 from jobs.errors import JobStateError, Snooze
 from jobs.joblog import JobLog
+from jobs.models import batch as batches
+from jobs.models import dependency
+from jobs.models.enqueueing import enqueue_changes, enqueue_row, start_time
 from jobs.models.options import JobBase
-from jobs.models.queryset import JobQuerySet, enqueue_changes, start_time
-from jobs.models.unique import key_columns, key_of, refusing_duplicates
+from jobs.models.queryset import JobQuerySet
+from jobs.models.unique import key_of, refusing_duplicates
 from jobs.states import JobState, check_transition
 from jobs.tracing import TRACEPARENT_LENGTH
 
@@ -37,23 +41,10 @@ from jobs.tracing import TRACEPARENT_LENGTH
 # state change another process made in the meantime.
 LIFECYCLE_FIELDS = frozenset(
     {
-        "state",
-        "requested_at",
-        "run_at",
-        "started_at",
-        "finished_at",
-        "attempts",
-        "claimed_by",
-        "lease_expires_at",
-        "error_type",
-        "error_message",
-        "error_traceback",
-        "error_history",
-        "progress_done",
-        "progress_total",
-        "log",
-        "cancel_requested_at",
-        "traceparent",
+        *("state", "requested_at", "run_at", "started_at", "finished_at", "attempts"),
+        *("claimed_by", "lease_expires_at", "cancel_requested_at", "traceparent"),
+        *("error_type", "error_message", "error_traceback", "error_history", "log"),
+        *("progress_done", "progress_total", "has_dependents"),
     }
 )
 RETRY_BASE_DELAY = timedelta(seconds=10)
@@ -134,6 +125,12 @@ class Job(models.Model, metaclass=JobBase):
         blank=True,
         editable=False,
         help_text="Someone asked this running job to stop; it stops if it checks.",
+    )
+    has_dependents = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="Other jobs wait on this one's ending (enqueue(after=...), a batch).",
     )
 
     # Per instance, while an attempt runs: its captured log, when set_progress() last wrote
@@ -383,12 +380,18 @@ class Job(models.Model, metaclass=JobBase):
         delay: timedelta | float | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        after: Sequence[Job] = (),
     ) -> Self:
         """Mark this new row pending, so a worker will run it at `run_at` (default: now).
 
         Inside `transaction.atomic()` it commits or rolls back with the caller's data: a
         worker never sees a job whose transaction did not commit. An unsaved instance is
         inserted. `priority` and `queue` override the row's values.
+
+        With `after=[jobs]` (of any job models, already saved) it runs once every one of them
+        has succeeded: until then it is `waiting`, which no worker claims; if one fails for
+        good or is cancelled, this job ends cancelled, naming it (`jobs.models.dependency`).
+        Inside a `jobs.batch()` block it joins the batch.
 
         With `unique_on`, a job whose key already has an active one raises `DuplicateJob`
         naming it; the refused write is undone in a savepoint of its own (the caller's
@@ -398,33 +401,19 @@ class Job(models.Model, metaclass=JobBase):
         changes = enqueue_changes(
             run_at=run_at, delay=delay, priority=priority, queue=queue, using=using
         )
-        if self._state.adding:
-            for name, value in changes.items():
-                setattr(self, name, value)
-            self.state = JobState.PENDING
-            try:
-                refusing_duplicates(
-                    type(self),
-                    using,
-                    lambda: models.Model.save(self, using=using),
-                    lambda: [key_of(self)],
-                )
-            except Exception:
-                self.state = JobState.NEW
-                raise
-            wake_workers_on_commit(using, [hint_for(self.queue, type(self))])
-        elif not refusing_duplicates(
-            type(self),
-            using,
-            lambda: self._transition_row(frozenset({JobState.NEW}), JobState.PENDING, **changes),
-            lambda: list(self._same_row().values(*key_columns(type(self)))),
-        ):
-            raise JobStateError(
-                f"{self.label} cannot be enqueued: it is {self._current_state()}, and enqueue() "
-                "takes a new row (use requeue() for failed or cancelled ones)"
-            )
+        enqueue_row(self, using, changes, after=list(after))
         signals.send(signals.job_enqueued, self)
         return self
+
+    def _enqueue_waiting(self, using: str) -> None:
+        """Write this new job waiting, for something else to release: a batch's `on_finish`."""
+        changes = enqueue_changes(run_at=None, delay=None, priority=None, queue=None, using=using)
+        enqueue_row(self, using, changes, waiting=True)
+
+    @classmethod
+    def _ended(cls, using: str, state: str, pks: Iterable[Any]) -> None:
+        """Rows others wait on just ended in `state`, in this transaction (for `execution`)."""
+        dependency.ended(cls, using, state, pks)
 
     def run(self) -> Self:
         """Perform this job now, in this thread, unless someone else already started it.
@@ -442,7 +431,8 @@ class Job(models.Model, metaclass=JobBase):
         refusing_duplicates(
             type(self), using, partial(execution.claim_for_run, self), lambda: [key_of(self)]
         )
-        execution.perform_claimed(self)
+        with batches.outside():  # what perform() enqueues does not join the caller's batch
+            execution.perform_claimed(self)
         return self
 
     def requeue(self) -> Self:
@@ -466,7 +456,12 @@ class Job(models.Model, metaclass=JobBase):
 
     def _same_row(self, **guard: Any) -> JobQuerySet:
         using = self._state.db or router.db_for_write(type(self), instance=self)
-        return JobQuerySet(model=type(self), using=using).filter(pk=self.pk, **guard)
+        return type(self)._rows(using).filter(pk=self.pk, **guard)
+
+    @classmethod
+    def _rows(cls, using: str) -> JobQuerySet:
+        """Every row of this model in `using`, with the verbs, whatever `objects` filters."""
+        return JobQuerySet(model=cls, using=using)
 
     def _current_state(self) -> str:
         state = self._same_row().values_list("state", flat=True).first()

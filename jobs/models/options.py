@@ -7,9 +7,9 @@ partial indexes its table needs, and the partial unique constraint its `unique_o
 own job models get them in their migrations like any index of their own.
 
 `unique_on = ("account", "report")` becomes a unique constraint over those columns limited to
-the active states (`ACTIVE_STATES`), so the database itself refuses a second pending or running
-row with the same values, whoever writes it (the ORM, the admin, raw SQL, a race of ten
-processes), and finished rows never block a new one. A NULL in a key column never collides, as
+the active states (`ACTIVE_STATES`), so the database itself refuses a second waiting, pending
+or running row with the same values, whoever writes it (the ORM, the admin, raw SQL, a race of
+ten processes), and finished rows never block a new one. A NULL in a key column never collides, as
 in any SQL unique index.
 
 `concurrency_limit = 2` (with or without `concurrency_key = "account"`) gives the table a
@@ -33,8 +33,9 @@ from jobs.states import FINISHED_STATES, JobState
 # Class attributes a job model may set to give its rows defaults (`queue = "emails"`).
 ROW_OPTIONS = ("queue", "priority", "max_attempts", "timeout")
 
-# The states `unique_on` counts: at most one row per key among them.
-ACTIVE_STATES = (JobState.PENDING, JobState.RUNNING)
+# The states `unique_on` counts: at most one row per key among them (a row waiting for other
+# jobs is as good as queued).
+ACTIVE_STATES = (JobState.WAITING, JobState.PENDING, JobState.RUNNING)
 
 
 class JobBase(ModelBase):

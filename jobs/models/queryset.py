@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
@@ -23,6 +23,8 @@ from jobs.db.wakeup import ANY_QUEUE, hint_for, payload, wake_workers_on_commit
 from jobs.errors import ConfigurationError, DuplicateJob, JobStateError
 from jobs.identity import SEPARATOR, parse_identity
 from jobs.joblog import with_history
+from jobs.models import dependency
+from jobs.models.enqueueing import enqueue_changes, enqueue_row, join_open_batch
 from jobs.models.options import unique_fields
 from jobs.models.unique import key_columns, key_of, refusing_duplicates, unsaved
 from jobs.models.worker import Worker
@@ -33,8 +35,6 @@ from jobs.states import (
     JobState,
     check_transition,
 )
-from jobs.tracing import current_traceparent
-from jobs.validation import validate_priority, validate_queue_name
 
 if TYPE_CHECKING:
     from jobs.models.job import Job
@@ -214,6 +214,7 @@ class JobQuerySet(models.QuerySet):
         delay: timedelta | float | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        after: Sequence[Job] = (),
         **fields: Any,
     ) -> Job:
         """Create a job with `fields` and enqueue it: one statement, a row already pending.
@@ -223,22 +224,20 @@ class JobQuerySet(models.QuerySet):
         PostgreSQL the wake-up rides in the same statement. The options are `enqueue()`'s.
         As with `bulk_enqueue()`, `save()` and the model's `pre_save`/`post_save` signals do
         not run; `job_enqueued` is sent. A duplicate of an active job (`unique_on`) raises
-        `DuplicateJob` and inserts nothing.
+        `DuplicateJob` and inserts nothing. `after` and batches are as for `enqueue()` (they
+        add the statements that lock the parents and write the edges).
         """
         job = self.model(**fields)
         changes = enqueue_changes(
             run_at=run_at, delay=delay, priority=priority, queue=queue, using=self.db
         )
-        for name, value in changes.items():
-            setattr(job, name, value)
-        job.state = JobState.PENDING
-        wake = payload(hint_for(job.queue, self.model))
-        refusing_duplicates(
-            self.model,
-            self.db,
-            lambda: engine_for(self.db).insert_job(job, wake=wake),
-            lambda: [key_of(job)],
-        )
+
+        def insert() -> None:
+            pending = job.state == JobState.PENDING
+            wake = payload(hint_for(job.queue, self.model)) if pending else None
+            engine_for(self.db).insert_job(job, wake=wake)
+
+        enqueue_row(job, self.db, changes, after=list(after), insert=insert)
         signals.send(signals.job_enqueued, job)
         return job
 
@@ -305,6 +304,7 @@ class JobQuerySet(models.QuerySet):
             for name, value in changes.items():
                 setattr(job, name, value)
             job.state = JobState.PENDING
+        opened = join_open_batch(jobs)
         with transaction.atomic(using=self.db):
             try:
                 created = refusing_duplicates(
@@ -319,6 +319,8 @@ class JobQuerySet(models.QuerySet):
                 for job in unsaved(jobs):
                     job.state = JobState.NEW
                 raise
+            if opened is not None and created:
+                opened.join(created, self.db)
             wake_workers_on_commit(self.db, {hint_for(job.queue, self.model) for job in created})
             for job in created:
                 signals.send(signals.job_enqueued, job)
@@ -328,7 +330,8 @@ class JobQuerySet(models.QuerySet):
         """Delete one batch of finished rows older than `retention` (days, per state).
 
         One short DELETE by primary key per call, so a big backlog never locks the table for
-        long; call again while it returns `batch`. Returns how many rows it deleted.
+        long; call again while it returns `batch`. The edges naming the deleted rows go with
+        them (`jobs.models.dependency.forget`). Returns how many rows it deleted.
         """
         now = timesource.now()
         expired = models.Q(pk__in=[])
@@ -341,7 +344,9 @@ class JobQuerySet(models.QuerySet):
         )
         if not doomed:
             return 0
-        return self.filter(pk__in=doomed)._raw_delete(self.db)
+        deleted = self.filter(pk__in=doomed)._raw_delete(self.db)
+        dependency.forget(self.model, self.db, doomed)
+        return deleted
 
     def _transition(
         self,
@@ -354,60 +359,40 @@ class JobQuerySet(models.QuerySet):
         """The one place `state` changes: an UPDATE guarded by the states it may come from.
 
         Rows that become pending wake idle workers on commit; `queue_hint` names the rows'
-        queue when the caller knows it, so workers of other queues can sleep on.
+        queue when the caller knows it, so workers of other queues can sleep on. A move that
+        ends rows, or brings failed or cancelled ones back, also passes that on to the jobs
+        waiting on them (`jobs.models.dependency`), in the same transaction: the UPDATE
+        returns which moved rows have `has_dependents`.
         """
         check_transition(from_states, to_state)
-        moved = self.filter(state__in=from_states).update(state=to_state, **changes)
+        rows = self.filter(state__in=from_states)
+        if to_state in FINISHED_STATES or from_states & REQUEUEABLE_STATES:
+            with transaction.atomic(using=self.db, savepoint=False):
+                moved_rows = engine_for(self.db).update_returning(
+                    rows, {"state": to_state, **changes}, ("pk", "has_dependents")
+                )
+                self._pass_on(to_state, moved_rows)
+            moved = len(moved_rows)
+        else:
+            moved = rows.update(state=to_state, **changes)
         if moved and to_state == JobState.PENDING:
             wake_workers_on_commit(
                 self.db, [hint_for(changes.get("queue", queue_hint), self.model)]
             )
         return moved
 
-
-def enqueue_changes(
-    *,
-    run_at: datetime | None,
-    delay: timedelta | float | None,
-    priority: int | None,
-    queue: str | None,
-    using: str,
-) -> dict[str, Any]:
-    """The fields `enqueue()` and `bulk_enqueue()` set, with their arguments validated.
-
-    "Now" is the database server's (`timesource.refresh`): a job enqueued on a host whose
-    clock is ahead must not wait for that host's time to come.
-    """
-    timesource.refresh(using)
-    now = timesource.now()
-    changes: dict[str, Any] = {
-        "requested_at": now,
-        "run_at": start_time(now, run_at, delay),
-        "traceparent": current_traceparent(),  # the enqueuing trace, if any (jobs.tracing)
-    }
-    if priority is not None:
-        changes["priority"] = validate_priority(priority)
-    if queue is not None:
-        changes["queue"] = validate_queue_name(queue)
-    return changes
-
-
-def start_time(now: datetime, run_at: datetime | None, delay: timedelta | float | None) -> datetime:
-    if run_at is not None and delay is not None:
-        raise ValueError("pass run_at or delay to enqueue(), not both")
-    if run_at is not None:
-        if not isinstance(run_at, datetime) or run_at.tzinfo is None:
-            raise ValueError(f"run_at must be a timezone-aware datetime, got {run_at!r}")
-        return run_at
-    if delay is None:
-        return now
-    if isinstance(delay, bool) or not isinstance(delay, timedelta | int | float):
-        raise ValueError(f"delay must be a timedelta or a number of seconds, got {delay!r}")
-    if not isinstance(delay, timedelta):
-        delay = timedelta(seconds=delay)
-    if delay < timedelta(0):
-        raise ValueError(f"delay must not be negative, got {delay}")
-    return now + delay
+    def _pass_on(self, to_state: str, moved_rows: list[tuple[Any, bool]]) -> None:
+        """Tell the jobs waiting on `moved_rows` (primary key, `has_dependents`) that they
+        ended in `to_state`, or came back; a requeued child waits again for its parents."""
+        followed = [pk for pk, has_dependents in moved_rows if has_dependents]
+        if to_state in FINISHED_STATES:
+            if followed:
+                dependency.ended(self.model, self.db, to_state, followed)
+            return
+        if followed:
+            dependency.revived(self.model, self.db, followed)
+        if moved_rows and to_state == JobState.PENDING:
+            dependency.requeued(self.model, self.db, [pk for pk, _ in moved_rows])
 
 
 def _in_flight(orphans: list[Job], *, using: str) -> dict[str, int]:

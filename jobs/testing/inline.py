@@ -29,7 +29,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from jobs import conf, signals, timesource
 from jobs.errors import JobNotRunnable
-from jobs.models import Job
+from jobs.models import Dependency, Job
 from jobs.states import RUNNABLE_STATES, JobState
 
 TRACEBACK_SHOWN = 2_000
@@ -72,8 +72,9 @@ def run_jobs_inline(
     pending unless `run_scheduled`, as they would with a worker; `drain(now=...)` runs them
     once the test moves time on. A job that fails is recorded on the row as usual; with
     `raise_errors`, the block then ends with `InlineJobFailed` naming each failure. Jobs
-    enqueued by a job running inline run too, after it. Yields an `InlineRun` whose `ran`
-    lists the jobs run, with their outcomes.
+    enqueued by a job running inline run too, after it, and so do the jobs waiting on it
+    (`enqueue(after=...)`, a batch's `on_finish`) once it has released them. Yields an
+    `InlineRun` whose `ran` lists the jobs run, with their outcomes.
     """
     block = InlineRun(run_scheduled=run_scheduled, raise_errors=raise_errors)
     token = _blocks.set((*_blocks.get(), block))
@@ -204,9 +205,19 @@ class _Runner(threading.local):
                 return
         block.ran.append(job)
         block.failures.extend((job, exc) for exc in failures)
+        if job.has_dependents:  # jobs waiting on it may be pending now: they run next
+            self.waiting.extend((child, block) for child in _waiting_on(job))
 
 
 _runner = _Runner()
+
+
+def _waiting_on(parent: Job) -> list[Job]:
+    """The jobs that wait on `parent` (`enqueue(after=...)`, its batch's `on_finish`)."""
+    edges = Dependency.objects.using(parent._state.db).filter(
+        parent_model=parent._meta.concrete_model._meta.label, parent_pk=str(parent.pk)
+    )
+    return [child for edge in edges if (child := edge.child()) is not None]
 
 
 @contextmanager

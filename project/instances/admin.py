@@ -1,15 +1,22 @@
 from django.contrib import admin
 
 from jobs.admin import JobAdmin
-from project.instances.models import Instance, InstanceProvision
+from project.instances.models import FleetReport, Instance, InstanceProvision, IpAttachment
 
 
-@admin.register(InstanceProvision)
-class InstanceProvisionAdmin(JobAdmin):
+@admin.register(InstanceProvision, IpAttachment)
+class InstanceJobAdmin(JobAdmin):
+    """The jobs of one instance (its provision, its address attachment), found by its name."""
+
     list_display = (*JobAdmin.list_display, "instance")
     list_select_related = ("instance",)
     search_fields = ("=id", "instance__name")
     raw_id_fields = ("instance",)
+
+
+@admin.register(FleetReport)
+class FleetReportAdmin(JobAdmin):
+    list_display = (*JobAdmin.list_display, "summary")
 
 
 @admin.register(Instance)

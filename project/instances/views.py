@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from jobs.views.status import Expectation, ExpectationFailed
-from project.instances.models import Instance, InstanceProvision
+from project.instances.models import Instance, InstanceProvision, IpAttachment
 
 
 class InstanceRequestForm(forms.Form):
@@ -41,6 +41,7 @@ def create_instance(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         instance = Instance.objects.create(name=form.cleaned_data["name"])
         provision = expect.start(InstanceProvision.objects.create(instance=instance))
+        IpAttachment.objects.create(instance=instance).enqueue(after=[provision])
     return expect.respond(
         provision,
         instance=instance.pk,
@@ -67,6 +68,10 @@ def instance_detail(request: HttpRequest, pk: int) -> JsonResponse:
                     "error": job.error_message,
                 }
                 for job in instance.provisions.order_by("pk")
+            ],
+            "ip_attachments": [
+                {"job": job.pk, "state": job.state, "attempts": job.attempts}
+                for job in instance.ip_attachments.order_by("pk")
             ],
         }
     )

@@ -31,6 +31,7 @@ SECOND = timedelta(seconds=1)
 BOOM = "tests.testapp.models.Boom"
 RETRYING = '{"fail": true, "max_attempts": 2}'
 PROVISION = "instances.InstanceProvision"
+CANCEL_APPLIES = "cancel applies to new, pending, running, waiting jobs"
 
 
 def jobs(*args: str) -> tuple[int, str]:
@@ -298,8 +299,8 @@ def test_jobs_alone_lists_its_subcommands_one_line_each_and_exits_2():
         (["list", "--queue", "nosuchqueue"], "no job uses queue 'nosuchqueue'"),
         (["list", "--id", "1"], "--id needs exactly one --model"),
         (["retry", "--state", "succeeded"], "retry applies to cancelled, failed, pending jobs"),
-        (["cancel", "--state", "failed"], "cancel applies to new, pending, running jobs"),
-        (["cancel", "--failed-since", "1h"], "cancel applies to new, pending, running jobs"),
+        (["cancel", "--state", "failed"], CANCEL_APPLIES),
+        (["cancel", "--failed-since", "1h"], CANCEL_APPLIES),
         (["cancel", "--model", "testapp.Nope"], "'testapp.Nope' is not a job model"),
         (["cancel", "--older-than", "soon"], "write a duration such as '30s'"),
         (["status", "--watch", "0"], "'0' is not a number of seconds greater than 0"),

@@ -5,10 +5,11 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
-from jobs import execution
+from jobs import batch, execution
 from jobs.checks import check_settings, job_model_errors
-from jobs.models import JobQuerySet, JobState
+from jobs.models import Batch, Dependency, JobQuerySet, JobState
 from jobs.runtime.worker import WorkerLoop
+from jobs.testing import drain
 from tests.conftest import NOON, manage
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import RecordingJob
@@ -78,6 +79,23 @@ def test_the_prunejobs_command_deletes_everything_due(frozen, capsys):
     call_command("prunejobs", "--batch", "2")
     assert "testapp.RecordingJob: deleted 3 finished row(s)" in capsys.readouterr().out
     assert not RecordingJob.objects.exists()
+
+
+def test_pruned_rows_take_their_edges_and_an_emptied_finished_batch_goes_too(frozen, capsys):
+    frozen.now = NOON - timedelta(days=10)
+    with batch() as old:
+        parent = RecordingJobFactory(enqueue=True)
+        child = RecordingJob.objects.create().enqueue(after=[parent])
+    drain()
+    frozen.now = NOON
+    assert Dependency.objects.count() == 3  # parent -> child, and both in the batch
+    call_command("prunejobs")
+    out = capsys.readouterr().out
+    assert "testapp.RecordingJob: deleted 2 finished row(s)" in out
+    assert "batches: deleted 1 finished batch(es) whose members are gone" in out
+    assert not Dependency.objects.exists()
+    assert not Batch.objects.filter(pk=old.pk).exists()
+    assert child.pk not in remaining()
 
 
 def test_prunejobs_rejects_a_bad_batch_size():

@@ -22,7 +22,7 @@ def test_unique_on_is_a_partial_unique_constraint_in_the_models_migration():
     (constraint,) = UniqueJob._meta.constraints
     assert isinstance(constraint, models.UniqueConstraint)
     assert constraint.fields == ("account", "report")
-    assert constraint.condition == models.Q(state__in=["pending", "running"])
+    assert constraint.condition == models.Q(state__in=["waiting", "pending", "running"])
     assert constraint.name == "testapp_uniquejo_33f1d4d3_uniq"
     assert len(constraint.name) <= 30
     with connection.cursor() as cursor:
@@ -39,7 +39,7 @@ def test_a_raw_sql_insert_of_a_second_active_row_fails_with_an_integrity_error()
         " sleep_seconds, fail) VALUES (%s, 'default', 0, 1, 0, '', '', '', '', '[]', '',"
         " 'acme', 'daily', 0, %s)"
     )
-    for state in ("pending", "running"):
+    for state in ("waiting", "pending", "running"):
         with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(insert, [state, False])
     with connection.cursor() as cursor:  # finished and new rows are not counted

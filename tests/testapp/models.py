@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.db import models, transaction
 
 from jobs.errors import Cancelled, JobTimeout
-from jobs.models import IterativeJob, Job
+from jobs.models import Batch, IterativeJob, Job
 
 
 class Effect(models.Model):
@@ -105,6 +105,19 @@ class RecordingJob(Job):
 
     def _value_error(self) -> None:
         raise ValueError("bad value")
+
+
+class BatchReport(Job):
+    """A batch's `on_finish` job: records what its batch tells it (counts and members)."""
+
+    seen = models.CharField(max_length=200, blank=True)
+
+    def perform(self) -> None:
+        finished = Batch.objects.finished_by(self)
+        Effect.record(self)
+        seen = f"{finished.succeeded}/{finished.failed}/{finished.cancelled}"
+        seen += f" of {finished.total}, {len(finished.members())} members"
+        BatchReport.objects.filter(pk=self.pk).update(seen=seen)
 
 
 class HugeErrorJob(RecordingJob):

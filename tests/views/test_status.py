@@ -12,7 +12,7 @@ from jobs.conf import lease_duration
 from jobs.models import JobState
 from jobs.views.status import Expectation, ExpectationFailed, accepted, status_url
 from project.instances import provider
-from project.instances.models import Instance, InstanceProvision
+from project.instances.models import Instance, InstanceProvision, IpAttachment
 from tests.conftest import NOON
 from tests.factories import InstanceFactory, RecordingJobFactory, StepJobFactory
 from tests.testapp.models import Effect, RecordingJob, StepJob
@@ -161,7 +161,9 @@ def test_after_success_the_status_sends_the_caller_to_the_instance_with_303(admi
     assert response.json()["state"] == "succeeded"
     followed = admin_client.get(location, follow=True)
     assert followed.redirect_chain == [(detail_url(job.instance), 303)]
-    assert followed.json()["state"] == "ready"
+    assert followed.json()["state"] == "booted"  # the address comes next, from its own job
+    IpAttachment.objects.get().run()
+    assert admin_client.get(location, follow=True).json()["state"] == "ready"
 
 
 @pytest.mark.django_db
@@ -255,7 +257,10 @@ def test_expect_200_ok_provisions_in_the_request_and_answers_303_to_the_instance
     assert response.status_code == 303
     assert response["Location"] == detail_url(job.instance)
     assert response.json()["state"] == "succeeded"
-    assert client.get(response["Location"]).json()["state"] == "ready"
+    # The request provisioned the server; its address attachment, released by that success,
+    # is a worker's to run.
+    assert client.get(response["Location"]).json()["state"] == "booted"
+    assert IpAttachment.objects.get().state == JobState.PENDING
 
 
 @pytest.mark.django_db

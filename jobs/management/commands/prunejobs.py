@@ -5,7 +5,7 @@ import argparse
 from django.core.management.base import BaseCommand
 
 from jobs.cli.arguments import positive_number
-from jobs.models import JobQuerySet
+from jobs.models import Batch, JobQuerySet
 from jobs.models.discovery import job_models
 
 
@@ -28,3 +28,5 @@ class Command(BaseCommand):
             while pruned := JobQuerySet(model=model).prune(retention, batch=batch):
                 deleted += pruned
             self.stdout.write(f"{model._meta.label}: deleted {deleted} finished row(s)")
+        emptied = Batch.objects.filter(finished_at__isnull=False, edges=None).delete()[0]
+        self.stdout.write(f"batches: deleted {emptied} finished batch(es) whose members are gone")

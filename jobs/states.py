@@ -42,6 +42,8 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
 RUNNABLE_STATES = frozenset({JobState.NEW, JobState.PENDING})
 REQUEUEABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
 CANCELLABLE_STATES = frozenset({JobState.NEW, JobState.WAITING, JobState.PENDING})
+# Rows not started yet, whose queue and priority `move()` may change.
+MOVABLE_STATES = frozenset({JobState.WAITING, JobState.PENDING})
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 

@@ -143,9 +143,25 @@ class DashboardView(TemplateView):
             "queue_rows": [Row(name, name, counts) for name, counts in summary.queues.items()],
             "model_rows": model_rows,
             "total": Row("total", "all", summary.total),
+            "failure_rows": self.failure_rows(summary, lookups),
             **self.workers_context(request),
             **self.clock_context(request, summary, models),
         }
+
+    def failure_rows(
+        self, summary: dashboard.Summary, lookups: dict[str, dict[str, Any]]
+    ) -> list[tuple[str, str, int, str]]:
+        """(model name, error type, how many, link) of the last hour's failures by error type,
+        asked only of the models that failed in it: nothing to read on a good day."""
+        failing = [entry.model for entry in summary.models if entry.counts.failed_last_hour]
+        rows = []
+        for model, error_type, count in dashboard.failures_by_type(failing, summary.now):
+            changelist = self.admin_url(model, "changelist")
+            lookup = {**lookups["failed_last_hour"], "error_type": error_type}
+            link = f"{changelist}?{changelist_query(lookup)}" if changelist else ""
+            name = capfirst(model._meta.verbose_name_plural)
+            rows.append((name, error_type or "(none)", count, link))
+        return rows
 
     def clock_context(
         self, request: HttpRequest, summary: dashboard.Summary, models: list[type[Job]]

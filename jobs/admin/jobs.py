@@ -23,7 +23,7 @@ from typing import ClassVar
 from django.contrib import admin, messages
 from django.contrib.admin.utils import model_ngettext
 from django.core.exceptions import PermissionDenied
-from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
+from django.db.models import CharField, DurationField, ExpressionWrapper, F, QuerySet, TextField
 from django.http import (
     Http404,
     HttpRequest,
@@ -45,8 +45,9 @@ from jobs.admin.display import (
     STYLESHEETS,
     TIMELINE_FIELDS,
 )
-from jobs.admin.filters import FinishedWithinFilter, WorkerFilter
+from jobs.admin.filters import ErrorTypeFilter, FinishedWithinFilter, WorkerFilter
 from jobs.admin.flow import flow_control, job_flow_line
+from jobs.admin.moving import MoveAction
 from jobs.admin.operations import OPERATIONS, offered
 from jobs.admin.workflows import workflow_lines
 from jobs.db.limits import limits_of
@@ -55,8 +56,9 @@ from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.models.options import ROW_OPTIONS
 
 
-class JobAdmin(JobColumns, admin.ModelAdmin):
-    """Base admin for job models. Subclass it and add the domain's `search_fields`.
+class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
+    """Base admin for job models. Subclass it to add columns, or `search_fields` beyond the
+    model's own text fields (related ones: `"instance__name"`).
 
     A subclass that adds columns to `list_display` should keep them few and narrow: the
     lifecycle columns take about 820 px of the 980 px a 1280 px screen leaves the table.
@@ -78,6 +80,7 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         ("queue", admin.AllValuesFieldListFilter),
         WorkerFilter,
         FinishedWithinFilter,
+        ErrorTypeFilter,
     )
     readonly_fields = (
         *TIMELINE_FIELDS,
@@ -87,7 +90,14 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
         "flow_control_display",
         "workflow_display",
     )
-    actions = ("enqueue_jobs", "requeue_jobs", "cancel_jobs", "retry_now_jobs", "run_now_jobs")
+    actions = (
+        "enqueue_jobs",
+        "requeue_jobs",
+        "cancel_jobs",
+        "retry_now_jobs",
+        "move_jobs",
+        "run_now_jobs",
+    )
     date_hierarchy = "requested_at"
     # A table of a million finished rows is counted once per page, not twice.
     show_full_result_count = False
@@ -140,6 +150,23 @@ class JobAdmin(JobColumns, admin.ModelAdmin):
             fieldsets.append(("Last error", {"fields": list(ERROR_FIELDS)}))
             fieldsets.append(("Activity", {"fields": list(ACTIVITY_FIELDS)}))
         return fieldsets
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        """Search by id, by the model's own text fields and by error text, and by whatever
+        a subclass adds (`search_fields = ("instance__name",)`). Sensitive fields are never
+        searched: which rows match would tell a secret."""
+        sensitive = set(self.model.sensitive_fields)
+        own = [
+            field.name
+            for field in self.model._meta.concrete_fields
+            if isinstance(field, CharField | TextField)
+            and not field.choices
+            and field.name not in LIFECYCLE_FIELDS
+            and field.name not in ROW_OPTIONS
+            and field.name not in sensitive
+        ]
+        fields = [f"={self.model._meta.pk.name}", *own, "error_type", "error_message"]
+        return list(dict.fromkeys([*fields, *self.search_fields]))
 
     def get_list_display(self, request: HttpRequest) -> list:
         """A sensitive field a subclass lists shows as a mask."""

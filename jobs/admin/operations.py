@@ -29,7 +29,7 @@ from jobs.models import Job, JobQuerySet
 from jobs.states import RUNNABLE_STATES, JobState
 
 # The columns an operation may change; a row whose values differ afterwards was changed.
-WATCHED = ("state", "run_at", "cancel_requested_at")
+WATCHED = ("state", "run_at", "cancel_requested_at", "queue", "priority")
 # Jobs one "run now" may perform inside a web request: it is for debugging, not draining.
 RUN_NOW_LIMIT = 10
 # What `shown_state()` calls a pending job due later, and a running job asked to stop.
@@ -74,11 +74,29 @@ class Operation:
 def describe(before: list, after: list) -> tuple[str, str]:
     """(from, to) in an operator's words, from the WATCHED values before and after."""
     old_state, new_state = before[0], after[0]
+    if before[3:] != after[3:]:  # a move: where it waits, not what state it is in
+        return _place(*before[3:]), _place(*after[3:])
     if old_state == new_state == JobState.RUNNING:
         return old_state, "asked to stop"
     if old_state == new_state == JobState.PENDING:
         return SCHEDULED, "runnable now"
     return old_state, new_state
+
+
+def _place(queue: str, priority: int) -> str:
+    return f"queue {queue}, priority {priority}"
+
+
+def moving(queue: str | None, priority: int | None) -> Operation:
+    """The operation that moves jobs to `queue` and/or `priority` (`JobQuerySet.move()`):
+    made per request, as its target is the operator's."""
+    return Operation(
+        "Move",
+        "moved",
+        "pending or waiting",
+        lambda rows: rows.move(queue=queue, priority=priority),
+        effect="Each keeps its place (when it is due, its attempts) in its new queue.",
+    )
 
 
 def shown_state(job: Job, now: datetime) -> str:

@@ -1,5 +1,5 @@
-"""What `jobs retry` and `jobs cancel` share: the filters, the refusal to touch every job
-by accident, `--dry-run`, and the per-model report of what changed."""
+"""What `jobs retry`, `jobs cancel` and `jobs move` share: the filters, the refusal to touch
+every job by accident, `--dry-run`, and the per-model report of what changed."""
 
 from __future__ import annotations
 

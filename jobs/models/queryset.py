@@ -31,10 +31,12 @@ from jobs.models.worker import Worker
 from jobs.states import (
     CANCELLABLE_STATES,
     FINISHED_STATES,
+    MOVABLE_STATES,
     REQUEUEABLE_STATES,
     JobState,
     check_transition,
 )
+from jobs.validation import validate_priority, validate_queue_name
 
 if TYPE_CHECKING:
     from jobs.models.job import Job
@@ -149,6 +151,28 @@ class JobQuerySet(models.QuerySet):
         moved = self.scheduled(now).update(run_at=now)
         if moved:
             wake_workers_on_commit(self.db, [hint_for(ANY_QUEUE, self.model)])
+        return moved
+
+    def movable(self) -> Self:
+        """Pending and waiting rows: what `move()` moves."""
+        return self.filter(state__in=MOVABLE_STATES)
+
+    def move(self, *, queue: str | None = None, priority: int | None = None) -> int:
+        """Pending (and waiting) rows go to `queue` and/or take `priority`, keeping their
+        place otherwise (`run_at`, `requested_at`, attempts): "drain this queue on the big
+        workers". Rows already running, new or finished are left alone. Returns how many
+        moved; the new queue's idle workers are woken on commit.
+        """
+        if queue is None and priority is None:
+            raise ValueError("move() needs a queue, a priority or both")
+        changes: dict[str, Any] = {}
+        if queue is not None:
+            changes["queue"] = validate_queue_name(queue)
+        if priority is not None:
+            changes["priority"] = validate_priority(priority)
+        moved = self.movable().update(**changes)
+        if moved:
+            wake_workers_on_commit(self.db, [hint_for(queue or ANY_QUEUE, self.model)])
         return moved
 
     def rescue(self, now: datetime | None = None) -> int:

@@ -45,6 +45,27 @@ DAY = timedelta(days=1)
 RAN = (JobState.SUCCEEDED, JobState.FAILED)
 
 
+# Error types the dashboard names per model, most frequent first.
+ERROR_TYPES_SHOWN = 5
+
+
+def failures_by_type(
+    models: Iterable[type[Job]], now: datetime
+) -> list[tuple[type[Job], str, int]]:
+    """(model, error type, how many) of the jobs that failed for good in the last hour, the
+    most frequent `ERROR_TYPES_SHOWN` types per model: "what is failing, and how?". One
+    grouped query per model given (pass only those whose "failed 1 h" is not 0), reading
+    the `_fin` index as the summary does."""
+    found = []
+    for model in models:
+        failed = model._base_manager.filter(**lookups(now)["failed_last_hour"])
+        grouped = (
+            failed.values_list("error_type").annotate(n=Count("pk")).order_by("-n", "error_type")
+        )
+        found.extend((model, error_type, n) for error_type, n in grouped[:ERROR_TYPES_SHOWN])
+    return found
+
+
 def lookups(now: datetime) -> dict[str, dict[str, Any]]:
     """What each count counts, as filters both the query and the admin's changelist accept
     (an `__in` lookup is a list here; a URL carries it comma-separated).

@@ -190,6 +190,11 @@ def rows_to_keep():
         (["retry"], "say which jobs to retry (--model, --state, "),
         (["cancel"], "or give --all to cancel every job"),
         (["cancel", "--queue", "defualt"], "no job uses queue 'defualt'"),
+        (["move", "--queue", "default"], "say where to: --to-queue, --to-priority, or both"),
+        (["move", "--to-queue", "big"], "say which jobs to move (--model, --state, "),
+        (["move", "--all", "--to-queue", "no spaces"], "queue name 'no spaces' is invalid"),
+        (["move", "--all", "--to-priority", "500"], "priority 500 is out of range"),
+        (["move", "--state", "failed", "--to-queue", "big"], "move applies to pending, waiting"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(rows_to_keep, args, fragment):
@@ -489,6 +494,31 @@ def test_cancel_by_ids_of_one_model_touches_only_those_rows(scene):
     assert out == "testapp.UrgentJob: 1 cancelled or asked to stop\n"
     assert UrgentJob.objects.get(pk=mail.pk).state == JobState.CANCELLED
     assert UrgentJob.objects.get(pk=scene["urgent"].pk).state == JobState.PENDING
+
+
+@pytest.mark.django_db
+def test_move_sends_pending_jobs_to_another_queue_and_priority_and_leaves_the_rest(scene):
+    running = claim(scene["running"])
+    before = every_row()
+    _, dry = jobs("move", "--model", "testapp.RecordingJob", "--to-queue", "big", "--dry-run")
+    assert dry.splitlines() == [
+        "testapp.RecordingJob: 2 would be moved",  # pending and scheduled; not the failures
+        "dry run: 2 job(s) would change; nothing was changed",
+    ]
+    assert every_row() == before
+    code, out = jobs("move", "--queue", "urgent", "--to-queue", "big", "--to-priority", "9")
+    assert (code, out) == (0, "testapp.UrgentJob: 1 moved\n")
+    moved = UrgentJob.objects.get(pk=scene["urgent"].pk)
+    assert (moved.queue, moved.priority, moved.run_at) == ("big", 9, scene["urgent"].run_at)
+    assert UrgentJob.objects.get(pk=scene["mail"].pk).queue == "mail"  # another queue
+    assert jobs("move", "--model", "testapp.StepJob", "--to-queue", "big")[1] == (
+        "no job matched that move applies to: nothing changed\n"  # running and new: not moved
+    )
+    assert StepJob.objects.get(pk=running.pk).queue == running.queue
+    assert jobs("move", "--queue", "urgent", "--to-queue", "big") == (
+        0,
+        "no job matched that move applies to: nothing changed\n",
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,8 +5,9 @@ in a hundred failed) spread evenly over the last week, as a site that keeps a we
 has them, plus a live part: a backlog of runnable and scheduled jobs, jobs running and a few
 workers. Then it renders the dashboard through the admin `--runs` times and prints how many
 queries a page costs and how long it takes (the median), the same for the queries alone
-(`jobs.monitoring.dashboard.summarize`), and on PostgreSQL the plan of the per-model query,
-then one line `BENCH_JSON {...}` with every number. It runs against DATABASE_URL and replaces
+(`jobs.monitoring.dashboard.summarize`) and the workers page, what ten live dashboards cost
+(each reloads every few seconds), and on PostgreSQL the plan of the per-model query, then one
+line `BENCH_JSON {...}` with every number. It runs against DATABASE_URL and replaces
 what the benchmark's table holds.
 """
 
@@ -31,6 +32,7 @@ from django.utils import timezone
 from bench.__main__ import at_least  # sets Django up
 from bench.models import NoopJob
 from bench.rows import empty_table, fill_finished, table_name
+from jobs.admin.display import LIVE_INTERVAL_SECONDS
 from jobs.models import JobState, Worker
 from jobs.models.discovery import served_models
 from jobs.monitoring import dashboard
@@ -42,6 +44,7 @@ SCHEDULED = 100
 RUNNING = 16
 WORKERS = 4
 THREADS = 4
+LIVE_TABS = 10  # open live dashboards, each reloading every LIVE_INTERVAL_SECONDS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,10 +102,21 @@ def timed(runs: int, measure) -> dict[str, float]:
     return {"queries": len(queries), "median_ms": statistics.median(took), "max_ms": max(took)}
 
 
-def page(client: Client) -> None:
-    response = client.get(reverse("admin:jobs_dashboard"), HTTP_HOST="localhost")
+def page(client: Client, name: str = "admin:jobs_dashboard") -> None:
+    response = client.get(reverse(name), HTTP_HOST="localhost")
     if response.status_code != 200:
-        raise SystemExit(f"the dashboard answered {response.status_code}")
+        raise SystemExit(f"{name} answered {response.status_code}")
+
+
+def live_tabs(results: dict, tabs: int = LIVE_TABS) -> dict[str, float]:
+    """What `tabs` open live dashboards cost (each reloads every `LIVE_INTERVAL_SECONDS`):
+    milliseconds of server work, and of the database's queries, per second."""
+    loads_per_second = tabs / LIVE_INTERVAL_SECONDS
+    return {
+        "tabs": tabs,
+        "page_ms_per_s": loads_per_second * results["page"]["median_ms"],
+        "queries_ms_per_s": loads_per_second * results["summary"]["median_ms"],
+    }
 
 
 def explain() -> str:
@@ -129,15 +143,25 @@ def main(argv: list[str] | None = None) -> None:
         "runs": args.runs,
         "page": timed(args.runs, lambda: page(client)),
         "summary": timed(args.runs, lambda: dashboard.summarize(served_models())),
+        "workers_page": timed(args.runs, lambda: page(client, "admin:jobs_worker_changelist")),
+        # The page asks one more query, the failures by error type, when there are any.
+        "failed_last_hour": dashboard.summarize(served_models()).total.failed_last_hour,
     }
+    results["live_tabs"] = live_tabs(results)
     print(f"{results['database']}: {results['rows_in_table']} rows in {table_name()}, ", end="")
     print(f"{results['job_models']} job models, median of {args.runs} run(s)\n")
-    for name in ("page", "summary"):
+    for name in ("page", "summary", "workers_page"):
         found = results[name]
         print(
-            f"{name:8} {found['queries']:>3} queries  {found['median_ms']:>8.1f} ms median"
+            f"{name:12} {found['queries']:>3} queries  {found['median_ms']:>8.1f} ms median"
             f"  {found['max_ms']:>8.1f} ms max"
         )
+    tabs = results["live_tabs"]
+    print(
+        f"\n{tabs['tabs']} live dashboards (a load every {LIVE_INTERVAL_SECONDS} s each): "
+        f"{tabs['page_ms_per_s']:.0f} ms of server work per second, "
+        f"{tabs['queries_ms_per_s']:.0f} ms of it the dashboard's queries"
+    )
     if connection.vendor == "postgresql":
         print(f"\nthe per-model query on {table_name()}:\n{explain()}")
     print("BENCH_JSON " + json.dumps(results))

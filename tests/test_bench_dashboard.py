@@ -12,6 +12,11 @@ def test_bench_dashboard_reports_one_query_per_job_model_and_the_time(tmp_path):
     assert report["rows_in_table"] == 3000 + 1_000 + 16 + 100  # history, backlog, scheduled
     assert report["summary"]["queries"] == report["job_models"]
     # The session and the user, then one query per job model, one for the workers and one
-    # for the queue pauses.
-    assert report["page"]["queries"] == 2 + report["job_models"] + 2
+    # for the queue pauses; one more for the last hour's failures by type, if any failed.
+    failures = 1 if report["failed_last_hour"] else 0
+    assert report["page"]["queries"] == 2 + report["job_models"] + 2 + failures
     assert report["page"]["median_ms"] > 0
+    assert report["workers_page"]["median_ms"] > 0
+    tabs = report["live_tabs"]
+    assert tabs["tabs"] == 10
+    assert tabs["page_ms_per_s"] == pytest.approx(2 * report["page"]["median_ms"])

@@ -18,6 +18,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.text import capfirst
 from django.views.generic import TemplateView
 
+from jobs.admin.display import live
 from jobs.conf.queues import QueueSettings, configured_queues
 from jobs.cron.clock import ScheduleStatus, schedule_statuses
 from jobs.cron.schedules import configured_schedules
@@ -144,6 +145,7 @@ class DashboardView(TemplateView):
             "model_rows": model_rows,
             "total": Row("total", "all", summary.total),
             "failure_rows": self.failure_rows(summary, lookups),
+            "live": live("dashboard", "#jobs-live-dashboard", default=True),
             **self.workers_context(request),
             **self.clock_context(request, summary, models),
         }

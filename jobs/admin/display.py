@@ -60,6 +60,21 @@ FINISHED_WINDOWS = {
     "24h": ("in the last 24 hours", timedelta(days=1)),
     "7d": ("in the last 7 days", timedelta(days=7)),
 }
+# How often a live page (the dashboard, a job's page, the workers page) refreshes itself.
+LIVE_INTERVAL_SECONDS = 5
+
+
+def live(page: str, regions: str, *, default: bool) -> dict[str, object]:
+    """The context of a page's "Live" box (`admin/jobs/live.html`, `jobs/live.js`): the kind
+    of page, the CSS selectors of the parts refreshed, whether it starts on."""
+    return {
+        "page": page,
+        "regions": regions,
+        "default": "on" if default else "off",
+        "interval": LIVE_INTERVAL_SECONDS,
+    }
+
+
 # Audit entries shown on a job's page, newest first; the History page has them all.
 HISTORY_SHOWN = 20
 

@@ -44,6 +44,7 @@ from jobs.admin.display import (
     ERROR_FIELDS,
     STYLESHEETS,
     TIMELINE_FIELDS,
+    live,
 )
 from jobs.admin.filters import ErrorTypeFilter, FinishedWithinFilter, WorkerFilter
 from jobs.admin.flow import flow_control, job_flow_line
@@ -143,12 +144,14 @@ class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
         if obj is not None and limits_of(self.model) is not None:
             queueing.append("flow_control_display")
         fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": queueing})]
+        # What happened, read-only: the parts a live page refreshes (`fieldset.job-live`).
+        shown = {"classes": ("job-live",)}
         if obj is not None and self.workflow_display(obj):
-            fieldsets.append(("Workflow", {"fields": ["workflow_display"]}))
+            fieldsets.append(("Workflow", {**shown, "fields": ["workflow_display"]}))
         if obj is not None:
-            fieldsets.append(("Lifecycle", {"fields": list(TIMELINE_FIELDS)}))
-            fieldsets.append(("Last error", {"fields": list(ERROR_FIELDS)}))
-            fieldsets.append(("Activity", {"fields": list(ACTIVITY_FIELDS)}))
+            fieldsets.append(("Lifecycle", {**shown, "fields": list(TIMELINE_FIELDS)}))
+            fieldsets.append(("Last error", {**shown, "fields": list(ERROR_FIELDS)}))
+            fieldsets.append(("Activity", {**shown, "fields": list(ACTIVITY_FIELDS)}))
         return fieldsets
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
@@ -197,6 +200,7 @@ class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
         obj = self.get_object(request, object_id)
         extra_context = extra_context or {}
         if obj is not None:
+            extra_context["live"] = live("job", "#job-operations, fieldset.job-live", default=False)
             extra_context["job_state"] = self.state_badge(obj, wrap=False)
             if self.has_change_permission(request, obj):
                 extra_context["job_operations"] = [

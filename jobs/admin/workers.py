@@ -23,6 +23,7 @@ from jobs.admin.display import (
     badge,
     compact_time,
     format_moment,
+    live,
 )
 from jobs.durations import format_duration
 from jobs.models import Worker
@@ -89,8 +90,12 @@ class WorkerAdmin(admin.ModelAdmin):
         ]
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "live": live("workers", "#result_list, .paginator", default=False),
+        }
         if not self.nav_sidebar:
-            extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}
+            extra_context["is_nav_sidebar_enabled"] = False
         return super().changelist_view(request, extra_context)
 
     def get_list_display(self, request: HttpRequest) -> list:

@@ -5,9 +5,9 @@ Builds a scene in a throwaway SQLite database of the example project: an hour of
 jobs scheduled for later, a job added but not queued, a real `runjobs` process busy with slow
 provisions (one of them asked to stop) and a worker row gone stale. Then it serves the admin on
 a live server thread, signs in with headless Chromium (`tests.browser`) and photographs, at
-1280x900, what docs/admin.md shows: the dashboard, a failed job's page, and the provisions'
-list and the workers page as they first appear on the screen. `--review` adds what an
-operator sees while acting (a running job asked to stop, a new job, the page that asks
+1280x900, what docs/admin.md shows: the dashboard, a failed job's page, the provisions' list,
+the workers page and a batch under way as they first appear on the screen. `--review` adds
+what an operator sees while acting (a running job asked to stop, a new job, the page that asks
 before "Requeue all failed"), to look at after changing the admin; the docs do not use them.
 """
 
@@ -53,8 +53,9 @@ from django.utils import timezone  # noqa: E402
 
 from jobs import timesource  # noqa: E402
 from jobs.contrib.tasks.models import TaskJob  # noqa: E402
-from jobs.models import Worker  # noqa: E402
+from jobs.models import Batch, Worker  # noqa: E402
 from project.instances.models import Instance, InstanceProvision  # noqa: E402
+from project.instances.services import request_fleet  # noqa: E402
 from tests.browser import VIEWPORT, chromium, log_in  # noqa: E402
 
 USERNAME = "admin"
@@ -169,7 +170,7 @@ def stop_one_busy_job() -> InstanceProvision:
     return running[0]
 
 
-def pages(review: bool, **jobs: InstanceProvision) -> list[tuple[str, str, bool]]:
+def pages(review: bool, batch: Batch, **jobs: InstanceProvision) -> list[tuple[str, str, bool]]:
     """(file name, admin URL, whole page or only the first screen) of each photograph."""
 
     def change(job: InstanceProvision) -> str:
@@ -180,6 +181,7 @@ def pages(review: bool, **jobs: InstanceProvision) -> list[tuple[str, str, bool]
         ("job", change(jobs["failed"]), True),
         ("changelist", reverse("admin:instances_instanceprovision_changelist"), False),
         ("workers", reverse("admin:jobs_worker_changelist"), False),
+        ("batch", reverse("admin:jobs_batch_change", args=[batch.pk]), False),
     ]
     if review:
         shots += [
@@ -212,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
         failed = build_history(now)
         new = build_present(now)
         with busy_worker(), live_server() as base_url:
-            shots = pages(args.review, failed=failed, new=new, stopping=stop_one_busy_job())
+            # A fleet requested while the worker is busy: its batch page shows it under way.
+            fleet = Batch.objects.finished_by(request_fleet(["app-1", "app-2"]))
+            shots = pages(args.review, fleet, failed=failed, new=new, stopping=stop_one_busy_job())
             photograph(base_url, args.out, shots)
     finally:
         shutil.rmtree(DATABASE.parent)

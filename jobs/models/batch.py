@@ -27,6 +27,7 @@ block); a member that wants its follow-ups in the batch says so with
 from __future__ import annotations
 
 import inspect
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -294,5 +295,8 @@ def _creator() -> str:
     """host:pid, and the line of the project's code that opened the batch."""
     for frame in inspect.stack(context=0)[2:]:
         if "contextlib" not in frame.filename and "/jobs/models/" not in frame.filename:
-            return f"{process_identity()} at {frame.filename}:{frame.lineno}"[:255]
+            where = os.path.relpath(frame.filename)
+            if where.startswith(".."):  # outside the project's folder: say it all
+                where = frame.filename
+            return f"{process_identity()} at {where}:{frame.lineno}"[:255]
     return process_identity()

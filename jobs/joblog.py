@@ -29,11 +29,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sys
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
+
+from jobs.states import JobState
 
 # How a line reads in a job's log, and on the console `runjobs` sets up (jobs.runtime.console).
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -262,3 +266,28 @@ def masking(mask: Callable[[str], str]) -> Iterator[None]:
         yield
     finally:
         _performing.mask = previous
+
+
+# Characters of a running job's stack kept on its row (the innermost frames are kept).
+STACK_LIMIT = 8_000
+
+
+def stack_of(thread_id: int | None, mask: Callable[[str], str]) -> str:
+    """Where the thread `thread_id` is now, as a traceback prints a stack (outermost call
+    first), masked like the job's log and bounded to `STACK_LIMIT`; "" if that thread is not
+    running any more. What a running job's page shows ("where is it now?")."""
+    frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+    if frame is None:
+        return ""
+    text = "".join(traceback.format_stack(frame))
+    return storable(bounded(mask(text), STACK_LIMIT, keep_end=True))
+
+
+def shows_current_stack(job: Any) -> bool:
+    """Whether `job`'s stored stack is its running attempt's (not an earlier attempt's)."""
+    return (
+        job.state == JobState.RUNNING
+        and job.stack_at is not None
+        and job.started_at is not None
+        and job.stack_at >= job.started_at
+    )

@@ -1,10 +1,11 @@
 """Leases: how a running job proves its worker is still alive.
 
 A claimed job's row carries `lease_expires_at`. While the job runs, a background thread
-renews the lease every quarter of `JOBS_LEASE_SECONDS`; a process that is killed, crashes
-or freezes stops renewing, the lease runs out, and any worker rescues the job
-(`JobQuerySet.rescue`). Renewal is guarded by the attempt number and claimant, so it never
-revives a lease on a row that has moved on.
+renews the lease every quarter of `JOBS_LEASE_SECONDS` (and writes where the job is, the
+stack of the thread performing it, for its admin page: `stack`, `stack_at`); a process that
+is killed, crashes or freezes stops renewing, the lease runs out, and any worker rescues the
+job (`JobQuerySet.rescue`). Renewal is guarded by the attempt number and claimant, so it
+never revives a lease on a row that has moved on.
 
 Renewal never queues behind a row lock. A job may lock its own row (`set_progress()` or
 `save()` inside its own `transaction.atomic()`); a renewal waiting for that lock would hold
@@ -20,22 +21,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.db.models import Case, Value, When
 
 from jobs import timesource
 from jobs.conf import heartbeat_interval, lease_duration
 from jobs.db.outage import CONNECTION_ERRORS, Outage
+from jobs.joblog import stack_of
 from jobs.states import JobState
 
 if TYPE_CHECKING:
     from jobs.models import Job
 
 logger = logging.getLogger(__name__)
+
+# Seconds between two writes of the held jobs' stacks, when renewals are further apart.
+STACK_INTERVAL = 5.0
 
 
 class LeaseKeeper:
@@ -56,6 +63,7 @@ class LeaseKeeper:
         self._waiters: dict[tuple[str, Any], threading.Thread] = {}  # see `_wait_for_lock`
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._soon = threading.Event()  # `beat_soon()`: beat now rather than at the interval
         self._thread = threading.Thread(target=self._run, name="jobs-lease-keeper", daemon=True)
 
     def __enter__(self) -> LeaseKeeper:
@@ -64,7 +72,13 @@ class LeaseKeeper:
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
+        self._soon.set()
         self._thread.join()
+
+    def beat_soon(self) -> None:
+        """Beat now, not at the next interval: someone asked where the held jobs are (the
+        admin's "Refresh stack"). Any thread."""
+        self._soon.set()
 
     def hold(self, job: Any) -> None:
         with self._lock:
@@ -131,12 +145,24 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         # The database may be away: keep trying every beat. Leases run out only if it stays
-        # away longer than a lease, and then rescue is the right outcome anyway.
+        # away longer than a lease, and then rescue is the right outcome anyway. Between
+        # renewals, every `STACK_INTERVAL` seconds (or at once when asked, `beat_soon()`), it
+        # writes where the held jobs are.
         outage = Outage("renewing leases")
+        renew_at = time.monotonic() + heartbeat_interval()
         try:
-            while not self._stop.wait(heartbeat_interval()):
+            while not self._stop.is_set():
+                self._soon.wait(max(0.0, min(STACK_INTERVAL, renew_at - time.monotonic())))
+                self._soon.clear()
+                if self._stop.is_set():
+                    break
+                renewing = time.monotonic() >= renew_at
                 try:
-                    self.beat()
+                    if renewing:  # the renewal writes the stacks too
+                        renew_at = time.monotonic() + heartbeat_interval()
+                        self.beat()
+                    else:  # `STACK_INTERVAL` passed, or someone asked
+                        write_stacks(self.held())
                 except CONNECTION_ERRORS as exc:
                     outage.failed(exc)
                 except Exception:
@@ -185,6 +211,7 @@ def renew_leases(jobs: Iterable[Job], until: datetime) -> Renewal:
             )
             if free:
                 rows.filter(pk__in=free).update(lease_expires_at=until)
+                _write_stacks(rows, [job for job in group if job.pk in set(free)])
         free_pks = set(free)
         missing = [job for job in group if job.pk not in free_pks]
         current = (
@@ -209,6 +236,46 @@ def renew_leases(jobs: Iterable[Job], until: datetime) -> Renewal:
             elif job.state == JobState.RUNNING:  # not this attempt's own outcome, written
                 renewal.lost.append(job)
     return renewal
+
+
+def stack_interval() -> float:
+    """Seconds between two writes of a running job's stack, at most: `STACK_INTERVAL`, or the
+    renewals' interval if that is shorter (each renewal writes them too)."""
+    return min(STACK_INTERVAL, heartbeat_interval())
+
+
+def write_stacks(jobs: Iterable[Job]) -> None:
+    """Write where each of `jobs` is now on its row, if the row is still its attempt's and
+    not locked (a job holding its own row is passed over, as a renewal passes it over)."""
+    groups: dict[tuple[type, str], list] = defaultdict(list)
+    for job in jobs:
+        if job._thread_id is not None:
+            groups[(type(job), job._state.db or DEFAULT_DB_ALIAS)].append(job)
+    for (model, using), group in groups.items():
+        rows = model._default_manager.db_manager(using).all()
+        claims = models.Q()
+        for job in group:
+            claims |= models.Q(pk=job.pk, **job._claim())
+        with transaction.atomic(using=using):
+            free = set(
+                rows.filter(claims, state=JobState.RUNNING)
+                .select_for_update(skip_locked=True)
+                .order_by()
+                .values_list("pk", flat=True)
+            )
+            _write_stacks(rows, [job for job in group if job.pk in free])
+
+
+def _write_stacks(rows: models.QuerySet, jobs: list) -> None:
+    """Where each of `jobs` is now (the stack of the thread performing it), on its row with
+    the time: what a running job's page shows, as of the last renewal."""
+    stacks = {job.pk: text for job in jobs if (text := stack_of(job._thread_id, job.mask))}
+    if not stacks:
+        return
+    cases = [When(pk=pk, then=Value(text)) for pk, text in stacks.items()]
+    rows.filter(pk__in=list(stacks)).update(
+        stack=Case(*cases, output_field=models.TextField()), stack_at=timesource.now()
+    )
 
 
 def renew_when_unlocked(job: Job) -> bool | None:

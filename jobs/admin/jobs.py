@@ -50,14 +50,15 @@ from jobs.admin.filters import ErrorTypeFilter, FinishedWithinFilter, WorkerFilt
 from jobs.admin.flow import flow_control, job_flow_line
 from jobs.admin.moving import MoveAction
 from jobs.admin.operations import OPERATIONS, offered
+from jobs.admin.stacks import StackView
 from jobs.admin.workflows import workflow_lines
 from jobs.db.limits import limits_of
-from jobs.models import Job
+from jobs.models import Job, JobState
 from jobs.models.job import LIFECYCLE_FIELDS
 from jobs.models.options import ROW_OPTIONS
 
 
-class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
+class JobAdmin(JobColumns, MoveAction, StackView, admin.ModelAdmin):
     """Base admin for job models. Subclass it to add columns, or `search_fields` beyond the
     model's own text fields (related ones: `"instance__name"`).
 
@@ -90,6 +91,7 @@ class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
         "sensitive_display",
         "flow_control_display",
         "workflow_display",
+        "stack_display",
     )
     actions = (
         "enqueue_jobs",
@@ -146,6 +148,8 @@ class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
         fieldsets = [(None, {"fields": domain}), ("Queueing", {"fields": queueing})]
         # What happened, read-only: the parts a live page refreshes (`fieldset.job-live`).
         shown = {"classes": ("job-live",)}
+        if obj is not None:  # always there, so a live page keeps its shape as the job runs
+            fieldsets.append(("Where it is now", {**shown, "fields": ["stack_display"]}))
         if obj is not None and self.workflow_display(obj):
             fieldsets.append(("Workflow", {**shown, "fields": ["workflow_display"]}))
         if obj is not None:
@@ -187,6 +191,11 @@ class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
                 name="{}_{}_operate".format(*info),
             ),
             path(
+                "<path:object_id>/stack/",
+                self.admin_site.admin_view(self.request_stack_view),
+                name="{}_{}_stack".format(*info),
+            ),
+            path(
                 "requeue-failed/",
                 self.admin_site.admin_view(self.requeue_failed_view),
                 name="{}_{}_requeue_failed".format(*info),
@@ -202,6 +211,7 @@ class JobAdmin(JobColumns, MoveAction, admin.ModelAdmin):
         if obj is not None:
             extra_context["live"] = live("job", "#job-operations, fieldset.job-live", default=False)
             extra_context["job_state"] = self.state_badge(obj, wrap=False)
+            extra_context["job_running"] = obj.state == JobState.RUNNING
             if self.has_change_permission(request, obj):
                 extra_context["job_operations"] = [
                     (name, OPERATIONS[name].title, BUTTON_STYLES.get(name, "default"))

@@ -58,6 +58,11 @@ def hint_for(queue: str, model: type[Job]) -> Hint:
     return (queue, model._meta.concrete_model._meta.label)
 
 
+# The payload that asks every listening worker to write its running jobs' stacks now (the
+# admin's "Refresh stack"): not a hint, as no queue name starts with "*".
+STACK_REQUEST = "*stack"
+
+
 def payload(hint: Hint) -> str:
     """What a NOTIFY carries for `hint`."""
     queue, label = hint
@@ -96,3 +101,13 @@ def wake_workers_on_commit(using: str, hints: Iterable[Hint]) -> None:
         transaction.on_commit(batch.send, using=using, robust=True)
     else:
         batch.hints.update(hints)
+
+
+def ask_for_stacks(using: str) -> bool:
+    """Ask the workers to write their running jobs' stacks now (`STACK_REQUEST`, sent when
+    the caller's transaction commits); False where they cannot be told (no notifications on
+    this database, or `JOBS_LISTEN` off): then they come with the next lease renewal."""
+    if not engine_for(using).wakes_workers:
+        return False
+    transaction.on_commit(lambda: engine_for(using).wake_workers([STACK_REQUEST]), using=using)
+    return True

@@ -158,6 +158,14 @@ def attempt(job: Job) -> Outcome:
     """
     if _lease_ran_out(job):
         return _not_started(job)
+    job._thread_id = threading.get_ident()  # where its stack is read from (`jobs.lease`)
+    try:
+        return _perform(job)
+    finally:
+        job._thread_id = None
+
+
+def _perform(job: Job) -> Outcome:
     with capturing(job.mask) as job._log:
         logger.info(
             "%s started (queue %s, attempt %d of %d)",

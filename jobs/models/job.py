@@ -44,7 +44,7 @@ LIFECYCLE_FIELDS = frozenset(
         *("state", "requested_at", "run_at", "started_at", "finished_at", "attempts"),
         *("claimed_by", "lease_expires_at", "cancel_requested_at", "traceparent"),
         *("error_type", "error_message", "error_traceback", "error_history", "log"),
-        *("progress_done", "progress_total", "has_dependents"),
+        *("progress_done", "progress_total", "has_dependents", "stack", "stack_at"),
     }
 )
 RETRY_BASE_DELAY = timedelta(seconds=10)
@@ -126,6 +126,10 @@ class Job(models.Model, metaclass=JobBase):
         editable=False,
         help_text="Someone asked this running job to stop; it stops if it checks.",
     )
+    stack = models.TextField(
+        blank=True, default="", db_default="", editable=False, help_text="Where it was then."
+    )
+    stack_at = models.DateTimeField(null=True, blank=True, editable=False)
     has_dependents = models.BooleanField(
         default=False,
         db_default=False,
@@ -141,6 +145,7 @@ class Job(models.Model, metaclass=JobBase):
     _cancel_checked = -math.inf
     _claim_lost = False
     _shutdown_requested = False  # set by the worker (`request_shutdown`)
+    _thread_id: int | None = None  # the thread performing it, for its stack (`joblog.stack_of`)
 
     # Days to keep finished rows, per state, over JOBS_RETENTION (e.g. {"succeeded": 1}).
     retention: ClassVar[dict[str, float | None]] = {}

@@ -390,7 +390,11 @@ class WorkerLoop:
             self._claims.hear(hints)
             self._wakeup.ring()
 
-        return Listener(using=self.using, queues=self.queues, on_wake=on_wake)
+        def on_stack_request() -> None:  # the admin asked where the running jobs are
+            self._leases.beat_soon()
+
+        hear = {"on_wake": on_wake, "on_stack_request": on_stack_request}
+        return Listener(using=self.using, queues=self.queues, **hear)
 
     def _while_reachable(self, call: Callable[[], T]) -> T | None:
         """Call until the database answers (None if stopped first): outages are waited out."""

@@ -39,7 +39,7 @@ def test_a_jobs_page_can_go_live_without_touching_its_form(admin_client):
     assert (box["live"], box["live-default"]) == ("job", "off")
     assert box["live-regions"] == "#job-operations, fieldset.job-live"
     live_sets = re.findall(r'<fieldset class="module aligned job-live', page)
-    assert len(live_sets) == 3  # lifecycle, last error, activity; the editable fields are not
+    assert len(live_sets) == 4  # where it is, lifecycle, last error, activity; not the form
     assert 'id="job-operations"' in page
 
 

@@ -4,7 +4,7 @@ and the limited ones, whose changelists show their flow controls."""
 from django.contrib import admin
 
 from jobs.admin import JobAdmin
-from tests.testapp.models import LimitedJob, OrderedJob, RatedJob, StepJob, UniqueJob
+from tests.testapp.models import LimitedJob, OrderedJob, PhasedJob, RatedJob, StepJob, UniqueJob
 
 
 @admin.register(StepJob)
@@ -12,5 +12,5 @@ class StepJobAdmin(JobAdmin):
     list_display = (*JobAdmin.list_display, "steps", "api_token")
 
 
-for model in (UniqueJob, LimitedJob, OrderedJob, RatedJob):
+for model in (UniqueJob, LimitedJob, OrderedJob, RatedJob, PhasedJob):
     admin.site.register(model, JobAdmin)

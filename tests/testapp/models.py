@@ -107,6 +107,31 @@ class RecordingJob(Job):
         raise ValueError("bad value")
 
 
+class PhasedJob(Job):
+    """Runs in `first_phase()` until its row says `go`, then in `second_phase()` until it is
+    cancelled: a running job whose stack changes on cue (the stack tests)."""
+
+    go = models.BooleanField(default=False)
+    secret = models.CharField(max_length=50, blank=True)
+
+    sensitive_fields = ("secret",)
+
+    def perform(self) -> None:
+        self.first_phase(self.secret)
+        self.second_phase()
+
+    def first_phase(self, token: str) -> None:  # the token shows in the stack: masked
+        while not PhasedJob.objects.filter(pk=self.pk, go=True).exists():
+            if self.cancellation_requested():
+                raise Cancelled
+            time.sleep(0.05)
+
+    def second_phase(self) -> None:
+        while not self.cancellation_requested():
+            time.sleep(0.05)
+        raise Cancelled
+
+
 class BatchReport(Job):
     """A batch's `on_finish` job: records what its batch tells it (counts and members)."""
 

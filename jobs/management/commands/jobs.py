@@ -14,7 +14,7 @@ import argparse
 
 from django.core.management.base import BaseCommand
 
-from jobs.cli import cancel, enqueue, health, listing, move, pause, retry, status
+from jobs.cli import cancel, enqueue, health, listing, move, pause, retry, stack, status
 from jobs.cli.arguments import database_unreachable
 from jobs.db.outage import CONNECTION_ERRORS
 
@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "retry": retry.COMMAND,
     "cancel": cancel.COMMAND,
     "move": move.COMMAND,
+    "stack": stack.COMMAND,
     "status": status.COMMAND,
     "pause": pause.PAUSE,
     "resume": pause.RESUME,

@@ -25,6 +25,11 @@ class JobTimeout(JobError):
     """An attempt overran its job's `timeout`: recorded on the row, then retried or failed."""
 
 
+class JobKilled(JobError):
+    """An operator killed a running attempt that would not stop (the admin's "Kill"): recorded
+    on the row as a failure that counts, with the job's stack, and its worker recycled."""
+
+
 class Snooze(BaseException):
     """Raised by `Job.snooze()`: run this job again after `delay`, without counting an attempt.
 

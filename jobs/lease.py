@@ -55,9 +55,14 @@ class LeaseKeeper:
     """
 
     def __init__(
-        self, *, on_beat: Callable[[], None] | None = None, using: str = DEFAULT_DB_ALIAS
+        self,
+        *,
+        on_beat: Callable[[], None] | None = None,
+        on_kill: Callable[[Any], None] | None = None,
+        using: str = DEFAULT_DB_ALIAS,
     ) -> None:
         self._on_beat = on_beat
+        self._on_kill = on_kill
         self._using = using
         self._held: dict[tuple[str, Any], Any] = {}
         self._waiters: dict[tuple[str, Any], threading.Thread] = {}  # see `_wait_for_lock`
@@ -102,6 +107,7 @@ class LeaseKeeper:
     def _renew(self, jobs: list) -> None:
         until = timesource.now() + lease_duration()
         renewal = renew_leases(jobs, until)
+        self._killed(renewal.killed)
         for job in renewal.lost:
             if _key(job) in self._held:  # else let go meanwhile: its outcome is in hand
                 self._lose(job)
@@ -119,6 +125,13 @@ class LeaseKeeper:
                 job.label,
             )
             waiter.start()
+
+    def _killed(self, jobs: list) -> None:
+        """Pass on the held attempts an operator asked to kill, each once (`on_kill`)."""
+        for job in jobs:
+            if self._on_kill is not None and not getattr(job, "_kill_heard", False):
+                job._kill_heard = True
+                self._on_kill(job)
 
     def _wait_for_lock(self, job: Any) -> None:
         """Wait for the lock on `job`'s row, on this thread's own connection, then renew."""
@@ -162,7 +175,7 @@ class LeaseKeeper:
                         renew_at = time.monotonic() + heartbeat_interval()
                         self.beat()
                     else:  # `STACK_INTERVAL` passed, or someone asked
-                        write_stacks(self.held())
+                        self._killed(write_stacks(self.held()))
                 except CONNECTION_ERRORS as exc:
                     outage.failed(exc)
                 except Exception:
@@ -176,12 +189,14 @@ class LeaseKeeper:
 
 
 class Renewal:
-    """What one renewal found: leases renewed, rows locked (not yet renewed), claims lost."""
+    """What one renewal found: leases renewed, rows locked (not yet renewed), claims lost,
+    and attempts an operator asked to kill (`kill_requested_at`)."""
 
     def __init__(self) -> None:
         self.renewed: list = []
         self.locked: list = []
         self.lost: list = []
+        self.killed: list = []
 
 
 def renew_leases(jobs: Iterable[Job], until: datetime) -> Renewal:
@@ -203,15 +218,11 @@ def renew_leases(jobs: Iterable[Job], until: datetime) -> Renewal:
         for job in group:
             claims |= models.Q(pk=job.pk, **job._claim())
         with transaction.atomic(using=using):
-            free = list(
-                rows.filter(claims, state=JobState.RUNNING)
-                .select_for_update(skip_locked=True)
-                .order_by()
-                .values_list("pk", flat=True)
-            )
+            free = _lock_free(rows, claims)
             if free:
-                rows.filter(pk__in=free).update(lease_expires_at=until)
-                _write_stacks(rows, [job for job in group if job.pk in set(free)])
+                rows.filter(pk__in=list(free)).update(lease_expires_at=until)
+                _write_stacks(rows, [job for job in group if job.pk in free])
+        renewal.killed += [job for job in group if free.get(job.pk) is not None]
         free_pks = set(free)
         missing = [job for job in group if job.pk not in free_pks]
         current = (
@@ -244,26 +255,37 @@ def stack_interval() -> float:
     return min(STACK_INTERVAL, heartbeat_interval())
 
 
-def write_stacks(jobs: Iterable[Job]) -> None:
+def write_stacks(jobs: Iterable[Job]) -> list:
     """Write where each of `jobs` is now on its row, if the row is still its attempt's and
-    not locked (a job holding its own row is passed over, as a renewal passes it over)."""
+    not locked (a job holding its own row is passed over, as a renewal passes it over).
+    Returns those of `jobs` an operator asked to kill (`kill_requested_at`)."""
     groups: dict[tuple[type, str], list] = defaultdict(list)
     for job in jobs:
         if job._thread_id is not None:
             groups[(type(job), job._state.db or DEFAULT_DB_ALIAS)].append(job)
+    killed = []
     for (model, using), group in groups.items():
         rows = model._default_manager.db_manager(using).all()
         claims = models.Q()
         for job in group:
             claims |= models.Q(pk=job.pk, **job._claim())
         with transaction.atomic(using=using):
-            free = set(
-                rows.filter(claims, state=JobState.RUNNING)
-                .select_for_update(skip_locked=True)
-                .order_by()
-                .values_list("pk", flat=True)
-            )
+            free = _lock_free(rows, claims)
             _write_stacks(rows, [job for job in group if job.pk in free])
+        killed += [job for job in group if free.get(job.pk) is not None]
+    return killed
+
+
+def _lock_free(rows: models.QuerySet, claims: models.Q) -> dict[Any, datetime | None]:
+    """Lock the rows still held by these attempts, skipping those locked (by the job itself):
+    their keys, each with its `kill_requested_at`."""
+    found = (
+        rows.filter(claims, state=JobState.RUNNING)
+        .select_for_update(skip_locked=True)
+        .order_by()
+        .values_list("pk", "kill_requested_at")
+    )
+    return dict(found)
 
 
 def _write_stacks(rows: models.QuerySet, jobs: list) -> None:

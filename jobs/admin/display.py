@@ -28,9 +28,11 @@ STATE_COLOURS = {
 WORKER_STATUS_COLOURS = {"alive": "#198754", "stale": "#dc3545", "stopped": "#6c757d"}
 # How an operation's button looks: `default` (the admin's Save colour) moves a job on,
 # `danger` stops one; Run now is the admin's plain button, being for debugging.
-BUTTON_STYLES = {"cancel": "danger", "run_now": ""}
+BUTTON_STYLES = {"cancel": "danger", "kill": "danger", "run_now": ""}
 # Operations on a selection that ask for confirmation when it holds more than one job.
-CONFIRMED = frozenset({"requeue", "cancel"})
+CONFIRMED = frozenset({"requeue", "cancel", "kill"})
+# Operations that ask first even for one job, from its page: stopping a process is drastic.
+CONFIRMED_ALWAYS = frozenset({"kill"})
 # Jobs a confirmation page names one by one; it counts the rest.
 CONFIRM_LISTED = 20
 # Characters of an error message the changelist shows; its title has the whole message.

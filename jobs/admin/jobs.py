@@ -41,6 +41,7 @@ from jobs.admin.display import (
     BUTTON_STYLES,
     CONFIRM_LISTED,
     CONFIRMED,
+    CONFIRMED_ALWAYS,
     ERROR_FIELDS,
     STYLESHEETS,
     TIMELINE_FIELDS,
@@ -99,6 +100,7 @@ class JobAdmin(JobColumns, MoveAction, StackView, admin.ModelAdmin):
         "cancel_jobs",
         "retry_now_jobs",
         "move_jobs",
+        "kill_jobs",
         "run_now_jobs",
     )
     date_hierarchy = "requested_at"
@@ -266,7 +268,13 @@ class JobAdmin(JobColumns, MoveAction, StackView, admin.ModelAdmin):
             raise Http404(f"no {self.model._meta.verbose_name} {object_id} or {operation}")
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
-        self._operate(request, self.get_queryset(request).filter(pk=obj.pk), operation)
+        rows = self.get_queryset(request).filter(pk=obj.pk)
+        if operation in CONFIRMED_ALWAYS and request.POST.get("post") != "yes":
+            title = f"{OPERATIONS[operation].title} {obj}?"
+            return self.confirm_operation(
+                request, operation, rows, 1, title=title, hidden=[], back_url=self.change_url(obj)
+            )
+        self._operate(request, rows, operation)
         return HttpResponseRedirect(self.change_url(obj))
 
     def requeue_failed_view(self, request: HttpRequest) -> HttpResponse:
@@ -366,6 +374,13 @@ class JobAdmin(JobColumns, MoveAction, StackView, admin.ModelAdmin):
     def retry_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._act(request, queryset, "retry_now")
 
+    @admin.action(
+        description="Kill selected running jobs (restarts their workers)…",
+        permissions=["change"],
+    )
+    def kill_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._act(request, queryset, "kill")
+
     @admin.action(description="Run selected jobs now, here (debugging)", permissions=["change"])
     def run_now_jobs(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._act(request, queryset, "run_now")
@@ -377,7 +392,7 @@ class JobAdmin(JobColumns, MoveAction, StackView, admin.ModelAdmin):
         if name not in CONFIRMED or request.POST.get("post") == "yes":
             self._operate(request, queryset, name)
             return None
-        if (count := queryset.count()) <= 1:
+        if (count := queryset.count()) <= 1 and name not in CONFIRMED_ALWAYS:
             self._operate(request, queryset, name)
             return None
         operation = OPERATIONS[name]

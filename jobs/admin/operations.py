@@ -29,7 +29,7 @@ from jobs.models import Job, JobQuerySet
 from jobs.states import RUNNABLE_STATES, JobState
 
 # The columns an operation may change; a row whose values differ afterwards was changed.
-WATCHED = ("state", "run_at", "cancel_requested_at", "queue", "priority")
+WATCHED = ("state", "run_at", "cancel_requested_at", "queue", "priority", "kill_requested_at")
 # Jobs one "run now" may perform inside a web request: it is for debugging, not draining.
 RUN_NOW_LIMIT = 10
 # What `shown_state()` calls a pending job due later, and a running job asked to stop.
@@ -74,8 +74,10 @@ class Operation:
 def describe(before: list, after: list) -> tuple[str, str]:
     """(from, to) in an operator's words, from the WATCHED values before and after."""
     old_state, new_state = before[0], after[0]
-    if before[3:] != after[3:]:  # a move: where it waits, not what state it is in
-        return _place(*before[3:]), _place(*after[3:])
+    if before[5] != after[5]:
+        return old_state, "kill requested"
+    if before[3:5] != after[3:5]:  # a move: where it waits, not what state it is in
+        return _place(*before[3:5]), _place(*after[3:5])
     if old_state == new_state == JobState.RUNNING:
         return old_state, "asked to stop"
     if old_state == new_state == JobState.PENDING:
@@ -165,6 +167,16 @@ OPERATIONS = {
     "retry_now": Operation(
         "Retry now", "moved to now", "scheduled (pending, due later)", JobQuerySet.retry_now
     ),
+    "kill": Operation(
+        "Kill",
+        "asked to be killed",
+        "running",
+        JobQuerySet.kill,
+        effect="For a job that ignores Cancel. Its worker records the attempt as failed for "
+        "good (with the job's stack at that moment) and restarts its process, which stops "
+        "every other job that process was running (they are handed back or rescued). On "
+        "PostgreSQL at once, elsewhere within seconds.",
+    ),
     "run_now": Operation(
         "Run now", "run", f"new or pending (at most {RUN_NOW_LIMIT} at once)", _run_now, False
     ),
@@ -176,8 +188,8 @@ OFFERED = {
     JobState.WAITING: ("cancel",),  # it runs when the jobs it waits on have succeeded
     JobState.PENDING: ("run_now", "cancel"),
     SCHEDULED: ("retry_now", "run_now", "cancel"),
-    JobState.RUNNING: ("cancel",),
-    STOP_REQUESTED: (),
+    JobState.RUNNING: ("cancel", "kill"),
+    STOP_REQUESTED: ("kill",),
     JobState.FAILED: ("requeue",),
     JobState.CANCELLED: ("requeue",),
     JobState.SUCCEEDED: (),

@@ -41,7 +41,7 @@ from jobs.db.base import claim_changes
 from jobs.db.limits import admission, limits_of
 from jobs.db.outage import CONNECTION_ERRORS
 from jobs.db.wakeup import hint_for, payload
-from jobs.errors import Cancelled, JobNotRunnable, JobTimeout, Snooze
+from jobs.errors import Cancelled, JobKilled, JobNotRunnable, JobTimeout, Snooze
 from jobs.execution import endings, middleware
 from jobs.identity import process_identity
 from jobs.joblog import capturing, masking, storable, without_job_text
@@ -402,6 +402,15 @@ def time_out(job: Job, began: float, stack: str) -> None:
     exc = JobTimeout(f"{job.label} ran longer than its timeout of {job.timeout} s")
     stack = f"Stack of the job at its timeout:\n{stack}"
     _record(job, endings.failure_outcome(job, exc, stack), began, exc)
+
+
+def kill(job: Job, began: float, stack: str) -> None:
+    """Record that an operator killed this attempt (`kill_requested_at`): failed for good, the
+    stack at that moment as its traceback. The caller then recycles its process."""
+    job.lose_claim()
+    exc = JobKilled(f"{job.label} was killed while running (it did not stop when asked)")
+    stack = f"Stack of the job when it was killed:\n{stack}"
+    _record(job, endings.killed_outcome(job, exc, stack), began, exc)
 
 
 def hand_back(job: Job) -> bool:

@@ -60,6 +60,14 @@ def failure_outcome(
     return JobState.FAILED, {**changes, "finished_at": now}
 
 
+def killed_outcome(job: Job, exc: BaseException, stack: str) -> tuple[str, dict[str, Any]]:
+    """Failed for good: an operator killed it (`JobKilled`), so it is not retried, whatever
+    attempts it has left; the stack at that moment is its traceback."""
+    _state, changes = failure_outcome(job, exc, stack)
+    changes.pop("run_at", None)
+    return JobState.FAILED, {**changes, "finished_at": timesource.now()}
+
+
 def _retries_after(job: Job, exc: BaseException) -> bool:
     return isinstance(exc, job.retry_on) and not isinstance(exc, job.discard_on)
 

@@ -45,6 +45,7 @@ LIFECYCLE_FIELDS = frozenset(
         *("claimed_by", "lease_expires_at", "cancel_requested_at", "traceparent"),
         *("error_type", "error_message", "error_traceback", "error_history", "log"),
         *("progress_done", "progress_total", "has_dependents", "stack", "stack_at"),
+        "kill_requested_at",
     }
 )
 RETRY_BASE_DELAY = timedelta(seconds=10)
@@ -130,6 +131,7 @@ class Job(models.Model, metaclass=JobBase):
         blank=True, default="", db_default="", editable=False, help_text="Where it was then."
     )
     stack_at = models.DateTimeField(null=True, blank=True, editable=False)
+    kill_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     has_dependents = models.BooleanField(
         default=False,
         db_default=False,

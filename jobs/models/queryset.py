@@ -19,7 +19,13 @@ from django.db import models, transaction
 
 from jobs import signals, timesource
 from jobs.db import engine_for
-from jobs.db.wakeup import ANY_QUEUE, hint_for, payload, wake_workers_on_commit
+from jobs.db.wakeup import (
+    ANY_QUEUE,
+    ask_for_stacks,
+    hint_for,
+    payload,
+    wake_workers_on_commit,
+)
 from jobs.errors import ConfigurationError, DuplicateJob, JobStateError
 from jobs.identity import SEPARATOR, parse_identity
 from jobs.joblog import with_history
@@ -140,6 +146,21 @@ class JobQuerySet(models.QuerySet):
         cancelled = self._transition(CANCELLABLE_STATES, JobState.CANCELLED, finished_at=now)
         asked = self.stoppable().update(cancel_requested_at=now)
         return cancelled + asked
+
+    def kill(self) -> int:
+        """Running jobs that will not stop: their workers record each attempt as failed for
+        good (`JobKilled`, with the stack at that moment) and recycle their processes, the
+        only way Python stops a thread (a supervisor starts a fresh one). The workers hear of
+        it at once on PostgreSQL, within seconds elsewhere (`jobs.lease`). A job run outside
+        a worker (`run()` in a shell) has no process to recycle and is not stopped. Returns
+        how many rows were asked.
+        """
+        asked = (
+            self.running().filter(kill_requested_at=None).update(kill_requested_at=timesource.now())
+        )
+        if asked:
+            ask_for_stacks(self.db)  # the stack request makes their workers look now
+        return asked
 
     def retry_now(self) -> int:
         """Scheduled rows (pending, `run_at` still to come) become runnable now.

@@ -167,7 +167,11 @@ class WorkerLoop:
         ]
         try:
             with (
-                LeaseKeeper(on_beat=self._housekeeping, using=self.using) as leases,
+                LeaseKeeper(  # a killed job is recorded and recycled by `_enforce_deadlines`
+                    on_beat=self._housekeeping,
+                    on_kill=lambda _job: self._wakeup.ring(),
+                    using=self.using,
+                ) as leases,
                 self._listener(),
             ):
                 self._leases = leases
@@ -303,22 +307,23 @@ class WorkerLoop:
             self._grace_ends = now + self.grace
             for job_thread in self._busy:
                 job_thread.job.request_shutdown()
-            logger.info(
-                "waiting up to %gs for %d job(s) to finish: %s",
-                self.grace,
-                len(self._busy),
-                ", ".join(t.job.label for t in self._busy),
-            )
+            labels = ", ".join(t.job.label for t in self._busy)
+            waiting = "waiting up to %gs for %d job(s) to finish: %s"
+            logger.info(waiting, self.grace, len(self._busy), labels)
         for job_thread in list(self._busy):
             job = job_thread.job
             if self._aborting or (self._grace_ends is not None and now >= self._grace_ends):
                 self._give_up(job_thread, partial(execution.hand_back, job))
                 if self._aborting:
                     self.exit_code = EXIT_INTERRUPTED
-            elif job.timeout is not None and now - job_thread.began >= job.timeout:
+            elif (killed := getattr(job, "_kill_heard", False)) or (
+                job.timeout is not None and now - job_thread.began >= job.timeout
+            ):  # an operator's "Kill" (`jobs.lease`), or a timeout: record, then recycle
+                ending = execution.kill if killed else execution.time_out
                 stack = job_thread.stack()
-                self._give_up(job_thread, partial(execution.time_out, job, job_thread.began, stack))
-                logger.warning("recycling the worker: %s left its job thread stuck", job.label)
+                self._give_up(job_thread, partial(ending, job, job_thread.began, stack))
+                why = "was killed" if killed else "left its job thread stuck"
+                logger.warning("recycling the worker: %s %s", job.label, why)
                 self.exit_code = EXIT_RECYCLE
                 self.stop()
 
@@ -428,9 +433,8 @@ class WorkerLoop:
         return True
 
     def _housekeeping(self) -> None:
-        """Each heartbeat (after the lease keeper has read the database's clock): say we are
-        alive and how far this host's clock is off, rescue orphans, forget long-dead
-        workers, save the metrics counted since the last beat."""
+        """Each heartbeat (after the lease keeper read the database's clock): say we are alive
+        and how far off this host's clock is, rescue, forget dead workers, save the metrics."""
         now = timesource.now()
         WorkerRow.objects.filter(name=self.name).update(
             last_heartbeat_at=now,
@@ -444,10 +448,8 @@ class WorkerLoop:
         tally.flush(using=self.using)
 
     def _prune(self) -> None:
-        """One batch per model per heartbeat while a backlog lasts, then a pause.
-
-        Small enough that a heartbeat is never late enough to let a lease run out.
-        """
+        """One batch per model per heartbeat while a backlog lasts, then a pause: small enough
+        that a heartbeat is never late enough to let a lease run out."""
         if time.monotonic() < self._next_prune:
             return
         backlog = False

@@ -109,10 +109,12 @@ class RecordingJob(Job):
 
 class PhasedJob(Job):
     """Runs in `first_phase()` until its row says `go`, then in `second_phase()` until it is
-    cancelled: a running job whose stack changes on cue (the stack tests)."""
+    cancelled: a running job whose stack changes on cue (the stack tests). A `stubborn` one
+    ignores cancel requests in its first phase (the kill tests)."""
 
     go = models.BooleanField(default=False)
     secret = models.CharField(max_length=50, blank=True)
+    stubborn = models.BooleanField(default=False, help_text="Ignore cancel requests.")
 
     sensitive_fields = ("secret",)
 
@@ -122,7 +124,7 @@ class PhasedJob(Job):
 
     def first_phase(self, token: str) -> None:  # the token shows in the stack: masked
         while not PhasedJob.objects.filter(pk=self.pk, go=True).exists():
-            if self.cancellation_requested():
+            if self.cancellation_requested() and not self.stubborn:
                 raise Cancelled
             time.sleep(0.05)
 

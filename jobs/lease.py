@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -209,15 +209,8 @@ def renew_leases(jobs: Iterable[Job], until: datetime) -> Renewal:
     running). Renewed jobs carry the new `lease_expires_at`.
     """
     renewal = Renewal()
-    groups: dict[tuple[type, str], list] = defaultdict(list)
-    for job in jobs:
-        groups[(type(job), job._state.db or DEFAULT_DB_ALIAS)].append(job)
-    for (model, using), group in groups.items():
-        rows = model._default_manager.db_manager(using).all()
-        claims = models.Q()
-        for job in group:
-            claims |= models.Q(pk=job.pk, **job._claim())
-        with transaction.atomic(using=using):
+    for rows, claims, group in _by_table(jobs):
+        with transaction.atomic(using=rows.db):
             free = _lock_free(rows, claims)
             if free:
                 rows.filter(pk__in=list(free)).update(lease_expires_at=until)
@@ -259,21 +252,26 @@ def write_stacks(jobs: Iterable[Job]) -> list:
     """Write where each of `jobs` is now on its row, if the row is still its attempt's and
     not locked (a job holding its own row is passed over, as a renewal passes it over).
     Returns those of `jobs` an operator asked to kill (`kill_requested_at`)."""
-    groups: dict[tuple[type, str], list] = defaultdict(list)
-    for job in jobs:
-        if job._thread_id is not None:
-            groups[(type(job), job._state.db or DEFAULT_DB_ALIAS)].append(job)
     killed = []
-    for (model, using), group in groups.items():
-        rows = model._default_manager.db_manager(using).all()
-        claims = models.Q()
-        for job in group:
-            claims |= models.Q(pk=job.pk, **job._claim())
-        with transaction.atomic(using=using):
+    for rows, claims, group in _by_table(job for job in jobs if job._thread_id is not None):
+        with transaction.atomic(using=rows.db):
             free = _lock_free(rows, claims)
             _write_stacks(rows, [job for job in group if job.pk in free])
         killed += [job for job in group if free.get(job.pk) is not None]
     return killed
+
+
+def _by_table(jobs: Iterable[Job]) -> Iterator[tuple[models.QuerySet, models.Q, list]]:
+    """`jobs` per model and database: the table's rows, the condition that matches each row
+    only while it is still that job's attempt (`job._claim()`), and the jobs."""
+    groups: dict[tuple[type, str], list] = defaultdict(list)
+    for job in jobs:
+        groups[(type(job), job._state.db or DEFAULT_DB_ALIAS)].append(job)
+    for (model, using), group in groups.items():
+        claims = models.Q()
+        for job in group:
+            claims |= models.Q(pk=job.pk, **job._claim())
+        yield model._default_manager.db_manager(using).all(), claims, group
 
 
 def _lock_free(rows: models.QuerySet, claims: models.Q) -> dict[Any, datetime | None]:

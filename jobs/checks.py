@@ -1,6 +1,7 @@
 """System checks (`manage.py check`, and before `runjobs`): job models and databases."""
 
 from django.apps import apps
+from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections, router
 
@@ -196,7 +197,24 @@ def check_settings(app_configs=None, **kwargs) -> list:
         )
     errors += [Error(problem, id="jobs.E015") for problem in middleware.problems()]
     errors += [Error(problem, id="jobs.E016") for problem in replica_problems()]
+    errors += [Error(problem, id="jobs.E018") for problem in memory_tracing_problems()]
     return errors
+
+
+def memory_tracing_problems() -> list[str]:
+    """`JOBS_TRACE_MEMORY` is a switch and its threshold a size: anything else would trace
+    when not asked, or never report."""
+    problems = []
+    tracing = getattr(settings, "JOBS_TRACE_MEMORY", False)
+    if not isinstance(tracing, bool):
+        problems.append(f"JOBS_TRACE_MEMORY is {tracing!r}; it must be True or False.")
+    threshold = getattr(settings, "JOBS_TRACE_MEMORY_THRESHOLD_MB", 10)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
+        problems.append(
+            f"JOBS_TRACE_MEMORY_THRESHOLD_MB is {threshold!r}; it must be a number of "
+            "megabytes above 0 (10 is the default)."
+        )
+    return problems
 
 
 def replica_problems() -> list[str]:

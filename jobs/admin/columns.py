@@ -133,6 +133,13 @@ class JobColumns:
             ),
         )
 
+    @admin.display(description="memory growth")
+    def memory_growth_display(self, job: Job) -> str:
+        """How much the worker process's resident memory grew over the latest attempt."""
+        if job.memory_growth_kb is None:
+            return "-"
+        return f"{job.memory_growth_kb / 1024:+.1f} MB over the latest attempt (the worker's RSS)"
+
     @admin.display(description="progress")
     def progress_display(self, job: Job) -> str:
         if job.progress_done is None:

@@ -52,6 +52,7 @@ TIMELINE_FIELDS = (
     "claimed_by",
     "cancel_requested_at",
     "progress_display",
+    "memory_growth_display",
     "traceparent",
 )
 ERROR_FIELDS = ("error_type", "error_message", "error_traceback_display", "error_history_display")

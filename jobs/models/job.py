@@ -45,7 +45,7 @@ LIFECYCLE_FIELDS = frozenset(
         *("claimed_by", "lease_expires_at", "cancel_requested_at", "traceparent"),
         *("error_type", "error_message", "error_traceback", "error_history", "log"),
         *("progress_done", "progress_total", "has_dependents", "stack", "stack_at"),
-        "kill_requested_at",
+        *("kill_requested_at", "memory_growth_kb"),
     }
 )
 RETRY_BASE_DELAY = timedelta(seconds=10)
@@ -132,6 +132,7 @@ class Job(models.Model, metaclass=JobBase):
     )
     stack_at = models.DateTimeField(null=True, blank=True, editable=False)
     kill_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    memory_growth_kb = models.IntegerField(null=True, blank=True, editable=False)
     has_dependents = models.BooleanField(
         default=False,
         db_default=False,

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +26,8 @@ from django.db import connections
 
 from jobs import execution
 from jobs.db.outage import CONNECTION_ERRORS, close_broken_connections
+from jobs.joblog import stack_of
+from jobs.runtime.resources import AttemptMemory
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,10 @@ class JobThread:
         return outcome
 
     def stack(self) -> str:
-        """Where the job is right now: what a timeout reports, to show where it hung."""
-        frame = sys._current_frames().get(self._thread.ident)
-        return "".join(traceback.format_stack(frame)) if frame else "(thread has ended)"
+        """Where the job is right now: what a timeout or a kill reports, to show where it
+        hung (masked and bounded, as its page shows it)."""
+        mask = self.job.mask if self.job is not None else str
+        return stack_of(self._thread.ident, mask) or "(thread has ended)"
 
     def close(self) -> None:
         """Let the thread end after the job in hand (a stuck one ends with the process)."""
@@ -79,7 +80,14 @@ class JobThread:
     def _loop(self) -> None:
         try:
             while (job := self._inbox.get()) is not None:
+                memory = AttemptMemory()
+                memory.begin()
                 outcome = execution.attempt(job)
+                if outcome.started:  # what the attempt did to the process's memory
+                    growth_kb, sites = memory.end()
+                    outcome.changes["memory_growth_kb"] = growth_kb
+                    if sites:
+                        outcome.changes["log"] = f"{outcome.changes['log']}\n{sites}".lstrip()
                 close_broken_connections()
                 self._outcome = outcome
                 self._on_done()

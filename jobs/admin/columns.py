@@ -135,10 +135,11 @@ class JobColumns:
 
     @admin.display(description="memory growth")
     def memory_growth_display(self, job: Job) -> str:
-        """How much the worker process's resident memory grew over the latest attempt."""
+        """How far the latest attempt raised its worker's peak resident memory."""
         if job.memory_growth_kb is None:
             return "-"
-        return f"{job.memory_growth_kb / 1024:+.1f} MB over the latest attempt (the worker's RSS)"
+        growth = f"{job.memory_growth_kb / 1024:+.1f} MB"
+        return f"{growth}: how far the latest attempt raised its worker's peak RSS"
 
     @admin.display(description="progress")
     def progress_display(self, job: Job) -> str:

@@ -14,6 +14,8 @@ from jobs.runtime.worker import WorkerLoop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# Kept for the life of the test process, as a leak is: each test's allocation then raises the
+# process's peak above every earlier one's.
 LEAKED: list[bytearray] = []
 
 
@@ -32,23 +34,17 @@ def run(result) -> TaskJob:
     return TaskJob.objects.get(pk=result.id)
 
 
-@pytest.fixture(autouse=True)
-def _free_what_was_kept():
-    yield
-    LEAKED.clear()
-
-
 def test_an_attempt_that_keeps_memory_shows_its_growth_and_one_that_does_not_shows_little():
-    leaky = run(keeps_memory.enqueue(40))
+    leaky = run(keeps_memory.enqueue(100))
     tidy = run(keeps_nothing.enqueue())
     assert leaky.state == JobState.SUCCEEDED
-    assert leaky.memory_growth_kb >= 30 * 1024
+    assert leaky.memory_growth_kb >= 50 * 1024  # at least half: the peak may be above now
     assert abs(tidy.memory_growth_kb) < 10 * 1024
 
 
 @override_settings(JOBS_TRACE_MEMORY=True, JOBS_TRACE_MEMORY_THRESHOLD_MB=20)
 def test_a_traced_attempt_past_the_threshold_names_the_line_that_allocated():
-    leaky = run(keeps_memory.enqueue(40))
+    leaky = run(keeps_memory.enqueue(100))
     assert "the lines that allocated the most meanwhile (tracemalloc)" in leaky.log
     assert "test_memory.py" in leaky.log
     small = run(keeps_memory.enqueue(1))
@@ -56,9 +52,11 @@ def test_a_traced_attempt_past_the_threshold_names_the_line_that_allocated():
 
 
 def test_the_job_page_shows_the_growth(admin_client):
-    leaky = run(keeps_memory.enqueue(40))
+    leaky = run(keeps_memory.enqueue(100))
     page = admin_client.get(reverse("admin:jobs_tasks_taskjob_change", args=[leaky.pk]))
-    assert "MB over the latest attempt (the worker&#x27;s RSS)" in page.content.decode()
+    assert (
+        "MB: how far the latest attempt raised its worker&#x27;s peak RSS" in page.content.decode()
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,15 @@
 """`python -m bench.dashboard`: what the jobs dashboard costs with a long history.
 
 Fills the benchmark's job table with `--finished-rows` finished rows (default 1,000,000; one
-in a hundred failed) spread evenly over the last week, as a site that keeps a week of history
-has them, plus a live part: a backlog of runnable and scheduled jobs, jobs running and a few
-workers. Then it renders the dashboard through the admin `--runs` times and prints how many
-queries a page costs and how long it takes (the median), the same for the queries alone
-(`jobs.monitoring.dashboard.summarize`) and the workers page, what ten live dashboards cost
-(each reloads every few seconds), and on PostgreSQL the plan of the per-model query, then one
-line `BENCH_JSON {...}` with every number. It runs against DATABASE_URL and replaces
-what the benchmark's table holds.
+in a hundred failed; one in twenty raised its worker's peak memory, by up to 4 MB, the others
+by 0) spread evenly over the last week, as a site that keeps a week of history has them, plus
+a live part: a backlog of runnable and scheduled jobs, jobs running and a few workers. Then
+it renders the dashboard through the admin `--runs` times and prints how many queries a page
+costs and how long it takes (the median), the same for the queries alone
+(`jobs.monitoring.dashboard.summarize`, then `memory_growth_by_model`) and the workers page,
+what ten live dashboards cost (each reloads every few seconds), and on PostgreSQL the plan of
+the per-model query, then one line `BENCH_JSON {...}` with every number. It runs against
+DATABASE_URL and replaces what the benchmark's table holds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, transaction
-from django.db.models import F, Min
+from django.db.models import Case, F, Min, When
+from django.db.models.lookups import Exact
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -39,6 +41,8 @@ from jobs.monitoring import dashboard
 
 HISTORY = timedelta(days=7)
 FAILED_EVERY = 100  # one finished row in a hundred failed
+GREW_EVERY = 20  # one in twenty raised its worker's peak memory (by up to GREW_KB), others 0
+GREW_KB = 4096
 BACKLOG = 1_000  # runnable jobs
 SCHEDULED = 100
 RUNNING = 16
@@ -62,14 +66,28 @@ def fill(finished_rows: int) -> None:
     first = NoopJob.objects.aggregate(first=Min("pk"))["first"]
     minutes = int(HISTORY / timedelta(minutes=1))
     per_minute = math.ceil(finished_rows / minutes)
+    # Written with the times, as a worker writes it with the outcome: a second UPDATE would
+    # move the rows it touches to other pages, and the dashboard would read more of them.
+    growth = Case(When(Exact(F("pk") % GREW_EVERY, 1), then=F("pk") % GREW_KB + 1), default=0)
     with transaction.atomic():
         for minute in range(minutes):
             moment = now - timedelta(minutes=minute)
             start = first + minute * per_minute
             NoopJob.objects.filter(pk__gte=start, pk__lt=start + per_minute).update(
-                requested_at=moment, run_at=moment, started_at=moment, finished_at=moment
+                requested_at=moment,
+                run_at=moment,
+                started_at=moment,
+                finished_at=moment,
+                memory_growth_kb=growth,
             )
     NoopJob.objects.alias(nth=F("pk") % FAILED_EVERY).filter(nth=0).update(state=JobState.FAILED)
+    if connection.vendor == "postgresql":
+        # So the live part goes into pages the updates emptied, side by side. Without it, it
+        # went where the free space map pointed: the ends of pages of updated history, which
+        # since `memory_growth_kb` takes 4 bytes a row hold just one new row each, so the
+        # summary read ~1,100 pages instead of ~120 (layout, not the dashboard's code).
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM {table_name()}")
     NoopJob.objects.bulk_enqueue(NoopJob() for _ in range(BACKLOG + RUNNING))
     NoopJob.objects.bulk_enqueue((NoopJob() for _ in range(SCHEDULED)), delay=3600)
     running = NoopJob.objects.runnable().order_by("pk")[:RUNNING]
@@ -135,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     client = Client()
     client.force_login(user)
     page(client)  # warm up: templates, the session, the first plans
+    summary = dashboard.summarize(served_models())
     results = {
         "database": connection.vendor,
         "finished_rows": args.finished_rows,
@@ -143,14 +162,22 @@ def main(argv: list[str] | None = None) -> None:
         "runs": args.runs,
         "page": timed(args.runs, lambda: page(client)),
         "summary": timed(args.runs, lambda: dashboard.summarize(served_models())),
+        # The page asks it of the models that finished jobs in the hour: here, all of them.
+        "memory": timed(
+            args.runs, lambda: dashboard.memory_growth_by_model(served_models(), timezone.now())
+        ),
         "workers_page": timed(args.runs, lambda: page(client, "admin:jobs_worker_changelist")),
-        # The page asks one more query, the failures by error type, when there are any.
-        "failed_last_hour": dashboard.summarize(served_models()).total.failed_last_hour,
+        # The page asks one more query for the failures by error type when some failed, and
+        # for the memory growth ranking one per model that finished jobs in the hour, plus
+        # one per model ranked (its worst job).
+        "failed_last_hour": summary.total.failed_last_hour,
+        "finished_models": sum(1 for entry in summary.models if entry.counts.finished_last_hour),
+        "memory_ranked": len(dashboard.memory_growth_by_model(served_models(), summary.now)),
     }
     results["live_tabs"] = live_tabs(results)
     print(f"{results['database']}: {results['rows_in_table']} rows in {table_name()}, ", end="")
     print(f"{results['job_models']} job models, median of {args.runs} run(s)\n")
-    for name in ("page", "summary", "workers_page"):
+    for name in ("page", "summary", "memory", "workers_page"):
         found = results[name]
         print(
             f"{name:12} {found['queries']:>3} queries  {found['median_ms']:>8.1f} ms median"

@@ -21,6 +21,7 @@ from jobs.admin.display import (
     STATE_COLOURS,
     badge,
     compact_time,
+    format_memory_growth,
     format_moment,
     format_until,
 )
@@ -138,7 +139,7 @@ class JobColumns:
         """How far the latest attempt raised its worker's peak resident memory."""
         if job.memory_growth_kb is None:
             return "-"
-        growth = f"{job.memory_growth_kb / 1024:+.1f} MB"
+        growth = format_memory_growth(job.memory_growth_kb)
         return f"{growth}: how far the latest attempt raised its worker's peak RSS"
 
     @admin.display(description="progress")

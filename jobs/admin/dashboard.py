@@ -18,7 +18,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.text import capfirst
 from django.views.generic import TemplateView
 
-from jobs.admin.display import live
+from jobs.admin.display import format_memory_growth, live
+from jobs.admin.filters import MemoryGrowthFilter
 from jobs.conf.queues import QueueSettings, configured_queues
 from jobs.cron.clock import ScheduleStatus, schedule_statuses
 from jobs.cron.schedules import configured_schedules
@@ -54,6 +55,20 @@ class Row:
     counts: dashboard.Counts
     url: str = ""
     links: dict[str, str] | None = None
+
+
+@dataclass
+class MemoryRow:
+    """A job model in the memory growth ranking, its growths in MB. `url` opens the hour's
+    finished rows with a growth, the largest first; `worst_url` the worst attempt's job."""
+
+    key: str
+    name: str
+    url: str
+    attempts: int
+    median: str
+    worst: str
+    worst_url: str
 
 
 @dataclass
@@ -145,6 +160,7 @@ class DashboardView(TemplateView):
             "model_rows": model_rows,
             "total": Row("total", "all", summary.total),
             "failure_rows": self.failure_rows(summary, lookups),
+            "memory_rows": self.memory_rows(summary, lookups),
             "live": live("dashboard", "#jobs-live-dashboard", default=True),
             **self.workers_context(request),
             **self.clock_context(request, summary, models),
@@ -163,6 +179,34 @@ class DashboardView(TemplateView):
             link = f"{changelist}?{changelist_query(lookup)}" if changelist else ""
             name = capfirst(model._meta.verbose_name_plural)
             rows.append((name, error_type or "(none)", count, link))
+        return rows
+
+    def memory_rows(
+        self, summary: dashboard.Summary, lookups: dict[str, dict[str, Any]]
+    ) -> list[MemoryRow]:
+        """The job models ranked by how far their attempts of the last hour raised their
+        workers' peak memory, asked only of the models that finished jobs in it."""
+        finished = [entry.model for entry in summary.models if entry.counts.finished_last_hour]
+        largest_first = {MemoryGrowthFilter.parameter_name: MemoryGrowthFilter.LARGEST_FIRST}
+        rows = []
+        for growth in dashboard.memory_growth_by_model(finished, summary.now):
+            opts = growth.model._meta
+            changelist = self.admin_url(growth.model, "changelist")
+            lookup = {**lookups["finished_last_hour"], **largest_first}
+            worst_url = ""
+            if growth.worst_pk is not None:
+                worst_url = self.admin_url(growth.model, "change", growth.worst_pk)
+            rows.append(
+                MemoryRow(
+                    key=opts.label_lower,
+                    name=capfirst(opts.verbose_name_plural),
+                    url=f"{changelist}?{changelist_query(lookup)}" if changelist else "",
+                    attempts=growth.attempts,
+                    median=format_memory_growth(growth.median_kb),
+                    worst=format_memory_growth(growth.worst_kb),
+                    worst_url=worst_url,
+                )
+            )
         return rows
 
     def clock_context(

@@ -116,6 +116,12 @@ def compact_time(moment: datetime | None, now: datetime) -> str:
     )
 
 
+def format_memory_growth(kb: float) -> str:
+    """A memory growth (KiB, `memory_growth_kb`) as the admin shows it, in MB with its sign
+    and one decimal: "+0.0 MB", "+12.3 MB"."""
+    return f"{kb / 1024:+.1f} MB"
+
+
 def badge(
     colour: str, text: str, title: str = "", css_class: str = "job-state", tag: str = "span"
 ) -> str:

@@ -47,7 +47,12 @@ from jobs.admin.display import (
     TIMELINE_FIELDS,
     live,
 )
-from jobs.admin.filters import ErrorTypeFilter, FinishedWithinFilter, WorkerFilter
+from jobs.admin.filters import (
+    ErrorTypeFilter,
+    FinishedWithinFilter,
+    MemoryGrowthFilter,
+    WorkerFilter,
+)
 from jobs.admin.flow import flow_control, job_flow_line
 from jobs.admin.moving import MoveAction
 from jobs.admin.operations import OPERATIONS, offered
@@ -84,6 +89,7 @@ class JobAdmin(JobColumns, MoveAction, StackView, admin.ModelAdmin):
         WorkerFilter,
         FinishedWithinFilter,
         ErrorTypeFilter,
+        MemoryGrowthFilter,
     )
     readonly_fields = (
         *TIMELINE_FIELDS,

@@ -36,6 +36,7 @@ from django.db.models import (
 from django.db.models.functions import TruncMinute
 
 from jobs import timesource
+from jobs.db.aggregates import Median
 from jobs.models import Job, JobState, QueuePause, Worker
 
 MINUTE = timedelta(minutes=1)
@@ -64,6 +65,52 @@ def failures_by_type(
         )
         found.extend((model, error_type, n) for error_type, n in grouped[:ERROR_TYPES_SHOWN])
     return found
+
+
+# Job models the memory growth ranking shows, the highest median first.
+MEMORY_MODELS_SHOWN = 10
+
+
+@dataclass
+class MemoryGrowth:
+    """How far one job model's attempts that finished in the last hour raised their worker's
+    peak resident memory (`memory_growth_kb`), in KiB: the median and the worst of them, and
+    the job whose attempt was the worst (the latest, if several were as bad; None if it left
+    the hour's finished rows between the two queries, requeued for instance)."""
+
+    model: type[Job]
+    attempts: int
+    median_kb: float
+    worst_kb: int
+    worst_pk: Any
+
+
+def memory_growth_by_model(models: Iterable[type[Job]], now: datetime) -> list[MemoryGrowth]:
+    """The job models of `models` whose attempts finished in the last hour with a growth on
+    record, the highest median growth first (then the worst), at most `MEMORY_MODELS_SHOWN`.
+
+    A model that only needs memory raises its worker's peak once, so its median stays near 0
+    however bad its worst; a leak raises it attempt after attempt, so its median does not.
+    Each model given costs one aggregate query on the `finished_last_hour` rows (through the
+    `_fin` index, as the summary reads them) and, if some of them recorded a growth, one
+    more for the worst job: pass only models whose "finished 1 h" is not 0.
+    """
+    found = []
+    for model in models:
+        finished = model._base_manager.filter(**lookups(now)["finished_last_hour"])
+        row = finished.aggregate(
+            attempts=Count("memory_growth_kb"),
+            median_kb=Median("memory_growth_kb"),
+            worst_kb=Max("memory_growth_kb"),
+        )
+        if not row["attempts"]:
+            continue
+        worst = finished.filter(memory_growth_kb=row["worst_kb"]).order_by("-finished_at", "-pk")
+        found.append(
+            MemoryGrowth(model, **row, worst_pk=worst.values_list("pk", flat=True).first())
+        )
+    found.sort(key=lambda growth: (-growth.median_kb, -growth.worst_kb, growth.model._meta.label))
+    return found[:MEMORY_MODELS_SHOWN]
 
 
 def lookups(now: datetime) -> dict[str, dict[str, Any]]:

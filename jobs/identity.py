@@ -21,9 +21,10 @@ from django.db.models import Q
 SEPARATOR = ":"
 
 
-def process_identity() -> str:
-    """`host:pid`: names this process (its `Worker` row, and `claimed_by` of its jobs)."""
-    return f"{socket.gethostname()}{SEPARATOR}{os.getpid()}"
+def process_identity(pid: int | None = None) -> str:
+    """`host:pid`: names this process (its `Worker` row, and `claimed_by` of its jobs), or
+    process `pid` of this host."""
+    return f"{socket.gethostname()}{SEPARATOR}{pid or os.getpid()}"
 
 
 def parse_identity(name: str) -> tuple[str, int]:

@@ -62,10 +62,10 @@ def in_thread(worker) -> threading.Thread:
     return thread
 
 
-def wait_for(predicate, timeout: float = 30) -> None:
+def wait_for(predicate, timeout: float = 30, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
         time.sleep(0.05)
 
 

@@ -17,12 +17,13 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from unittest import mock
@@ -62,6 +63,7 @@ USERNAME = "admin"
 PASSWORD = "screenshots"
 SERVED = "average_slow"
 BUSY_THREADS = 2
+BUSY_PROCESSES = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -105,11 +107,22 @@ def build_history(now) -> InstanceProvision:
     return refused
 
 
+def record_memory_growth() -> None:
+    """What workers would have written on the history's rows (it ran here, not in a worker):
+    provisions that mostly raise their worker's peak by nothing, and a task that keeps some."""
+    finished = InstanceProvision.objects.exclude(finished_at=None).order_by("pk")
+    finished.update(memory_growth_kb=0)
+    for pk in finished.values_list("pk", flat=True)[::9]:
+        InstanceProvision.objects.filter(pk=pk).update(memory_growth_kb=600 + pk % 7 * 300)
+    for n, pk in enumerate(TaskJob.objects.exclude(finished_at=None).values_list("pk", flat=True)):
+        TaskJob.objects.filter(pk=pk).update(memory_growth_kb=1500 + n % 5 * 200)
+
+
 def build_present(now) -> InstanceProvision:
     """What is going on now: a backlog, jobs due later, and a worker that went quiet.
 
     Returns a provision added and not queued yet (`new`), as an operator adds one."""
-    for number in range(BUSY_THREADS + 4):
+    for number in range(BUSY_PROCESSES * BUSY_THREADS + 2):
         provision(f"db-{number}", at=now - timedelta(minutes=4 - number / 2))
     for number in range(3):
         provision(f"cache-{number}", at=now, queue="urgent_fast")
@@ -129,23 +142,32 @@ def build_present(now) -> InstanceProvision:
 
 @contextmanager
 def busy_worker() -> Iterator[None]:
-    """A real `runjobs` on the default queue, whose provisions take ten minutes to boot."""
-    command = ["manage.py", "runjobs", "--queues", SERVED, "--threads", str(BUSY_THREADS)]
+    """A real autoscaling `runjobs` on the default queue, whose provisions take ten minutes to
+    boot: the backlog grows it from one worker process to two, both busy."""
+    command = [
+        *("manage.py", "runjobs", "--queues", SERVED, "--threads", str(BUSY_THREADS)),
+        *("--processes", f"1-{BUSY_PROCESSES}", "--scale-up-after", "1"),
+    ]
     process = subprocess.Popen(
         [sys.executable, *command],
         cwd=REPO,
         env={**os.environ, "PROVIDER_BOOT_SECONDS": "600"},
     )
+    children = Worker.objects.filter(supervisor__pid=process.pid)
     try:
         deadline = time.monotonic() + 60
-        rows = Worker.objects.filter(pid=process.pid)
-        while len(rows.values_list("jobs_in_flight", flat=True).first() or []) < BUSY_THREADS:
+        while sum(len(jobs) for jobs in children.values_list("jobs_in_flight", flat=True)) < (
+            BUSY_PROCESSES * BUSY_THREADS
+        ):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the worker did not start its jobs")
+                raise SystemExit("the workers did not start their jobs")
             time.sleep(0.2)
+        time.sleep(2)  # a few heartbeats more: each process's memory line has a shape
         yield
     finally:
-        process.kill()  # the database is thrown away: nothing to hand back
+        for pid in [process.pid, *children.values_list("pid", flat=True)]:
+            with suppress(ProcessLookupError):  # the database is thrown away: nothing to hand back
+                os.kill(pid, signal.SIGKILL)
         process.wait()
 
 
@@ -212,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         get_user_model().objects.create_superuser(USERNAME, password=PASSWORD)
         now = timezone.now()
         failed = build_history(now)
+        record_memory_growth()
         new = build_present(now)
         with busy_worker(), live_server() as base_url:
             # A fleet requested while the worker is busy: its batch page shows it under way.

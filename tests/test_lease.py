@@ -13,7 +13,8 @@ from jobs.lease import LeaseKeeper
 from jobs.models import JobState
 from jobs.models import Worker as WorkerRow
 from jobs.models.queryset import WORKER_LOST
-from jobs.runtime.worker import DEAD_WORKER_RETENTION, WorkerLoop
+from jobs.runtime.housekeeping import DEAD_WORKER_RETENTION
+from jobs.runtime.worker import WorkerLoop
 from tests.conftest import NOON, in_thread, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob

@@ -4,6 +4,7 @@ jobs app's admin is registered on, with no URLconf of its own."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from django.contrib import admin
@@ -12,6 +13,7 @@ from django.http import (
     HttpRequest,
 )
 from django.urls import path
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -63,10 +65,34 @@ class WorkerAdmin(admin.ModelAdmin):
         "threads",
         "started",
         "heartbeat",
-        "clock",
         "jobs_in_flight",
         "jobs_performed",
+        "memory",
     )
+    fieldsets = (
+        (None, {"fields": ("name", "host", "pid", "supervisor", "queues", "threads", "state")}),
+        (
+            "Life",
+            {
+                "fields": (
+                    "started_at",
+                    "last_heartbeat_at",
+                    "stopped_at",
+                    "stop_reason",
+                    "jobs_in_flight",
+                    "jobs_performed",
+                    "clock_ticked_at",
+                    "clock_offset",
+                )
+            },
+        ),
+        ("Memory", {"fields": ("memory_mb", "memory_chart", "memory_recycles")}),
+        (
+            "Autoscaling",
+            {"fields": ("min_processes", "max_processes", "processes_wanted", "scaling_history")},
+        ),
+    )
+    readonly_fields = ("memory_chart", "scaling_history")
     list_filter = (StatusFilter, "state", "host")
     list_select_related = ("supervisor",)
     search_fields = ("name", "supervisor__name")
@@ -107,11 +133,23 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="worker", ordering="name")
     def process(self, worker: Worker) -> str:
-        """Its name (`host:pid`), and the supervisor that started it, if one did."""
-        if worker.supervisor is None:
+        """Its name (`host:pid`), and the supervisor that started it, if one did; an
+        autoscaling supervisor's range, and its latest decision."""
+        if worker.supervisor is not None:
+            return format_html(
+                '{}<br><small class="job-quiet">under {}</small>', worker.name, worker.supervisor
+            )
+        if not worker.autoscaled:
             return worker.name
+        latest = worker.scaling_decisions[-1] if worker.scaling_decisions else None
         return format_html(
-            '{}<br><small class="job-quiet">under {}</small>', worker.name, worker.supervisor
+            '{}<br><small class="job-quiet worker-scaling" title="{}">keeps {} of {}-{}{}</small>',
+            worker.name,
+            "\n".join(_decision_line(decision) for decision in worker.scaling_decisions),
+            worker.processes_wanted,
+            worker.min_processes,
+            worker.max_processes,
+            f"; {_decision_line(latest)}" if latest else "",
         )
 
     @admin.display(description="status", ordering="state")
@@ -124,24 +162,58 @@ class WorkerAdmin(admin.ModelAdmin):
             name = "alive"
         else:
             name = "stale"
-        return badge(
+        shown = badge(
             WORKER_STATUS_COLOURS[name], name, css_class=f"worker-status {name}", tag="strong"
         )
+        if name != "stopped" or not worker.stop_reason:
+            return shown
+        return format_html('{}<br><small class="job-quiet">{}</small>', shown, worker.stop_reason)
 
-    @admin.display(description="clock", ordering="clock_offset")
-    def clock(self, worker: Worker) -> str:
-        """How far the host's clock is from the database's. Jobs use the database's time, so
-        it decides nothing; past a second it is flagged, for the host's other software."""
-        if worker.clock_offset is None:
+    @admin.display(description="memory", ordering="memory_mb")
+    def memory(self, worker: Worker) -> str:
+        """Its resident memory now, a line of it over the latest heartbeats, and how many
+        times --max-memory recycled it (a supervisor: its worker processes)."""
+        if worker.memory_mb is None:
             return "-"
-        text = f"{worker.clock_offset:+.3f}s"
-        if abs(worker.clock_offset) < NOTABLE_OFFSET_SECONDS:
-            return text
-        direction = "ahead of" if worker.clock_offset > 0 else "behind"
+        recycles = ""
+        if worker.memory_recycles:
+            recycles = format_html(
+                '<br><small class="job-warning">{} recycle(s) for --max-memory</small>',
+                worker.memory_recycles,
+            )
         return format_html(
-            '<span class="job-warning" title="this host\'s clock is {} the database\'s">{}</span>',
-            direction,
-            text,
+            "{}&nbsp;{}&nbsp;MB{}",
+            memory_chart(worker.memory_samples, width=60, height=18),
+            f"{worker.memory_mb:.0f}",
+            recycles,
+        )
+
+    @admin.display(description="memory over time")
+    def memory_chart(self, worker: Worker) -> str:
+        if not worker.memory_samples:
+            return "-"
+        megabytes = [megabytes for _, megabytes in worker.memory_samples]
+        readings = (megabytes[0], megabytes[-1], min(megabytes), max(megabytes))
+        first, last = (worker.memory_samples[i][0] for i in (0, -1))
+        return format_html(
+            "{}<br>{} to {} MB (lowest {}, highest {}) from {} to {} UTC",
+            memory_chart(worker.memory_samples, width=480, height=80),
+            *(f"{value:.0f}" for value in readings),
+            f"{datetime.fromtimestamp(first, UTC):%H:%M:%S}",
+            f"{datetime.fromtimestamp(last, UTC):%H:%M:%S}",
+        )
+
+    @admin.display(description="scaling decisions")
+    def scaling_history(self, worker: Worker) -> str:
+        if not worker.scaling_decisions:
+            return "-"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li>{}</li>",
+                ((_decision_line(decision),) for decision in reversed(worker.scaling_decisions)),
+            ),
         )
 
     @admin.display(description="started", ordering="started_at")
@@ -150,10 +222,23 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
     def heartbeat(self, worker: Worker) -> str:
-        return format_html(
+        """How long ago, and how far the host's clock is from the database's when that is
+        notable (a second or more). Jobs use the database's time, so the offset decides
+        nothing; it is flagged for the host's other software."""
+        ago = format_html(
             '<span title="{}">{} ago</span>',
             format_moment(worker.last_heartbeat_at),
             format_duration(timesource.now() - worker.last_heartbeat_at),
+        )
+        offset = worker.clock_offset
+        if offset is None or abs(offset) < NOTABLE_OFFSET_SECONDS:
+            return ago
+        return format_html(
+            '{}<br><small class="job-warning" title="this host\'s clock is {} the database\'s">'
+            "clock {}</small>",
+            ago,
+            "ahead of" if offset > 0 else "behind",
+            f"{offset:+.3f}s",
         )
 
     @admin.display(description="queues")
@@ -180,3 +265,46 @@ def _in_flight_column(site: admin.AdminSite, request: HttpRequest):
         return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines))
 
     return jobs_in_flight
+
+
+def _decision_line(decision: dict) -> str:
+    """One of a supervisor's scaling decisions, as the workers page shows it."""
+    at = datetime.fromisoformat(decision["at"])
+    change = (
+        f"{decision['from']} → {decision['to']}"
+        if decision["from"] != decision["to"]
+        else f"stayed at {decision['to']}"
+    )
+    return f"{timezone.localtime(at):%H:%M:%S} {change}: {decision['why']}"
+
+
+def memory_chart(samples: list, *, width: int, height: int) -> str:
+    """An inline SVG line of `samples` ([unix time, MB], oldest first): the shape of a
+    process's memory, its highest reading at the top, the bottom at its lowest or at 90 % of
+    the highest, whichever is lower. No script, no file: it is drawn with the page and
+    refreshed with it."""
+    if len(samples) < 2:
+        return ""
+    times = [at for at, _ in samples]
+    values = [megabytes for _, megabytes in samples]
+    span = (times[-1] - times[0]) or 1
+    low, high = min(values), max(values)
+    floor = min(low, high * 0.9)  # a wobble of a few per cent stays a flat line
+    spread = (high - floor) or 1
+    points = " ".join(
+        f"{(at - times[0]) * (width - 2) / span + 1:.1f},"
+        f"{height - 1 - (megabytes - floor) * (height - 2) / spread:.1f}"
+        for at, megabytes in samples
+    )
+    return format_html(
+        '<svg class="worker-memory" width="{}" height="{}" viewBox="0 0 {} {}" role="img">'
+        "<title>{} to {} MB</title>"
+        '<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{}"/></svg>',
+        width,
+        height,
+        width,
+        height,
+        f"{low:.0f}",
+        f"{high:.0f}",
+        points,
+    )

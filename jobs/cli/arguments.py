@@ -86,6 +86,23 @@ def positive_number(unit: str, *, whole: bool = False) -> Callable[[str], float]
     return parse
 
 
+def process_range(text: str) -> tuple[int, int]:
+    """`--processes`: `P` (that many, always) or `MIN-MAX` (autoscaling between the two)."""
+    fewest, dash, most = text.partition("-")
+    whole = positive_number("processes", whole=True)
+    if not dash:
+        return (count := whole(text)), count
+    try:
+        bounds = whole(fewest), whole(most)
+    except argparse.ArgumentTypeError:
+        bounds = (0, 0)
+    if not 0 < bounds[0] < bounds[1]:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not P or MIN-MAX processes, with 0 < MIN < MAX (such as 1-4)"
+        )
+    return bounds
+
+
 # `30s`, `10m`, `1h30m`, `2d` or seconds, as the settings read them.
 duration: Callable[[str], timedelta] = _checked(partial(parse_duration, what="the duration"))
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models
+from django.db.models import F
 
 from jobs import timesource
 from jobs.conf import lease_duration
@@ -90,6 +91,42 @@ class Worker(models.Model):
         ),
     )
 
+    memory_mb = models.FloatField(
+        "memory (MB)",
+        null=True,
+        blank=True,
+        help_text="Resident memory (RSS) at its last heartbeat.",
+    )
+    memory_samples = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[unix time, MB] at each of its latest heartbeats, oldest first: its RSS "
+        "over time.",
+    )
+    memory_recycles = models.PositiveIntegerField(
+        default=0,
+        help_text="Times --max-memory recycled it (a worker: 0 or 1) or the worker processes "
+        "it started (a supervisor).",
+    )
+    stop_reason = models.CharField(
+        max_length=255, blank=True, help_text="Why it stopped, in its own words."
+    )
+    min_processes = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="A supervisor: the fewest worker processes it keeps."
+    )
+    max_processes = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="A supervisor: the most worker processes it keeps."
+    )
+    processes_wanted = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="A supervisor: the worker processes it keeps now."
+    )
+    scaling_decisions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="A supervisor with --processes MIN-MAX: its latest decisions, newest last "
+        "({at, from, to, reason}).",
+    )
+
     objects = WorkerQuerySet.as_manager()
 
     class Meta:
@@ -104,9 +141,19 @@ class Worker(models.Model):
 
     @classmethod
     def register(
-        cls, name: str, *, queues: Sequence[str] | None, threads: int, supervisor: str | None
+        cls,
+        name: str,
+        *,
+        queues: Sequence[str] | None,
+        threads: int,
+        supervisor: str | None,
+        processes: tuple[int, int] | None = None,
     ) -> None:
-        """Create or take over this process's row, `name` (`host:pid`; pids get reused)."""
+        """Create or take over this process's row, `name` (`host:pid`; pids get reused).
+
+        `processes`: a supervisor's (fewest, most) worker processes; it keeps the fewest first.
+        """
+        fewest, most = processes or (None, None)
         now = timesource.now()
         cls.objects.update_or_create(
             name=name,
@@ -123,16 +170,36 @@ class Worker(models.Model):
                 "jobs_in_flight": [],
                 "jobs_performed": 0,
                 "clock_offset": clock_offset(),
+                "memory_mb": None,
+                "memory_samples": [],
+                "memory_recycles": 0,
+                "stop_reason": "",
+                "min_processes": fewest,
+                "max_processes": most,
+                "processes_wanted": fewest,
+                "scaling_decisions": [],
             },
         )
 
+    @property
+    def autoscaled(self) -> bool:
+        """A supervisor started with `--processes MIN-MAX`."""
+        return self.max_processes is not None and self.max_processes != self.min_processes
+
     @classmethod
-    def mark_stopped(cls, name: str, **final: Any) -> None:
-        """Say process `name` has stopped (on its way out), with its final counts."""
+    def mark_stopped(cls, name: str, *, for_memory: bool = False, **final: Any) -> None:
+        """Say process `name` has stopped (on its way out), with its final counts and
+        `stop_reason`; `for_memory`: --max-memory recycled it, which its supervisor counts."""
         try:
+            if for_memory:
+                final["memory_recycles"] = 1
             cls.objects.filter(name=name).update(
                 state=cls.State.STOPPED, stopped_at=timesource.now(), jobs_in_flight=[], **final
             )
+            if for_memory:
+                cls.objects.filter(processes__name=name).update(
+                    memory_recycles=F("memory_recycles") + 1
+                )
         except CONNECTION_ERRORS as exc:
             logger.warning("could not mark worker %s stopped: %s", name, exc)
 

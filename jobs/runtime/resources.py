@@ -1,4 +1,5 @@
-"""How much memory this process holds: for `runjobs --max-memory`, and each attempt's growth.
+"""How much memory this process holds (for `runjobs --max-memory`, each attempt's growth and
+the workers page's RSS over time), and how busy the host's CPUs are (for autoscaling).
 
 A job thread notes the process's peak resident memory before and after each attempt and
 writes the difference on the job's row (`memory_growth_kb`): how far the attempt pushed the
@@ -15,13 +16,20 @@ at the end of its log.
 
 from __future__ import annotations
 
+import os
 import resource
 import tracemalloc
+from collections import deque
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
 STATM = Path("/proc/self/statm")
+STAT = Path("/proc/stat")
+# RSS readings a `Worker` row keeps, one per heartbeat: half an hour at the default lease.
+MEMORY_SAMPLES_KEPT = 120
 # Allocation sites a traced attempt's log names, the most grown first.
 SITES_SHOWN = 10
 # Frames tracemalloc keeps per allocation when tracing starts here.
@@ -35,6 +43,54 @@ def resident_memory_mb() -> float:
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return resident_pages * resource.getpagesize() / (1024 * 1024)
+
+
+class ProcessMemory:
+    """This process's resident memory, read at each heartbeat: the latest readings for its
+    `Worker` row (the workers page draws them), and whether it has passed `--max-memory`."""
+
+    def __init__(self, limit_mb: float | None = None) -> None:
+        self.limit_mb = limit_mb
+        self._samples: deque[list] = deque(maxlen=MEMORY_SAMPLES_KEPT)
+
+    def sample(self, at: datetime) -> dict[str, Any]:
+        """Read it now; the `Worker` fields to write: the reading and the readings kept."""
+        megabytes = round(resident_memory_mb(), 1)
+        self._samples.append([int(at.timestamp()), megabytes])
+        return {"memory_mb": megabytes, "memory_samples": list(self._samples)}
+
+    def over_limit(self) -> str | None:
+        """Why the process should be recycled for its memory, or None if it need not be."""
+        if self.limit_mb is None or (held := resident_memory_mb()) <= self.limit_mb:
+            return None
+        return f"held {held:.0f} MB (--max-memory {self.limit_mb:.0f})"
+
+
+class CpuMeter:
+    """How busy the host's CPUs were since the previous reading: the share of time not idle,
+    from /proc/stat; where that is missing, the load average per CPU (capped at 1)."""
+
+    def __init__(self) -> None:
+        self._previous = self._times()
+
+    def busy(self) -> float:
+        current = self._times()
+        if current is None or self._previous is None:
+            self._previous = current
+            return min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+        busy, total = (now - then for now, then in zip(current, self._previous, strict=True))
+        self._previous = current
+        return busy / total if total > 0 else 0.0
+
+    @staticmethod
+    def _times() -> tuple[int, int] | None:
+        """(busy, total) clock ticks of every CPU since boot; idle and iowait are not busy."""
+        try:
+            ticks = [int(field) for field in STAT.read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        total = sum(ticks[:8])  # user nice system idle iowait irq softirq steal; guests are in user
+        return total - ticks[3] - ticks[4], total
 
 
 def peak_memory_kb() -> int:

@@ -1,4 +1,5 @@
-"""`runjobs --processes P`: one parent keeping P worker processes alive.
+"""`runjobs --processes P`: one parent keeping P worker processes alive (or, with
+`--processes MIN-MAX`, as many as the queues need between the two: `jobs.runtime.autoscale`).
 
 Threads share one interpreter lock, so CPU-bound jobs need processes; the supervisor gives a
 team those without a second process manager. It forks the workers (so they start in
@@ -32,7 +33,18 @@ from jobs.conf import heartbeat_interval
 from jobs.db.outage import CONNECTION_ERRORS, Outage
 from jobs.identity import process_identity
 from jobs.models import Worker as WorkerRow
+from jobs.models.discovery import served_models
+from jobs.runtime.autoscale import (
+    DECISIONS_KEPT,
+    DEFAULT_SCALE_DOWN_AFTER,
+    DEFAULT_SCALE_UP_AFTER,
+    Autoscaler,
+    Decision,
+    check_interval,
+    observe,
+)
 from jobs.runtime.doorbell import Doorbell
+from jobs.runtime.resources import CpuMeter, ProcessMemory
 from jobs.runtime.worker import (
     DEFAULT_THREADS,
     EXIT_INTERRUPTED,
@@ -103,9 +115,11 @@ class EarlyStop:
 
 @dataclass
 class _Slot:
-    """One of the P places a worker process fills; its process changes with each restart."""
+    """One of the places a worker process fills; its process changes with each restart.
+    Autoscaling keeps MAX slots, of which the `wanted` ones have a process."""
 
     number: int
+    wanted: bool = True
     pid: int | None = None
     started: float = 0.0
     crashes: int = 0  # in a row, each after less than HEALTHY_UPTIME
@@ -119,9 +133,15 @@ class Supervisor:
         *,
         processes: int,
         worker_options: dict[str, Any],
+        max_processes: int | None = None,
+        scale_up_after: float = DEFAULT_SCALE_UP_AFTER,
+        scale_down_after: float = DEFAULT_SCALE_DOWN_AFTER,
         using: str = DEFAULT_DB_ALIAS,
     ) -> None:
-        self.processes = processes
+        """`processes` worker processes; with `max_processes`, from that many up to it, as
+        `jobs.runtime.autoscale` decides after the two waits given."""
+        most = max(processes, max_processes or processes)
+        self.fewest, self.most = processes, most
         self.worker_options = worker_options
         self.using = using
         self.name = process_identity()
@@ -129,9 +149,25 @@ class Supervisor:
         self._stopping = False
         self._paused = False  # so that a worker started while paused starts paused
         self._wakeup = Doorbell()  # rung by signals: SIGCHLD, stop, pause
-        self._slots = [_Slot(number) for number in range(1, processes + 1)]
+        self._slots = [_Slot(number, wanted=number <= processes) for number in range(1, most + 1)]
         self._outage = Outage("supervising")
         self._next_beat = 0.0
+        self._memory = ProcessMemory()
+        self._autoscaler = None
+        if most > processes:
+            threads = worker_options.get("threads", DEFAULT_THREADS)
+            self._autoscaler = Autoscaler(
+                processes, most, threads, up_after=scale_up_after, down_after=scale_down_after
+            )
+            self._check_every = check_interval(scale_up_after)
+            self._next_check = time.monotonic() + self._check_every
+            self._cpu = CpuMeter()
+            self._decisions: list[dict] = []
+
+    @property
+    def processes(self) -> int:
+        """Worker processes it keeps now."""
+        return sum(slot.wanted for slot in self._slots)
 
     def run(self) -> int:
         """Start the workers and keep them running until stopped; returns the exit status.
@@ -141,15 +177,16 @@ class Supervisor:
         """
         previous = self._install_signal_handlers()
         logger.info(
-            "supervisor %s starting %d worker process(es) of %d thread(s) each",
+            "supervisor %s starting %d worker process(es)%s of %d thread(s) each",
             self.name,
             self.processes,
+            f" (up to {self.most} as the queues need)" if self._autoscaler else "",
             self.worker_options.get("threads", DEFAULT_THREADS),
         )
         try:
             self._beat(register=True)
             for slot in self._slots:
-                if not self._stopping:  # stopped while starting: start no more workers
+                if slot.wanted and not self._stopping:  # stopped while starting: no more
                     self._start(slot)
             while True:
                 self._wakeup.clear()
@@ -158,6 +195,7 @@ class Supervisor:
                     break
                 if not self._stopping:
                     self._restart_due()
+                    self._scale_if_due()
                 if time.monotonic() >= self._next_beat:
                     self._beat()
                 self._wakeup.wait(self._time_to_next_event())
@@ -185,7 +223,7 @@ class Supervisor:
         return [slot for slot in self._slots if slot.pid is not None]
 
     def _drained(self) -> bool:
-        return all(slot.drained for slot in self._slots)
+        return all(slot.drained for slot in self._slots if slot.wanted)
 
     def _start(self, slot: _Slot) -> None:
         # A forked child must not share the parent's database socket.
@@ -233,14 +271,17 @@ class Supervisor:
             slot = next((slot for slot in self._slots if slot.pid == pid), None)
             if slot is not None:
                 slot.pid = None
-                self._after_exit(slot, os.waitstatus_to_exitcode(wait_status))
+                self._after_exit(slot, pid, os.waitstatus_to_exitcode(wait_status))
 
-    def _after_exit(self, slot: _Slot, status: int) -> None:
+    def _after_exit(self, slot: _Slot, pid: int, status: int) -> None:
         now = time.monotonic()
         lived = now - slot.started
         how = f"exited with status {status}" if status >= 0 else signal.Signals(-status).name
         if self._stopping:
             logger.info("worker process %d %s", slot.number, how)
+        elif not slot.wanted:
+            logger.info("worker process %d %s: one process fewer now", slot.number, how)
+            self._note_scaled_down(pid)
         elif status == EXIT_OK and self.worker_options.get("burst"):
             slot.drained = True
         elif status in (EXIT_OK, EXIT_RECYCLE):
@@ -264,12 +305,15 @@ class Supervisor:
     def _restart_due(self) -> None:
         now = time.monotonic()
         for slot in self._slots:
-            if slot.pid is None and slot.restart_at is not None and slot.restart_at <= now:
+            due = slot.restart_at is not None and slot.restart_at <= now
+            if slot.wanted and slot.pid is None and due:
                 self._start(slot)
 
     def _time_to_next_event(self) -> float:
         """Sleep until a restart or a heartbeat is due; signals and exits wake it earlier."""
         due = [self._next_beat, *(s.restart_at for s in self._slots if s.restart_at is not None)]
+        if self._autoscaler is not None:
+            due.append(self._next_check)
         return max(0.0, min(due) - time.monotonic())
 
     def _beat(self, *, register: bool = False) -> None:
@@ -284,15 +328,72 @@ class Supervisor:
                     queues=self.worker_options.get("queues"),
                     threads=self.worker_options.get("threads", DEFAULT_THREADS),
                     supervisor=None,
+                    processes=(self.fewest, self.most),
                 )
             else:
                 WorkerRow.objects.filter(name=self.name).update(
-                    last_heartbeat_at=now, jobs_performed=self._performed()
+                    last_heartbeat_at=now,
+                    jobs_performed=self._performed(),
+                    processes_wanted=self.processes,
+                    **self._memory.sample(now),
                 )
         except CONNECTION_ERRORS as exc:
             self._outage.failed(exc)
         else:
             self._outage.succeeded()
+
+    def _scale_if_due(self) -> None:
+        """Ask the autoscaler, if there is one and a check is due; carry out what it decides.
+
+        A database that cannot be reached decides nothing: the processes stay as they are.
+        """
+        if self._autoscaler is None or time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + self._check_every
+        live = {process_identity(slot.pid): slot.pid for slot in self._live() if slot.wanted}
+        try:
+            seen = observe(
+                served_models(),
+                self.worker_options.get("queues"),
+                live,
+                timesource.now(),
+                self._autoscaler.up_after,
+            )
+        except CONNECTION_ERRORS as exc:
+            self._outage.failed(exc)
+            return
+        decision = self._autoscaler.decide(self.processes, seen, self._cpu.busy())
+        if decision is None:
+            return
+        if decision.after > decision.before:
+            slot = next(slot for slot in self._slots if not slot.wanted)
+            slot.wanted, slot.drained, slot.crashes = True, False, 0
+            self._start(slot)
+        elif decision.after < decision.before:
+            slot = next(slot for slot in self._slots if slot.pid == decision.stop_pid)
+            slot.wanted = False
+            os.kill(slot.pid, signal.SIGTERM)
+        self._record(decision)
+
+    def _record(self, decision: Decision) -> None:
+        """Log a scaling decision and keep it on the supervisor's row (the latest few)."""
+        logger.info("autoscaling %d -> %d: %s", decision.before, decision.after, decision.reason)
+        self._decisions = [*self._decisions, decision.as_row(timesource.now())][-DECISIONS_KEPT:]
+        try:
+            WorkerRow.objects.filter(name=self.name).update(
+                processes_wanted=self.processes, scaling_decisions=self._decisions
+            )
+        except CONNECTION_ERRORS as exc:
+            self._outage.failed(exc)
+
+    def _note_scaled_down(self, pid: int) -> None:
+        """Say on the stopped worker's row that it was not needed, rather than just SIGTERMed."""
+        try:
+            WorkerRow.objects.filter(name=process_identity(pid)).update(
+                stop_reason="stopped by its supervisor: the queues needed one process fewer"
+            )
+        except CONNECTION_ERRORS as exc:
+            self._outage.failed(exc)
 
     def _performed(self) -> int:
         """Jobs performed by every worker process this supervisor has started."""

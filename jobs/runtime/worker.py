@@ -17,7 +17,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
 from functools import partial
 from types import FrameType
 from typing import TypeVar
@@ -26,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from jobs import execution, timesource
 from jobs.conf import network_timeout
-from jobs.cron.clock import Clock, prune_runs
+from jobs.cron.clock import Clock
 from jobs.cron.schedules import configured_schedules
 from jobs.db import engine_for
 from jobs.db.network import bound_silence
@@ -34,17 +33,18 @@ from jobs.db.outage import CONNECTION_ERRORS, Outage
 from jobs.db.wakeup import Hint
 from jobs.identity import process_identity
 from jobs.lease import LeaseKeeper
-from jobs.models import Job, JobQuerySet
+from jobs.models import Job
 from jobs.models import Worker as WorkerRow
 from jobs.models.discovery import served_models
 from jobs.models.worker import clock_offset
 from jobs.monitoring import tally
 from jobs.runtime.claims import Claims
 from jobs.runtime.doorbell import Doorbell
+from jobs.runtime.housekeeping import Housekeeping
 from jobs.runtime.job_thread import JobThread
 from jobs.runtime.listener import Listener
 from jobs.runtime.outcomes import Outcomes
-from jobs.runtime.resources import resident_memory_mb
+from jobs.runtime.resources import ProcessMemory
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,13 +63,8 @@ MIN_IDLE_WAIT = 0.01
 EXIT_OK = 0
 EXIT_RECYCLE = 3  # please start a fresh worker: a job timed out, or a --max-* limit was hit
 EXIT_INTERRUPTED = 130
-# Rows of workers silent for this long are deleted; until then the admin shows them stale.
-DEAD_WORKER_RETENTION = timedelta(hours=1)
 # The clock writes Worker.clock_ticked_at at least this often, slot or not.
 CLOCK_REPORT_SECONDS = 30.0
-# Finished rows deleted per model per heartbeat, and the pause once none are left to delete.
-PRUNE_BATCH = 500
-PRUNE_PAUSE_SECONDS = 600
 
 
 class WorkerLoop:
@@ -102,12 +97,14 @@ class WorkerLoop:
         self.burst = burst
         self.grace = grace
         self.max_jobs = max_jobs
-        self.max_memory_mb = max_memory_mb
+        self._memory = ProcessMemory(max_memory_mb)
         self.supervisor = supervisor
         self.using = using
         self.name = process_identity()
         self.performed = 0
         self.exit_code = EXIT_OK
+        self.stop_reason = ""  # on its row once stopped: what made it leave
+        self._recycled_for_memory = False
         # Plain flags, not Events: signal handlers set them (see jobs.runtime.doorbell).
         self._stopping = False
         self._aborting = False
@@ -122,10 +119,10 @@ class WorkerLoop:
         engine_for(using)  # refuse an unsupported database now, not at the first claim
         bound_silence(using, network_timeout())  # a cut is an outage in seconds, not hours
         self._outage = Outage("serving jobs")  # the main thread: registering, rescuing, claiming
-        self._next_prune = 0.0  # monotonic time of the next pruning pass
         # The clock (schedules and heartbeats); a burst worker only drains.
         schedules = configured_schedules() if run_clock and not burst else []
         self._scheduler = Clock(schedules) if schedules else None
+        self._chores = Housekeeping(self.models, using=using, clock=self._scheduler is not None)
         self._clock_due = 0.0  # monotonic time of the next tick
         self._clock_reported = -math.inf  # monotonic time clock_ticked_at was last written
         # Which models to ask, by how much, and which are known empty (jobs.runtime.claims).
@@ -175,7 +172,7 @@ class WorkerLoop:
                 self._listener(),
             ):
                 self._leases = leases
-                self._while_reachable(lambda: self._rescue(timesource.now()))
+                self._while_reachable(lambda: self._chores.rescue(timesource.now()))
                 self._serve()
         finally:
             self._outcomes.abandon()  # if any are left: they were never written
@@ -193,7 +190,12 @@ class WorkerLoop:
                 )
             else:
                 tally.flush(using=self.using)
-                WorkerRow.mark_stopped(self.name, jobs_performed=self.performed)
+                WorkerRow.mark_stopped(
+                    self.name,
+                    jobs_performed=self.performed,
+                    stop_reason=self.stop_reason[:255],
+                    for_memory=self._recycled_for_memory,
+                )
             unbatch()
         logger.info("worker %s stopped after %d job(s)", self.name, self.performed)
         return self.performed
@@ -255,6 +257,7 @@ class WorkerLoop:
             elif self._outcomes:
                 self._while_reachable(self._outcomes.write)
             if self.burst and drained and not self._busy and not self._claims.held_back():
+                self.stop_reason = "drained the queues (--burst)"
                 return
             self._wakeup.wait(self._idle_wait(drained))
 
@@ -292,6 +295,7 @@ class WorkerLoop:
             return
         if self._parent_pid is not None and os.getppid() != self._parent_pid:
             logger.warning("worker %s: its supervisor has gone; stopping", self.name)
+            self.stop_reason = "its supervisor had gone"
             self.stop()
         elif finished and self._should_recycle():
             self.stop()
@@ -325,6 +329,7 @@ class WorkerLoop:
                 why = "was killed" if killed else "left its job thread stuck"
                 logger.warning("recycling the worker: %s %s", job.label, why)
                 self.exit_code = EXIT_RECYCLE
+                self.stop_reason = f"recycled: {job.label} {why}"
                 self.stop()
 
     def _give_up(self, job_thread: JobThread, record: Callable[[], object]) -> None:
@@ -355,20 +360,17 @@ class WorkerLoop:
     def _idle_wait(self, drained: bool) -> float:
         """How long to sleep: until woken, a deadline, or (drained) the next scheduled job.
 
-        Capped at the poll interval, so a lost wake-up costs at most one interval.
+        Capped at the poll interval, so a lost wake-up costs at most one interval. The next
+        job's `run_at` is one statement for every model, which also ends each empty model's
+        mark at its next row's `run_at`.
         """
         if not drained:
             return self._time_to_deadline(self.interval)
-        due = self._while_reachable(self._next_run_at)
+        due = self._while_reachable(self._claims.next_due)
         if due is None:
             return self._time_to_deadline(self.interval)
         until_due = (due - timesource.now()).total_seconds()
         return self._time_to_deadline(min(self.interval, max(until_due, MIN_IDLE_WAIT)))
-
-    def _next_run_at(self) -> datetime | None:
-        """One statement for every model; it also ends each empty model's mark at its next
-        row's `run_at`."""
-        return self._claims.next_due()
 
     def _tick_clock(self) -> None:
         """Enqueue the schedules' due slots, and say (at least every CLOCK_REPORT_SECONDS)
@@ -424,49 +426,30 @@ class WorkerLoop:
         """--max-jobs and --max-memory: leave between jobs so a fresh process takes over."""
         if self.max_jobs is not None and self.performed >= self.max_jobs:
             reason = f"performed {self.performed} job(s) (--max-jobs {self.max_jobs})"
-        elif self.max_memory_mb is not None and resident_memory_mb() > self.max_memory_mb:
-            reason = f"holds {resident_memory_mb():.0f} MB (--max-memory {self.max_memory_mb:.0f})"
+        elif reason := self._memory.over_limit():
+            self._recycled_for_memory = True
         else:
             return False
         logger.info("recycling the worker: it %s", reason)
         self.exit_code = EXIT_RECYCLE
+        self.stop_reason = f"recycled: {reason}"
         return True
 
     def _housekeeping(self) -> None:
         """Each heartbeat (after the lease keeper read the database's clock): say we are alive
-        and how far off this host's clock is, rescue, forget dead workers, save the metrics."""
+        and how far off this host's clock and its memory are, do the chores, save the metrics."""
         now = timesource.now()
         WorkerRow.objects.filter(name=self.name).update(
             last_heartbeat_at=now,
             jobs_in_flight=[job.label for job in self._leases.held()],
             jobs_performed=self.performed,
             clock_offset=clock_offset(),
+            **self._memory.sample(now),
         )
-        self._rescue(now)
-        WorkerRow.objects.filter(last_heartbeat_at__lt=now - DEAD_WORKER_RETENTION).delete()
-        self._prune()
+        self._chores.rescue(now)
+        self._chores.forget_dead_workers(now)
+        self._chores.prune(now)
         tally.flush(using=self.using)
-
-    def _prune(self) -> None:
-        """One batch per model per heartbeat while a backlog lasts, then a pause: small enough
-        that a heartbeat is never late enough to let a lease run out."""
-        if time.monotonic() < self._next_prune:
-            return
-        backlog = False
-        for model in self.models:
-            pruned = JobQuerySet(model=model, using=self.using).prune(
-                model.retention_policy(), batch=PRUNE_BATCH
-            )
-            backlog |= pruned == PRUNE_BATCH
-        if self._scheduler is not None:
-            backlog |= prune_runs(timesource.now(), batch=PRUNE_BATCH) == PRUNE_BATCH
-        if not backlog:
-            self._next_prune = time.monotonic() + PRUNE_PAUSE_SECONDS
-
-    def _rescue(self, now: datetime) -> None:
-        """Each rescued row is logged by `rescue()` itself, with the job's extras."""
-        for model in self.models:
-            JobQuerySet(model=model, using=self.using).rescue(now)
 
     def _install_signal_handlers(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
@@ -484,11 +467,9 @@ class WorkerLoop:
             logger.info("second SIGINT: handing the job in hand back and stopping now")
             self.abort()
             return
-        logger.info(
-            "%s received: no new jobs; the job in hand has %gs to finish",
-            signal.Signals(signum).name,
-            self.grace,
-        )
+        name = signal.Signals(signum).name
+        logger.info("%s received: no new jobs; the job in hand has %gs to finish", name, self.grace)
+        self.stop_reason = self.stop_reason or f"stopped by {name}"
         self.stop()
 
     def _on_pause_signal(self, signum: int, frame: FrameType | None) -> None:

@@ -367,3 +367,34 @@ def test_a_stopped_supervisor_row_counts_every_job_its_workers_performed(supervi
     supervisor = supervise("--processes", "1", "--burst", JOBS_LEASE_SECONDS="60")
     assert supervisor.wait(timeout=30) == EXIT_OK, supervisor.log()
     assert Worker.objects.get(name=supervisor.name).jobs_performed == 3
+
+
+def test_the_supervisor_counts_the_recycles_max_memory_caused_and_each_process_its_memory(
+    supervise,
+):
+    jobs = enqueue(3)
+    supervisor = supervise("--processes", "1", "--threads", "1", "--max-memory", "1", "--burst")
+    assert supervisor.wait(timeout=60) == EXIT_OK, supervisor.log()
+    assert set(executions()) == {job.pk for job in jobs}
+    assert set(executions().values()) == {1}
+    row = Worker.objects.get(name=supervisor.name)
+    assert row.memory_recycles == 3, supervisor.log()
+    children = supervisor.children()
+    assert [child.memory_recycles for child in children] == [1, 1, 1, 0]
+    assert children[-1].stop_reason == "drained the queues (--burst)"
+
+
+def test_each_heartbeat_records_the_process_memory(supervise):
+    supervisor = supervise("--processes", "1", "--threads", "1")
+    wait_for(
+        lambda: (
+            len(((children := supervisor.children()) and children[0].memory_samples) or []) >= 3
+        ),
+        what="three heartbeats' memory readings",
+    )
+    (child,) = supervisor.children()
+    times = [at for at, _ in child.memory_samples]
+    assert times == sorted(times)
+    assert all(10 < megabytes < 1000 for _, megabytes in child.memory_samples)
+    assert child.memory_mb == child.memory_samples[-1][1]
+    wait_for(lambda: Worker.objects.get(name=supervisor.name).memory_mb is not None)

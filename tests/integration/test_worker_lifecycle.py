@@ -107,6 +107,9 @@ def test_max_jobs_recycles_the_worker_after_that_many_jobs():
     assert result.returncode == EXIT_RECYCLE, result.stderr
     assert Effect.objects.count() == 2
     assert "recycling the worker: it performed 2 job(s) (--max-jobs 2)" in result.stderr
+    (worker,) = WorkerRow.objects.all()
+    assert worker.stop_reason == "recycled: performed 2 job(s) (--max-jobs 2)"
+    assert worker.memory_recycles == 0
 
 
 def test_max_memory_recycles_the_worker_after_the_job_that_crossed_it():
@@ -116,6 +119,11 @@ def test_max_memory_recycles_the_worker_after_the_job_that_crossed_it():
     assert result.returncode == EXIT_RECYCLE, result.stderr
     assert Effect.objects.count() == 1
     assert "(--max-memory 1)" in result.stderr
+    (worker,) = WorkerRow.objects.all()
+    assert worker.state == WorkerRow.State.STOPPED
+    assert worker.memory_recycles == 1
+    assert worker.stop_reason.startswith("recycled: held ")
+    assert worker.stop_reason.endswith(" MB (--max-memory 1)")
 
 
 def test_the_admin_finds_the_jobs_of_a_real_worker_by_its_name(admin_client):

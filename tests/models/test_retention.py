@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
-from jobs import batch, execution
+from jobs import batch, execution, timesource
 from jobs.checks import check_settings, job_model_errors
 from jobs.models import Batch, Dependency, JobQuerySet, JobState
 from jobs.runtime.worker import WorkerLoop
@@ -106,7 +106,7 @@ def test_prunejobs_rejects_a_bad_batch_size():
 
 def test_a_worker_prunes_during_its_heartbeat(frozen):
     finished_days_ago(frozen, 8)
-    WorkerLoop()._prune()
+    WorkerLoop()._chores.prune(timesource.now())
     assert not RecordingJob.objects.exists()
 
 

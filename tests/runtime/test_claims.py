@@ -105,7 +105,7 @@ def idle(loop: WorkerLoop) -> list[int]:
     with statements() as claim:
         assert loop.claim(4) == []
     with statements() as due:
-        loop._next_run_at()
+        loop._claims.next_due()
     return [claim.count, due.count]
 
 
@@ -186,7 +186,7 @@ def test_a_row_due_later_ends_its_model_s_mark_when_due(many_models):
     job = models[2].objects.create().enqueue(delay=timedelta(seconds=0.4))
     loop = WorkerLoop(models=models, interval=60)
     assert loop.claim(1) == []
-    assert loop._next_run_at() == job.run_at
+    assert loop._claims.next_due() == job.run_at
     time.sleep(0.45)
     assert [claimed.pk for claimed in loop.claim(1)] == [job.pk]
 

@@ -124,9 +124,9 @@ def test_the_paused_queue_s_due_rows_do_not_keep_an_idle_worker_awake():
     RecordingJob.objects.create().enqueue()
     loop = WorkerLoop(models=[RecordingJob, UrgentJob], interval=0.2)
     assert loop.claim(2) == []
-    assert loop._next_run_at() is None
+    assert loop._claims.next_due() is None
     UrgentJob.objects.create().enqueue(run_at=timesource.now() + timedelta(hours=1))
-    assert loop._next_run_at() > timesource.now() + timedelta(minutes=59)
+    assert loop._claims.next_due() > timesource.now() + timedelta(minutes=59)
 
 
 def pause_reads(queries: CaptureQueriesContext) -> int:

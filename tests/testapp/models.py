@@ -36,6 +36,11 @@ class Boom(Exception):
     """What a RecordingJob with fail=True raises."""
 
 
+# What "hoard" jobs keep, for the life of the worker process: a leak to find.
+HOARD: list[bytearray] = []
+HOARDED_MB = 16
+
+
 class RecordingJob(Job):
     label_text = models.CharField(max_length=50, blank=True)
     sleep_seconds = models.FloatField(default=0)
@@ -54,6 +59,7 @@ class RecordingJob(Job):
             ("forbidden", "raise PermissionError, which discard_on fails at once"),
             ("value_error", "raise ValueError, which retry_on does not retry"),
             ("hold_own_row", "sleep inside its own transaction, holding its row's lock"),
+            ("hoard", "keep 16 MB for the life of its process, as a leak does"),
         ],
     )
 
@@ -76,6 +82,9 @@ class RecordingJob(Job):
             getattr(self, f"_{self.behaviour}")()
         if self.fail:
             raise Boom(f"boom in {self.label_text or self.pk}")
+
+    def _hoard(self) -> None:
+        HOARD.append(bytearray(HOARDED_MB * 1024 * 1024))  # written: resident, not reserved
 
     def _exit(self) -> None:
         raise SystemExit(3)

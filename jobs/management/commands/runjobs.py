@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 
-from jobs.cli.arguments import database_unreachable, positive_number, queue_list
+from jobs.cli.arguments import database_unreachable, positive_number, process_range, queue_list
 from jobs.db import engine_for
 from jobs.db.outage import CONNECTION_ERRORS
 from jobs.errors import ConfigurationError
@@ -25,6 +25,7 @@ from jobs.models.discovery import (
     queues_with_defaults,
     served_models,
 )
+from jobs.runtime.autoscale import DEFAULT_SCALE_DOWN_AFTER, DEFAULT_SCALE_UP_AFTER
 from jobs.runtime.budget import ConnectionBudget, check_connection_budget
 from jobs.runtime.console import use_console_unless_configured
 from jobs.runtime.supervisor import EarlyStop, Supervisor
@@ -50,10 +51,28 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--processes",
-            type=positive_number("processes", whole=True),
-            metavar="P",
+            type=process_range,
+            metavar="P|MIN-MAX",
             help="Start a supervisor that keeps P worker processes running, restarting any "
-            "that dies (default: this process is the one worker).",
+            "that dies; with MIN-MAX, as many as the queues need between the two "
+            "(default: this process is the one worker).",
+        )
+        parser.add_argument(
+            "--scale-up-after",
+            type=positive_number("seconds"),
+            default=DEFAULT_SCALE_UP_AFTER,
+            metavar="SECONDS",
+            help="With --processes MIN-MAX: add a process while the oldest runnable job has "
+            "waited longer than this, or than its queue's SLA if shorter "
+            f"(default: {DEFAULT_SCALE_UP_AFTER:g}).",
+        )
+        parser.add_argument(
+            "--scale-down-after",
+            type=positive_number("seconds"),
+            default=DEFAULT_SCALE_DOWN_AFTER,
+            metavar="SECONDS",
+            help="With --processes MIN-MAX: stop an idle process once no job has waited for "
+            f"this long (default: {DEFAULT_SCALE_DOWN_AFTER:g}).",
         )
         parser.add_argument(
             "--threads",
@@ -128,15 +147,22 @@ class Command(BaseCommand):
         }
         try:
             require_tables([*models, WorkerRow])
+            fewest, most = processes or (1, 1)
             budget = ConnectionBudget(
-                processes=processes or 1,
+                processes=most,
                 threads=options["threads"],
                 listening=not burst and engine_for(DEFAULT_DB_ALIAS).wakes_workers,
                 supervised=processes is not None,
             )
             check_connection_budget(budget, DEFAULT_DB_ALIAS)
             if processes is not None:
-                runner = Supervisor(processes=processes, worker_options=worker_options)
+                runner = Supervisor(
+                    processes=fewest,
+                    max_processes=most,
+                    worker_options=worker_options,
+                    scale_up_after=options["scale_up_after"],
+                    scale_down_after=options["scale_down_after"],
+                )
             else:
                 runner = WorkerLoop(models=models, **worker_options)
         except ConfigurationError as exc:

@@ -58,13 +58,16 @@ def operator(django_user_model):
 
 @contextmanager
 def running_worker(*args: str, **env: str) -> Iterator[subprocess.Popen]:
-    """A real `runjobs ARGS` for a browser test, stopped with SIGTERM afterwards (and killed,
-    failing the test, if it does not stop within 30 s)."""
+    """A real `runjobs ARGS` for a browser test, stopped with SIGTERM afterwards, whether the
+    test passed or not (a worker left running would claim the next tests' jobs), and killed,
+    failing the test, if it does not stop within 30 s."""
     process = start_manage("runjobs", *args, **env)
-    yield process
-    process.send_signal(signal.SIGTERM)
     try:
-        process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise

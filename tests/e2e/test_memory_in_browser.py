@@ -20,12 +20,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.django_db(tr
 def test_the_leaking_job_model_tops_the_ranking_and_its_worker_s_memory_climbs(
     page, operator, tmp_path
 ):
-    # A fresh process's first attempts fill the room below its start-up peak and read low:
-    # nine, so that the median is one that raised the peak by all it kept.
-    hoarders = RecordingJobFactory.create_batch(9, behaviour="hoard", enqueue=True)
+    # A fresh process's first attempt or two fill the room below its start-up peak and read
+    # low: five, so that the median is one that raised the peak by all it kept.
+    hoarders = RecordingJobFactory.create_batch(5, behaviour="hoard", enqueue=True)
     UrgentJobFactory.create_batch(5, enqueue=True)
     with running_worker("--threads", "1", "--interval", "0.1", JOBS_LEASE_SECONDS="2"):
-        wait_for(lambda: RecordingJob.objects.filter(state=JobState.SUCCEEDED).count() == 9, 60)
+        wait_for(lambda: RecordingJob.objects.filter(state=JobState.SUCCEEDED).count() == 5, 60)
         wait_for(lambda: UrgentJob.objects.filter(state=JobState.SUCCEEDED).count() == 5, 60)
         worker = WorkerRow.objects.get()
         wait_for(lambda: len(WorkerRow.objects.get().memory_samples) >= 4, 30, "heartbeats")
@@ -47,4 +47,4 @@ def test_the_leaking_job_model_tops_the_ranking_and_its_worker_s_memory_climbs(
         expect(page.locator("body")).to_contain_text("Memory over time")
         page.screenshot(path=tmp_path / "worker-memory.png", full_page=True)
     grown = RecordingJob.objects.filter(pk__in=[hoarder.pk for hoarder in hoarders])
-    assert grown.filter(memory_growth_kb__gte=HOARDED_MB * 1024).count() >= 5
+    assert grown.filter(memory_growth_kb__gte=(HOARDED_MB - 1) * 1024).count() >= 3

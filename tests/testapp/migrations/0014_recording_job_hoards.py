@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                     ("forbidden", "raise PermissionError, which discard_on fails at once"),
                     ("value_error", "raise ValueError, which retry_on does not retry"),
                     ("hold_own_row", "sleep inside its own transaction, holding its row's lock"),
-                    ("hoard", "keep 16 MB for the life of its process, as a leak does"),
+                    ("hoard", "keep 40 MB for the life of its process, as a leak does"),
                 ],
                 max_length=20,
             ),

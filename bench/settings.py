@@ -9,6 +9,7 @@ example project as users run it.
 
 import os
 
+from jobs.contrib.tasks.api import IMMEDIATE_BACKEND
 from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS
 
@@ -17,7 +18,7 @@ ROOT_URLCONF = "bench.urls"
 DEBUG = False
 JOBS_QUEUES: dict = {}
 JOBS_SCHEDULE: dict = {}
-TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+TASKS = {"default": {"BACKEND": IMMEDIATE_BACKEND}}
 # The bench job models a worker serves (`bench.models.BenchJob.in_use`), comma-separated:
 # the benchmark names its configuration's model (`bench.workers.Configuration.model`).
 BENCH_MODELS = tuple(os.environ.get("BENCH_MODELS", "bench.NoopJob").split(","))

@@ -6,6 +6,7 @@ no database server: `DATABASE_URL` unset means a SQLite file next to manage.py.
 
 from pathlib import Path
 
+import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -69,7 +70,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_tasks",
+    # Django's Tasks API: built in from Django 6.0, the django-tasks backport's app on 5.2.
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
     "jobs.contrib.tasks",  # the Tasks API backend's table (the example's check_reachable)
     "project.instances",
 ]

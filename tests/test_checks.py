@@ -49,6 +49,7 @@ def test_invalid_class_defaults_are_errors_naming_the_option():
     assert "max_attempts must be an integer of at least 1, got 0" in messages
 
 
+@pytest.mark.django_db  # Django 6.1's JSONField check asks SQLite what it supports
 def test_installed_job_models_pass_the_checks():
     call_command("check", "--fail-level", "WARNING")
 

@@ -4,8 +4,8 @@ readable, by a real worker, once: the job ends in the state it reached and is no
 import logging
 
 import pytest
-from django_tasks import task
 
+from jobs.contrib.tasks.api import task
 from jobs.contrib.tasks.models import TaskJob
 from jobs.models import JobState
 from jobs.runtime.worker import WorkerLoop

@@ -2,8 +2,8 @@
 model: a small, read-only follow-up that needs no table of its own."""
 
 from django.apps import apps
-from django_tasks import task
 
+from jobs.contrib.tasks.api import task
 from project.instances import provider
 
 

@@ -4,6 +4,7 @@ that uses them (`jobs.models.discovery.served_models()`), and no one adds their 
 import pytest
 from django.urls import reverse
 
+from jobs.contrib.tasks.api import IMMEDIATE_BACKEND
 from jobs.contrib.tasks.models import TaskJob
 from jobs.models import LatencyProbe
 from tests.settings_probe import JOBS_QUEUES as PROBED_QUEUES
@@ -14,7 +15,7 @@ INDEX = reverse("admin:index")
 PROBES = reverse("admin:jobs_latencyprobe_changelist")
 TASKS = reverse("admin:jobs_tasks_taskjob_changelist")
 # A Tasks API backend that runs tasks at once: the project stores none in jobs_tasks.TaskJob.
-IMMEDIATE_TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+IMMEDIATE_TASKS = {"default": {"BACKEND": IMMEDIATE_BACKEND}}
 
 
 def test_probes_are_hidden_where_no_queue_is_probed(admin_client, settings):

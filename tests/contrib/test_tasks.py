@@ -6,14 +6,18 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 from django.test import override_settings
-from django_tasks import TaskResultStatus, task, task_backends
-from django_tasks.exceptions import (
-    InvalidTaskError,
+
+from jobs.contrib.tasks.api import (
+    InvalidTask,
     TaskResultDoesNotExist,
     TaskResultMismatch,
+    TaskResultStatus,
+    task,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
 )
-from django_tasks.signals import task_enqueued, task_finished, task_started
-
 from jobs.contrib.tasks.backend import DatabaseBackend
 from jobs.contrib.tasks.calls import UnregisteredTask
 from jobs.contrib.tasks.models import TaskJob
@@ -121,7 +125,7 @@ def test_using_sets_priority_queue_and_run_after(frozen):
     ],
 )
 def test_what_the_api_forbids_is_refused_with_its_own_error(variant, message):
-    with pytest.raises(InvalidTaskError, match=message):
+    with pytest.raises(InvalidTask, match=message):
         tasks.add.using(**variant).enqueue(1, 2)
     assert not TaskJob.objects.exists()
 
@@ -129,7 +133,7 @@ def test_what_the_api_forbids_is_refused_with_its_own_error(variant, message):
 def test_a_function_defined_inside_another_cannot_be_a_task():
     def local(): ...
 
-    with pytest.raises(InvalidTaskError, match="module level"):
+    with pytest.raises(InvalidTask, match="module level"):
         task()(local)
 
 

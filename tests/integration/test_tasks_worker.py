@@ -2,8 +2,8 @@
 which finds them by discovering installed apps' `tasks` modules."""
 
 import pytest
-from django_tasks import TaskResultStatus
 
+from jobs.contrib.tasks.api import TaskResultStatus
 from tests.conftest import manage
 from tests.testapp import tasks
 

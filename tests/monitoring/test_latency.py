@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
+from jobs.contrib.tasks.api import IMMEDIATE_BACKEND
 from jobs.contrib.tasks.models import TaskJob
 from jobs.models import JobState, LatencyProbe
 from jobs.models.discovery import served_models
@@ -65,6 +66,6 @@ def test_workers_claim_probes_only_where_a_queue_asks_for_them():
 
 def test_workers_claim_tasks_only_where_a_tasks_backend_stores_them():
     assert TaskJob in served_models()  # the example's settings use the backend
-    immediate = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    immediate = {"default": {"BACKEND": IMMEDIATE_BACKEND}}
     with override_settings(TASKS=immediate):
         assert TaskJob not in served_models()

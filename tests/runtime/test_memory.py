@@ -5,9 +5,9 @@ threshold, at the end of its log. Real allocations, a real worker loop."""
 import pytest
 from django.test import override_settings
 from django.urls import reverse
-from django_tasks import task
 
 from jobs.checks import check_settings
+from jobs.contrib.tasks.api import task
 from jobs.contrib.tasks.models import TaskJob
 from jobs.models import JobState
 from jobs.runtime.worker import WorkerLoop

@@ -3,8 +3,7 @@ installed apps' `tasks` modules, as a project's would be."""
 
 import asyncio
 
-from django_tasks import TaskContext, task
-
+from jobs.contrib.tasks.api import TaskContext, task
 from tests.testapp.models import Effect
 
 

@@ -2,10 +2,13 @@
 
     TASKS = {"default": {"BACKEND": "jobs.contrib.tasks.backend.DatabaseBackend"}}
 
-On Django 5.2 the API comes from the `django-tasks` package (`from django_tasks import
-task`). A task enqueued here is a row like any other job: written in the caller's
-transaction, run by `runjobs` with the same guarantees, shown in the admin, and answered by
-`get_result()` from any process.
+The API is Django's own from Django 6.0 (`from django.tasks import task`) and the
+`django-tasks` package's on Django 5.2 (`from django_tasks import task`); this backend
+subclasses whichever base backend this Django has (`jobs.contrib.tasks.api`).
+
+A task enqueued here is a row like any other job: written in the caller's transaction, run
+by `runjobs` with the same guarantees, shown in the admin, and answered by `get_result()`
+from any process.
 
 Needs `"jobs.contrib.tasks"` in `INSTALLED_APPS` (the `TaskJob` table). Which functions a
 worker may run, and how a row's call looks through the API, is `jobs.contrib.tasks.calls`'s.
@@ -18,11 +21,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core import checks
-from django_tasks.backends.base import BaseTaskBackend
-from django_tasks.base import Task, TaskResult
-from django_tasks.exceptions import TaskResultDoesNotExist
-from django_tasks.signals import task_enqueued
 
+from jobs.contrib.tasks.api import (
+    BaseTaskBackend,
+    Task,
+    TaskResult,
+    TaskResultDoesNotExist,
+    task_enqueued,
+)
 from jobs.contrib.tasks.calls import RegisteredTask, json_ready, registered_task, task_result
 from jobs.contrib.tasks.models import TaskJob
 

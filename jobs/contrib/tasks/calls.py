@@ -15,10 +15,17 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from django.utils.module_loading import autodiscover_modules
-from django_tasks import task_backends
-from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
-from django_tasks.signals import task_finished, task_started
 
+from jobs.contrib.tasks.api import (
+    Task,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultStatus,
+    task_backends,
+    task_finished,
+    task_started,
+)
 from jobs.errors import JobError
 from jobs.states import JobState
 

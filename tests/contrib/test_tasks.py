@@ -116,6 +116,33 @@ def test_using_sets_priority_queue_and_run_after(frozen):
     assert not TaskJob.objects.runnable().exists()
 
 
+def test_a_result_read_back_keeps_what_using_set_and_equals_the_enqueued_one(frozen):
+    """`get_result()` and `refresh()` rebuild the task as it was enqueued, not as decorated:
+    its priority, queue, run_after and backend."""
+    later = NOON + timedelta(hours=1)
+    two = {
+        "default": {"BACKEND": "jobs.contrib.tasks.backend.DatabaseBackend"},
+        "other": {"BACKEND": "jobs.contrib.tasks.backend.DatabaseBackend", "QUEUES": ["slow"]},
+    }
+    with override_settings(TASKS=two):
+        custom = tasks.add.using(priority=7, queue_name="slow", run_after=later, backend="other")
+        result = custom.enqueue(2, 3)
+        read = task_backends["other"].get_result(result.id)
+        assert read == result
+        assert read.task == custom
+        assert (read.task.priority, read.task.queue_name) == (7, "slow")
+        assert (read.task.run_after, read.task.backend) == (later, "other")
+        assert custom.get_result(result.id) == result
+        with pytest.raises(TaskResultDoesNotExist):
+            task_backends["default"].get_result(result.id)  # another backend's row
+        TaskJob.objects.filter(pk=int(result.id)).update(run_at=NOON)
+        drain()
+        result.refresh()
+        assert result.status == TaskResultStatus.SUCCESSFUL
+        assert result.return_value == 5
+        assert result.task == custom
+
+
 @pytest.mark.parametrize(
     ("variant", "message"),
     [

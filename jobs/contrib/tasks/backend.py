@@ -29,7 +29,7 @@ from jobs.contrib.tasks.api import (
     TaskResultDoesNotExist,
     task_enqueued,
 )
-from jobs.contrib.tasks.calls import RegisteredTask, json_ready, registered_task, task_result
+from jobs.contrib.tasks.calls import RegisteredTask, enqueued_task, json_ready, task_result
 from jobs.contrib.tasks.models import TaskJob
 
 OPTIONS = ("MODULES",)
@@ -58,6 +58,7 @@ class DatabaseBackend(BaseTaskBackend):
             args=json_ready(list(args), f"the arguments of {task.module_path}"),
             kwargs=json_ready(dict(kwargs), f"the keyword arguments of {task.module_path}"),
             backend=self.alias,
+            run_after=task.run_after,
         )
         job.enqueue(run_at=task.run_after, priority=task.priority, queue=task.queue_name)
         result = task_result(job, task)
@@ -68,7 +69,7 @@ class DatabaseBackend(BaseTaskBackend):
         job = TaskJob.objects.filter(pk=_primary_key(result_id), backend=self.alias).first()
         if job is None:
             raise TaskResultDoesNotExist(result_id)
-        return task_result(job, registered_task(job.task_path))
+        return task_result(job, enqueued_task(job))
 
     def check(self, **kwargs: Any) -> Iterable[checks.CheckMessage]:
         if self.enqueue_on_commit is not True:

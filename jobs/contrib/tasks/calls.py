@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from django.utils.module_loading import autodiscover_modules
@@ -102,6 +103,19 @@ def registered_task(path: str) -> Task:
         ) from None
 
 
+def enqueued_task(job: TaskJob) -> Task:
+    """The task a row was enqueued as: the registered one with what `using()` changed (its
+    priority and queue as the row has them now, its run_after and backend as enqueued), so a
+    result read back compares equal to the one `enqueue()` returned."""
+    return replace(
+        registered_task(job.task_path),
+        priority=job.priority,
+        queue_name=job.queue,
+        run_after=job.run_after,
+        backend=job.backend,
+    )
+
+
 def _discover_task_modules() -> None:
     autodiscover_modules("tasks")
     for backend in task_backends.all():
@@ -113,7 +127,7 @@ def _discover_task_modules() -> None:
 def perform_task(job: TaskJob) -> Any:
     """Run the task a `TaskJob` row names, as the API's workers do: its signals around the
     call, its context if it takes one. Returns the JSON return value."""
-    task = registered_task(job.task_path)
+    task = enqueued_task(job)
     sender = type(task_backends[job.backend])
     result = task_result(job, task)
     task_started.send(sender, task_result=result)

@@ -31,6 +31,12 @@ class TaskJob(Job):
         max_length=100, default="default", editable=False, help_text="The TASKS alias."
     )
     return_value = models.JSONField(null=True, blank=True, editable=False)
+    run_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The task's run_after as enqueued (the row's run_at moves with retries).",
+    )
 
     max_attempts = 1
     framework: ClassVar[bool] = True

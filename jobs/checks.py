@@ -198,7 +198,40 @@ def check_settings(app_configs=None, **kwargs) -> list:
     errors += [Error(problem, id="jobs.E015") for problem in middleware.problems()]
     errors += [Error(problem, id="jobs.E016") for problem in replica_problems()]
     errors += [Error(problem, id="jobs.E018") for problem in memory_tracing_problems()]
+    errors += [Error(problem, id="jobs.E019") for problem in pooling_problems()]
     return errors
+
+
+def pooling_problems() -> list[str]:
+    """`JOBS_LISTEN` names a direct PostgreSQL alias or is a switch, and LISTEN never goes
+    through a transaction pooler, where it would hear nothing and the workers would wait a
+    whole `--interval` for every job."""
+    problems = []
+    listen = getattr(settings, "JOBS_LISTEN", True)
+    pooling = getattr(settings, "JOBS_TRANSACTION_POOLING", False)
+    if not isinstance(pooling, bool):
+        problems.append(f"JOBS_TRANSACTION_POOLING is {pooling!r}; it must be True or False.")
+    if isinstance(listen, str):
+        if listen not in connections.settings:
+            aliases = ", ".join(sorted(connections.settings))
+            problems.append(
+                f"JOBS_LISTEN is {listen!r}, which is not in DATABASES: name the alias of a "
+                f"direct connection to the job database ({aliases})."
+            )
+        elif connections[listen].vendor != "postgresql":
+            problems.append(
+                f"JOBS_LISTEN is {listen!r}, a {connections[listen].vendor} database: "
+                "LISTEN needs PostgreSQL."
+            )
+    elif not isinstance(listen, bool):
+        problems.append(f"JOBS_LISTEN is {listen!r}; it must be True, False or a DATABASES alias.")
+    elif pooling is True and listen:
+        problems.append(
+            "JOBS_TRANSACTION_POOLING is on and JOBS_LISTEN is True: LISTEN does not work "
+            "through a transaction pooler. Set JOBS_LISTEN to the alias of a direct connection "
+            "to the same database, or to False (workers then poll every --interval)."
+        )
+    return problems
 
 
 def memory_tracing_problems() -> list[str]:

@@ -46,6 +46,15 @@ def database_from_url(url: str) -> dict:
         # connection instead of every time (Django leaves this off for transaction-mode
         # poolers; set it to None behind one that does not keep prepared statements).
         config.setdefault("OPTIONS", {}).update(prepare_threshold=5, server_side_binding=True)
+        # Django's connection pool (psycopg_pool), when DATABASE_POOL_SIZE says how large:
+        # each runjobs process needs --threads + 3 of it (docs/running-workers.md).
+        if pool_size := env.str("DATABASE_POOL_SIZE", default="").strip():
+            if not pool_size.isdigit() or int(pool_size) < 1:
+                raise ImproperlyConfigured(
+                    f"DATABASE_POOL_SIZE {pool_size!r} is not a number of connections (1 or more)"
+                )
+            pool = {"min_size": 2, "max_size": int(pool_size), "timeout": 10}
+            config["OPTIONS"]["pool"] = pool
     return config
 
 
@@ -121,6 +130,19 @@ LOGGING = {
         "jobs": {"handlers": ["console"], "level": env.str("JOBS_LOG_LEVEL", default="INFO")},
     },
 }
+
+# Behind PgBouncer (or another pooler) in transaction mode, DATABASE_URL names the pooler and
+# DATABASE_TRANSACTION_POOLING=1 says so: no prepared statements (PgBouncer keeps none before
+# 1.21), no server-side cursors, no session state from the workers; they LISTEN through
+# DATABASE_DIRECT_URL, a direct connection to the same database, or poll without one
+# (docs/databases.md).
+JOBS_TRANSACTION_POOLING = env.bool("DATABASE_TRANSACTION_POOLING", default=False)
+if JOBS_TRANSACTION_POOLING:
+    DATABASES["default"]["OPTIONS"].update(prepare_threshold=None, server_side_binding=False)
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    if direct_url := env.str("DATABASE_DIRECT_URL", default=""):
+        DATABASES["direct"] = database_from_url(direct_url)
+    JOBS_LISTEN = "direct" if direct_url else False
 
 # Seconds a running job's claim lasts without renewal before other workers rescue it.
 JOBS_LEASE_SECONDS = env.float("JOBS_LEASE_SECONDS", default=60)

@@ -116,3 +116,31 @@ def test_the_tasks_backend_without_its_app_is_an_error():
 
 def test_the_tasks_backend_with_its_app_passes():
     assert check_tasks_backend() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"JOBS_TRANSACTION_POOLING": True},
+            "JOBS_TRANSACTION_POOLING is on and JOBS_LISTEN is True: LISTEN does not work "
+            "through a transaction pooler",
+        ),
+        ({"JOBS_TRANSACTION_POOLING": "yes"}, "JOBS_TRANSACTION_POOLING is 'yes'; it must be"),
+        ({"JOBS_LISTEN": "direct"}, "JOBS_LISTEN is 'direct', which is not in DATABASES"),
+        ({"JOBS_LISTEN": 1.5}, "JOBS_LISTEN is 1.5; it must be True, False or a DATABASES alias"),
+    ],
+)
+def test_pooling_settings_that_would_leave_workers_deaf_are_check_errors(
+    settings, changes, message
+):
+    for name, value in changes.items():
+        setattr(settings, name, value)
+    (error,) = [error for error in check_settings() if error.id == "jobs.E019"]
+    assert message in error.msg
+
+
+def test_a_direct_alias_for_listen_behind_a_pooler_passes(settings):
+    settings.JOBS_TRANSACTION_POOLING = True
+    settings.JOBS_LISTEN = "default" if connection.vendor == "postgresql" else False
+    assert not [error for error in check_settings() if error.id == "jobs.E019"]

@@ -15,9 +15,16 @@ lease has run out is taken to be orphaned (its worker died) and is rescued. Shor
 faster rescue after a crash, and more renewal writes.
 
 `JOBS_LISTEN` (default True): on PostgreSQL, enqueueing sends a NOTIFY on commit and idle
-workers LISTEN, so they start new jobs within milliseconds. Set it to False behind a
-connection pooler in transaction mode (PgBouncer), where LISTEN does not work; workers then
-poll every `--interval`.
+workers LISTEN, so they start new jobs within milliseconds. Behind a connection pooler in
+transaction mode (PgBouncer), where LISTEN does not work, name a `DATABASES` alias that
+reaches the same database directly (`JOBS_LISTEN = "direct"`): workers LISTEN there, one
+connection each, while everything else goes through the pooler; or set it to False, and
+workers poll every `--interval`.
+
+`JOBS_TRANSACTION_POOLING` (default False): the default database is reached through a pooler
+in transaction mode, which hands each transaction to any server session. Workers then keep
+nothing in a session: the planner settings of a claim are `SET LOCAL` in its transaction
+instead of `SET` once per connection. See docs/databases.md.
 
 `JOBS_NETWORK_TIMEOUT` (default 10): seconds a worker's database connection may stay
 silent (a cut network, a frozen server) before it counts as broken and the worker reports
@@ -69,6 +76,17 @@ def retention_days() -> object:
 
 def listen_enabled() -> bool:
     return bool(getattr(settings, "JOBS_LISTEN", True))
+
+
+def listen_using(using: str) -> str:
+    """The database alias a worker of `using` LISTENs on: `JOBS_LISTEN` where it names one
+    (a direct connection past a transaction pooler), else `using` itself."""
+    setting = getattr(settings, "JOBS_LISTEN", True)
+    return setting if isinstance(setting, str) else using
+
+
+def transaction_pooling() -> bool:
+    return bool(getattr(settings, "JOBS_TRANSACTION_POOLING", False))
 
 
 def run_inline() -> bool:

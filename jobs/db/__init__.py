@@ -31,3 +31,16 @@ def engine_for(using: str) -> Engine:
         return engine
     connection._jobs_engine = engine_class(connection)
     return connection._jobs_engine
+
+
+def close_before_fork() -> None:
+    """Close every database connection of this process, connection pools included, before it
+    forks: a child must not share a socket with its parent, and a pool's sockets (and its
+    threads, which a child does not inherit) are the parent's. Closing a pooled connection
+    only hands it back to the pool, so the pool itself is closed; the next use makes another.
+    """
+    connections.close_all()
+    for connection in connections.all(initialized_only=True):
+        pools = getattr(type(connection), "_connection_pools", {})
+        if connection.alias in pools:
+            connection.close_pool()

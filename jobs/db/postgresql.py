@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from jobs.conf import network_timeout
+from jobs.conf import network_timeout, transaction_pooling
 from jobs.db.base import Engine
 from jobs.db.moves import batch_fields
 from jobs.db.network import server_settings
@@ -274,7 +274,13 @@ class PostgreSQLEngine(Engine):
         With `JOBS_NETWORK_TIMEOUT`, the server also ends this session if it idles inside a
         transaction, or its client goes silent, for that long (`jobs.db.network`): a worker
         cut off mid-transaction must not hold its locks for hours.
+
+        Behind a pooler in transaction mode (`JOBS_TRANSACTION_POOLING`) the next transaction
+        may run in another client's session, so nothing is set: give the workers' role these
+        settings instead (`ALTER ROLE ... SET`, docs/databases.md).
         """
+        if transaction_pooling():  # a session is not ours to set (docs/databases.md)
+            return
         self.connection.ensure_connection()
         if self.connection.connection is not self._tuned and not self.connection.in_atomic_block:
             settings = "SET enable_sort = off; SET jit = off"

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol, Self
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Sum
 
 from jobs import backoff, timesource
 from jobs.conf import heartbeat_interval
+from jobs.db import close_before_fork
 from jobs.db.outage import CONNECTION_ERRORS, Outage
 from jobs.identity import process_identity
 from jobs.models import Worker as WorkerRow
@@ -226,8 +227,7 @@ class Supervisor:
         return all(slot.drained for slot in self._slots if slot.wanted)
 
     def _start(self, slot: _Slot) -> None:
-        # A forked child must not share the parent's database socket.
-        connections.close_all()
+        close_before_fork()
         pid = os.fork()
         if pid == 0:
             self._become_worker()

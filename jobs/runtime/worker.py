@@ -24,7 +24,7 @@ from typing import TypeVar
 from django.db import DEFAULT_DB_ALIAS
 
 from jobs import execution, timesource
-from jobs.conf import network_timeout
+from jobs.conf import listen_using, network_timeout
 from jobs.cron.clock import Clock
 from jobs.cron.schedules import configured_schedules
 from jobs.db import engine_for
@@ -401,7 +401,7 @@ class WorkerLoop:
             self._leases.beat_soon()
 
         hear = {"on_wake": on_wake, "on_stack_request": on_stack_request}
-        return Listener(using=self.using, queues=self.queues, **hear)
+        return Listener(using=listen_using(self.using), queues=self.queues, **hear)
 
     def _while_reachable(self, call: Callable[[], T]) -> T | None:
         """Call until the database answers (None if stopped first): outages are waited out."""

@@ -80,6 +80,13 @@ def test_malformed_database_url_is_one_line_of_configuration_error(url, fragment
     assert result.stderr.startswith("configuration error: DATABASE_URL")
 
 
+@pytest.mark.parametrize("size", ["lots", "0", "-3"])
+def test_a_bad_pool_size_is_one_line_of_configuration_error(size):
+    result = manage("runjobs", "--burst", DATABASE_URL="postgres://u@h/db", DATABASE_POOL_SIZE=size)
+    assert_one_line_error(result, 1, "is not a number of connections (1 or more)")
+    assert result.stderr.startswith(f"configuration error: DATABASE_POOL_SIZE '{size}'")
+
+
 def test_worker_on_an_unmigrated_database_says_to_migrate(tmp_path):
     result = manage("runjobs", "--burst", DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     assert_one_line_error(result, 1, "run `python manage.py migrate` first")

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs_tasks', '0004_running_job_columns'),
+        ("jobs_tasks", "0004_running_job_columns"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='taskjob',
-            name='run_after',
-            field=models.DateTimeField(blank=True, editable=False, help_text="The task's run_after as enqueued (the row's run_at moves with retries).", null=True),
+            model_name="taskjob",
+            name="run_after",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="The task's run_after as enqueued (the row's run_at moves with retries).",
+                null=True,
+            ),
         ),
     ]

@@ -19,11 +19,15 @@ pytestmark = [
 POOLED = {"DATABASE_POOL_SIZE": "8", "JOBS_LOG_LEVEL": "WARNING"}
 
 
-def test_two_pooled_workers_drain_the_queue_each_job_once():
+def drain_with_two_workers(threads: int, **env: str) -> None:
+    """600 jobs drained by two `runjobs --burst` processes in environment `env`: every job
+    exactly once, and both workers took a share."""
     jobs = RecordingJob.objects.bulk_enqueue(
-        RecordingJob(label_text=f"pooled-{n}", sleep_seconds=0.002) for n in range(600)
+        RecordingJob(label_text=f"shared-{n}", sleep_seconds=0.002) for n in range(600)
     )
-    workers = [start_manage("runjobs", "--burst", "--threads", "4", **POOLED) for _ in range(2)]
+    workers = [
+        start_manage("runjobs", "--burst", "--threads", str(threads), **env) for _ in range(2)
+    ]
     for worker in workers:
         _, stderr = worker.communicate(timeout=120)
         assert worker.returncode == EXIT_OK, stderr
@@ -31,6 +35,10 @@ def test_two_pooled_workers_drain_the_queue_each_job_once():
     assert set(performed) == {job.pk for job in jobs}
     assert set(performed.values()) == {1}
     assert len(set(Effect.objects.values_list("worker", flat=True))) == 2
+
+
+def test_two_pooled_workers_drain_the_queue_each_job_once():
+    drain_with_two_workers(4, **POOLED)
 
 
 def test_a_pool_smaller_than_a_worker_needs_is_refused_before_it_claims():

@@ -8,7 +8,6 @@ project documents it: `DATABASE_TRANSACTION_POOLING=1`, and `DATABASE_DIRECT_URL
 """
 
 import time
-from collections import Counter
 
 import pytest
 
@@ -16,6 +15,7 @@ from jobs.models import JobState, Worker
 from jobs.runtime.worker import EXIT_OK
 from tests.conftest import database_url, needs_postgresql, start_manage, wait_for
 from tests.integration import test_chaos
+from tests.integration.test_connection_pool import drain_with_two_workers
 from tests.pgbouncer import needs_pgbouncer, pgbouncer
 from tests.testapp.models import Effect, RecordingJob
 
@@ -35,17 +35,7 @@ def pooled_env():
 
 
 def test_two_workers_drain_through_pgbouncer_each_job_once(pooled_env):
-    jobs = RecordingJob.objects.bulk_enqueue(
-        RecordingJob(label_text=f"bounced-{n}", sleep_seconds=0.002) for n in range(600)
-    )
-    workers = [start_manage("runjobs", "--burst", "--threads", "8", **pooled_env) for _ in range(2)]
-    for worker in workers:
-        _, stderr = worker.communicate(timeout=120)
-        assert worker.returncode == EXIT_OK, stderr
-    performed = Counter(Effect.objects.values_list("job_id", flat=True))
-    assert set(performed) == {job.pk for job in jobs}
-    assert set(performed.values()) == {1}
-    assert len(set(Effect.objects.values_list("worker", flat=True))) == 2
+    drain_with_two_workers(8, **pooled_env)
 
 
 @pytest.mark.parametrize(("direct", "within"), [(True, 1.0), (False, 4.0)])

@@ -41,7 +41,7 @@ NO_POSTGRES = (
 )
 # How long each pass of the whole suite takes on a 2-core machine with the browser tests
 # (measured; the README says the same). Printed as each pass starts, so nobody waits blind.
-PASS_ESTIMATES = {"sqlite": "3.5 min", "postgresql": "4.5 min"}
+PASS_ESTIMATES = {"sqlite": "10 min", "postgresql": "15 min"}
 BROWSER_CHOICES = {
     "auto": "run them if Chromium and Playwright are installed, else skip them and say so",
     "require": "fail before any pass if they cannot run (no silent skip)",

@@ -183,7 +183,7 @@ class WorkerAdmin(admin.ModelAdmin):
             )
         return format_html(
             "{}&nbsp;{}&nbsp;MB{}",
-            memory_chart(worker.memory_samples, width=60, height=18),
+            memory_line(worker.memory_samples, width=60, height=18),
             f"{worker.memory_mb:.0f}",
             recycles,
         )
@@ -197,7 +197,7 @@ class WorkerAdmin(admin.ModelAdmin):
         first, last = (worker.memory_samples[i][0] for i in (0, -1))
         return format_html(
             "{}<br>{} to {} MB (lowest {}, highest {}) from {} to {} UTC",
-            memory_chart(worker.memory_samples, width=480, height=80),
+            memory_line(worker.memory_samples, width=480, height=80),
             *(f"{value:.0f}" for value in readings),
             f"{datetime.fromtimestamp(first, UTC):%H:%M:%S}",
             f"{datetime.fromtimestamp(last, UTC):%H:%M:%S}",
@@ -278,7 +278,7 @@ def _decision_line(decision: dict) -> str:
     return f"{timezone.localtime(at):%H:%M:%S} {change}: {decision['why']}"
 
 
-def memory_chart(samples: list, *, width: int, height: int) -> str:
+def memory_line(samples: list, *, width: int, height: int) -> str:
     """An inline SVG line of `samples` ([unix time, MB], oldest first): the shape of a
     process's memory, its highest reading at the top, the bottom at its lowest or at 90 % of
     the highest, whichever is lower. No script, no file: it is drawn with the page and

@@ -113,14 +113,14 @@ class Autoscaler:
     def _grow(
         self, processes: int, seen: Observation, cpu_busy: float, now: float
     ) -> Decision | None:
+        busy = sum(seen.running.values())
+        if processes >= self.most or now - self._last_change < self.up_after:
+            return None
         queue, waited, threshold = seen.late
         late = (
             f"the oldest job in {queue} waited {format_duration(timedelta(seconds=waited))} "
             f"(over {format_duration(timedelta(seconds=threshold))})"
         )
-        busy = sum(seen.running.values())
-        if processes >= self.most or now - self._last_change < self.up_after:
-            return None
         if busy < BUSY_SHARE * self.threads * processes:
             return self._hold(processes, "threads", f"{late}, but only {busy} thread(s) are busy")
         if cpu_busy >= CPU_CEILING:

@@ -1,12 +1,12 @@
 """`python -m bench`: how fast the framework moves jobs, as users run it, beside its floors.
 
 Runs the workloads described in docs/benchmarks.md against the configured database
-(DATABASE_URL: PostgreSQL, or SQLite without the floors, Celery and the EXPLAIN), each
-`--runs` times, and prints a table in which every figure names its configuration (runjobs
-defaults or `--threads N`; the example project, one job model or 20), the ratios to the
-floors, to Celery and between workloads beside the targets, then one line `BENCH_JSON {...}`
-holding every number. Every drain is checked for exactly-once: a job lost or run twice stops
-the benchmark instead of flattering it.
+(DATABASE_URL: PostgreSQL; MariaDB or MySQL without Celery and the EXPLAIN; or SQLite without
+the floors either), each `--runs` times, and prints a table in which every figure names its
+configuration (runjobs defaults or `--threads N`; the example project, one job model or 20),
+the ratios to the floors, to Celery and between workloads beside the targets, then one line
+`BENCH_JSON {...}` holding every number. Every drain is checked for exactly-once: a job lost
+or run twice stops the benchmark instead of flattering it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import django
 from django.core.management import call_command
@@ -43,6 +45,7 @@ from bench.workers import BenchError, configurations  # noqa: E402
 
 LATENCY_SPACING = 0.02  # seconds between two enqueues in W3 (and the floor's, Celery's)
 SKIPPED = "skipped: PostgreSQL only"
+FLOOR_SKIPPED = "skipped: PostgreSQL, MariaDB and MySQL only"
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -97,21 +100,39 @@ def floor_url() -> str:
     return make_conninfo(**{key: value for key, value in given.items() if value})
 
 
-def floor_run(url: str, jobs: int, latency_jobs: int) -> Results:
-    """One floor run: enqueue, the one-row and the 100-row drains, pickup latency."""
-    floor.reset(url)
-    result: Results = {"enqueue_per_s": floor.enqueue(url, jobs)}
+def floor_mysql_url() -> dict[str, Any]:
+    """MySQLdb.connect keyword arguments for the configured database (`bench.floor_mysql`'s
+    `url`), so the floor uses the same server; what is not set is left to MySQLdb's defaults."""
+    settings = connection.settings_dict
+    given = {
+        "database": settings["NAME"],
+        "user": settings["USER"],
+        "passwd": settings["PASSWORD"],
+        "host": settings["HOST"],
+        "port": int(settings["PORT"]) if settings["PORT"] else None,
+    }
+    return {key: value for key, value in given.items() if value}
+
+
+def floor_run(module: ModuleType, url: Any, jobs: int, latency_jobs: int) -> Results:
+    """One floor run: enqueue, the one-row and the 100-row drains, pickup latency.
+
+    `module` is `bench.floor` or `bench.floor_mysql` (the same functions, each in its database's
+    own SQL) and `url` what that module connects with.
+    """
+    module.reset(url)
+    result: Results = {"enqueue_per_s": module.enqueue(url, jobs)}
     for batch, prefix, name in ((False, "", "one-row"), (True, "batch_", "100-row")):
         for processes in (1, 2):
-            floor.reset(url)
-            floor.fill(url, jobs)
-            result[f"{prefix}{processes}p_jobs_per_s"], done = floor.drain(url, processes, batch)
+            module.reset(url)
+            module.fill(url, jobs)
+            result[f"{prefix}{processes}p_jobs_per_s"], done = module.drain(url, processes, batch)
             if done != jobs:
                 raise BenchError(
                     f"the {name} floor drained {done} of {jobs} rows with {processes} process(es)"
                 )
-    floor.reset(url)
-    return result | percentiles(floor.pickup_latency(url, latency_jobs, LATENCY_SPACING))
+    module.reset(url)
+    return result | percentiles(module.pickup_latency(url, latency_jobs, LATENCY_SPACING))
 
 
 def w1(args: argparse.Namespace) -> Results:
@@ -226,9 +247,16 @@ def w7(args: argparse.Namespace) -> Results:
 
 
 def floor_workload(args: argparse.Namespace) -> Results | str:
-    if not postgresql():
-        return SKIPPED
-    return repeat(args.runs, lambda: floor_run(floor_url(), args.jobs, args.latency_jobs))
+    if postgresql():
+        module, url = floor, floor_url()
+    elif connection.vendor == "mysql":
+        # Imported here: mysqlclient is only installed where MariaDB or MySQL is used.
+        from bench import floor_mysql
+
+        module, url = floor_mysql, floor_mysql_url()
+    else:
+        return FLOOR_SKIPPED
+    return repeat(args.runs, lambda: floor_run(module, url, args.jobs, args.latency_jobs))
 
 
 def celery_workload(args: argparse.Namespace) -> Results | str:

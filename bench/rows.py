@@ -60,11 +60,19 @@ def fill(rows: int, **values: Any) -> None:
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     with connection.cursor() as cursor:
+        if connection.vendor == "mysql":  # a recursive CTE stops at 1,000 rows by default
+            depth = (
+                "max_recursive_iterations"
+                if connection.mysql_is_mariadb
+                else "cte_max_recursion_depth"
+            )
+            cursor.execute(f"SET SESSION {depth} = %s", [rows + 1])
         cursor.execute(
             f"INSERT INTO {table_name()} ({columns}) SELECT {placeholders} FROM {numbers} AS n",
             [*params, rows],
         )
-        cursor.execute(f"ANALYZE {table_name()}")
+        table = "TABLE " if connection.vendor == "mysql" else ""
+        cursor.execute(f"ANALYZE {table}{table_name()}")
 
 
 def fill_finished(rows: int) -> None:

@@ -296,6 +296,11 @@ def check_schedules_and_queues(app_configs=None, **kwargs) -> list:
     return errors
 
 
+# The backend job tables need on MariaDB and MySQL (`jobs.db.mysql`), and its module.
+MYSQL_BACKEND = "jobs.db.mysql"
+MYSQL_BACKEND_MODULE = f"{MYSQL_BACKEND}.base"
+
+
 @register(Tags.database)
 def check_job_databases(app_configs=None, databases=None, **kwargs) -> list:
     """The databases job models write to must be ones jobs can claim from safely."""
@@ -309,6 +314,16 @@ def check_job_databases(app_configs=None, databases=None, **kwargs) -> list:
                     f"which jobs does not support.",
                     hint=f"Use {' or '.join(sorted(ENGINES))}.",
                     id="jobs.E003",
+                )
+            )
+        elif connection.vendor == "mysql" and type(connection).__module__ != MYSQL_BACKEND_MODULE:
+            problems.append(
+                Error(
+                    f"Job models are stored in database {alias!r} through Django's own MySQL "
+                    "backend, which leaves out the conditions of partial indexes and unique "
+                    "constraints: unique_on and concurrency limits would not hold.",
+                    hint=f"Set its ENGINE to {MYSQL_BACKEND!r} (docs/databases.md).",
+                    id="jobs.E020",
                 )
             )
         elif (

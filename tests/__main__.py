@@ -41,7 +41,18 @@ NO_POSTGRES = (
 )
 # How long each pass of the whole suite takes on a 2-core machine with the browser tests
 # (measured; the README says the same). Printed as each pass starts, so nobody waits blind.
-PASS_ESTIMATES = {"sqlite": "10 min", "postgresql": "15 min"}
+PASS_ESTIMATES = {"sqlite": "10 min", "postgresql": "15 min", "mariadb": "15 min"}
+MYSQL_SCHEMES = {"mysql", "mariadb"}
+# The MariaDB pass's server when DATABASE_URL names none: the local one, as root.
+LOCAL_MARIADB = "mysql://root@127.0.0.1:3306/jobs"
+# Which passes each --db runs; "both" (the default) is SQLite and PostgreSQL.
+DB_CHOICES = {
+    "sqlite": ["sqlite"],
+    "postgresql": ["postgresql"],
+    "mariadb": ["mariadb"],
+    "both": ["sqlite", "postgresql"],
+    "all": ["sqlite", "postgresql", "mariadb"],
+}
 BROWSER_CHOICES = {
     "auto": "run them if Chromium and Playwright are installed, else skip them and say so",
     "require": "fail before any pass if they cannot run (no silent skip)",
@@ -87,9 +98,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument(
         "--db",
-        choices=["sqlite", "postgresql", "both"],
+        choices=list(DB_CHOICES),
         default="both",
-        help="which database(s) to run the suite on (default: both)",
+        help="which database(s) to run the suite on: both is SQLite and PostgreSQL, all adds "
+        "MariaDB (default: both)",
     )
     parser.add_argument(
         "--browser",
@@ -163,6 +175,15 @@ def postgresql_pass(pytest_args: list[str], skip_browser: str | None) -> PassRes
         return PassResult("postgresql", 1, "not run, see the message above")
 
 
+def mariadb_pass(pytest_args: list[str], skip_browser: str | None) -> PassResult:
+    """Run on a mysql:// DATABASE_URL, else on the local MariaDB as root; Django's test
+    runner makes (and drops) its own test database there."""
+    env_url = os.environ.get("DATABASE_URL", "")
+    url = env_url if urlsplit(env_url).scheme in MYSQL_SCHEMES else LOCAL_MARIADB
+    origin = f"DATABASE_URL={redact(url)}" if url == env_url else f"local server, {url}"
+    return run_pytest(Database("mariadb", origin, url), pytest_args, skip_browser)
+
+
 @contextlib.contextmanager
 def postgresql_database() -> Iterator[Database]:
     """Yield the PostgreSQL database to test on, starting (and then stopping) one if needed."""
@@ -222,9 +243,8 @@ def main(argv: list[str]) -> int:
     """Run the selected passes; 0 only if every one of them exited 0."""
     options, pytest_args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    passes = [sqlite_pass, postgresql_pass]
-    if options.db != "both":
-        passes = [sqlite_pass] if options.db == "sqlite" else [postgresql_pass]
+    by_name = {"sqlite": sqlite_pass, "postgresql": postgresql_pass, "mariadb": mariadb_pass}
+    passes = [by_name[name] for name in DB_CHOICES[options.db]]
     results: list[PassResult] = []
     try:
         try:

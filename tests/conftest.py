@@ -25,7 +25,11 @@ def needs_postgresql(why: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(connection.vendor != "postgresql", reason=f"needs PostgreSQL ({why})")
 
 
-on_postgresql = needs_postgresql("row locks across sessions")
+# Row locks that other sessions wait on or skip: PostgreSQL's and MariaDB's, not SQLite's
+# single writer.
+row_locks = pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="needs row locks across sessions (not SQLite)"
+)
 listen_notify = needs_postgresql("LISTEN/NOTIFY wake-ups")
 
 
@@ -77,7 +81,8 @@ def database_url() -> str:
     password = f":{settings['PASSWORD']}" if settings["PASSWORD"] else ""
     host = settings["HOST"] or "localhost"
     port = f":{settings['PORT']}" if settings["PORT"] else ""
-    return f"postgres://{settings['USER']}{password}@{host}{port}/{settings['NAME']}"
+    scheme = "mysql" if connection.vendor == "mysql" else "postgres"
+    return f"{scheme}://{settings['USER']}{password}@{host}{port}/{settings['NAME']}"
 
 
 def manage_env(**overrides: str) -> dict[str, str]:

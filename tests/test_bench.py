@@ -44,7 +44,7 @@ def test_bench_measures_users_and_tuned_configurations_with_end_to_end_latency(t
     # What "defaults" meant: the threads the worker said it runs, whatever the default is.
     assert report["W2"]["defaults_example_1p_threads"] >= 1
     assert report["W2"]["tuned_one_1p_threads"] == 16
-    assert report["floor"] == "skipped: PostgreSQL only"
+    assert report["floor"] == "skipped: PostgreSQL, MariaDB and MySQL only"
     assert report["celery"].startswith("skipped")
     assert report["ratios"] == {}  # every ratio is to a floor or Celery, skipped here
 

@@ -3,11 +3,13 @@
 from django.db import connections
 
 from jobs.db.base import Engine
+from jobs.db.mysql.engine import MySQLEngine
 from jobs.db.postgresql import PostgreSQLEngine
 from jobs.db.sqlite import SQLiteEngine
 from jobs.errors import ConfigurationError
 
 ENGINES: dict[str, type[Engine]] = {
+    "mysql": MySQLEngine,  # MariaDB too
     "postgresql": PostgreSQLEngine,
     "sqlite": SQLiteEngine,
 }

@@ -2,12 +2,16 @@
 
 PostgreSQL computes a median itself (`percentile_cont`, an ordered-set aggregate). SQLite has
 none, so a Python aggregate is registered on each raw connection the first time a query
-using it is compiled there; every other database is refused with `NotSupportedError` when
-the query is compiled, before anything is sent.
+using it is compiled there. MariaDB and MySQL have a median only as a window function, so
+they send each group's values as one JSON array (`JSON_ARRAYAGG`, whose length the
+`jobs.db.mysql` backend lifts to the server's maximum) and the median is taken in Python as
+the row is read. Every other database is refused with `NotSupportedError` when the query is
+compiled, before anything is sent.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +45,8 @@ class Median(Aggregate):
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
     ) -> tuple[str, tuple]:
         raise NotSupportedError(
-            f"Median() is written for PostgreSQL and SQLite, not {connection.vendor}: "
-            "compute the median in Python from the values instead"
+            "Median() is written for PostgreSQL, SQLite, MariaDB and MySQL, not "
+            f"{connection.vendor}: compute the median in Python from the values instead"
         )
 
     def as_postgresql(
@@ -55,11 +59,26 @@ class Median(Aggregate):
         ordered_set.template = POSTGRESQL_MEDIAN
         return super(Median, ordered_set).as_sql(compiler, connection, **extra_context)
 
+    def as_mysql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
+    ) -> tuple[str, tuple]:
+        return super().as_sql(compiler, connection, function="JSON_ARRAYAGG", **extra_context)
+
+    def get_db_converters(self, connection: BaseDatabaseWrapper) -> list:
+        converters = super().get_db_converters(connection)
+        return [_median_of_array, *converters] if connection.vendor == "mysql" else converters
+
     def as_sqlite(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
     ) -> tuple[str, tuple]:
         _register_on(connection)
         return super().as_sql(compiler, connection, function=SQLITE_MEDIAN, **extra_context)
+
+
+def _median_of_array(value: str | None, expression: Any, connection: Any) -> float | None:
+    """The median of a JSON array of values (`as_mysql`); the NULLs a `filter=` left are out."""
+    values = [v for v in json.loads(value) if v is not None] if value is not None else []
+    return float(statistics.median(values)) if values else None
 
 
 class _SQLiteMedian:

@@ -50,7 +50,7 @@ def claim_changes(now: datetime, claimant: str) -> dict[str, Any]:
 Skips = Sequence[Sequence[str]]
 
 
-def _queues_filter(column: str, among: int, skip: int = 0) -> str:
+def queues_filter(column: str, among: int, skip: int = 0) -> str:
     """The filter keeping rows in `among` queues (none: any) but `skip` (paused) ones."""
     keep = f" AND {column} IN ({', '.join(['%s'] * among)})" if among else ""
     return keep + (f" AND {column} NOT IN ({', '.join(['%s'] * skip)})" if skip else "")
@@ -106,12 +106,19 @@ class Engine(RowMoves):
         if (limits := limits_of(model)) is not None:
             claimed = self._claim_limited(model, limits, queue, worker, now, limit, skip_queues)
         else:
-            sql, params = self._claim_statement(
-                model, queue=queue, worker=worker, now=now, limit=limit, skip=skip_queues
-            )
-            claimed = self._loader(model).load(self._fetch(sql, params))
+            claimed = self._claim_unlimited(model, queue, worker, now, limit, skip_queues)
         claimed.sort(key=lambda job: (-job.priority, job.run_at, job.pk))
         return claimed
+
+    def _claim_unlimited(
+        self, model: type[Job], queue: str | None, worker: str, now: datetime, limit: int,
+        skip: Sequence[str],
+    ) -> list[Job]:  # fmt: skip
+        """`claim()` for a model without limits: one UPDATE choosing and taking the rows."""
+        sql, params = self._claim_statement(
+            model, queue=queue, worker=worker, now=now, limit=limit, skip=skip
+        )
+        return self._loader(model).load(self._fetch(sql, params))
 
     def lock_claims(self, model: type[Job]) -> None:
         """Make this transaction the only one claiming rows of limited `model` until it ends
@@ -128,7 +135,7 @@ class Engine(RowMoves):
         key = ("limited claim", model, queue is not None, len(skip))
         if (sql := self._move_statements.get(key)) is None:
             column = self.connection.ops.quote_name(model._meta.get_field("queue").column)
-            queue_filter = _queues_filter(column, queue is not None, len(skip))
+            queue_filter = queues_filter(column, queue is not None, len(skip))
             sql = self._move_statements[key] = claim_text(
                 self.connection, model, limits, queue_filter, self.row_lock_clause, tuple(changes)
             )
@@ -227,7 +234,7 @@ class Engine(RowMoves):
         quote = self.connection.ops.quote_name
         column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
         pk = quote(model._meta.pk.column)
-        queue_filter = _queues_filter(column["queue"], queue is not None, skipped)
+        queue_filter = queues_filter(column["queue"], queue is not None, skipped)
         chosen = (
             f"SELECT {pk} FROM {quote(model._meta.db_table)}"
             f" WHERE {column['state']} = %s AND {column['run_at']} <= %s{queue_filter}"
@@ -271,7 +278,7 @@ class Engine(RowMoves):
             column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
             pk = quote(model._meta.pk.column)
             skip = skip_queues[index] if skip_queues else ()
-            queue_filter = _queues_filter(column["queue"], queue is not None, len(skip))
+            queue_filter = queues_filter(column["queue"], queue is not None, len(skip))
             parts.append(
                 f"SELECT {index} AS m, p FROM (SELECT {column['priority']} AS p"
                 f" FROM {quote(model._meta.db_table)}"
@@ -306,7 +313,7 @@ class Engine(RowMoves):
                 quote(model._meta.get_field(name).column) for name in ("state", "queue")
             )
             skip = skip_queues[index] if skip_queues else ()
-            queue_filter = _queues_filter(queue, len(queues or ()), len(skip))
+            queue_filter = queues_filter(queue, len(queues or ()), len(skip))
             parts.append(
                 f"SELECT {index} AS m, MIN({quote(run_at.column)}) AS due"
                 f" FROM {quote(table)} WHERE {state} = %s{queue_filter}"

@@ -121,24 +121,12 @@ def limits_of(model: type[Job]) -> Limits | None:
     return Limits(key=key, concurrency=concurrency, rate=rate)
 
 
-def claim_text(
-    connection: Any,
-    model: type[Job],
-    limits: Limits,
-    queue_filter: str,
-    lock_clause: str,
-    changes: tuple[str, ...],
-) -> str:
-    """One round of a limited model's claim (see the module's docstring), for `claim_params`.
-
-    Each row it returns is the claimed row's columns and, last, how many pending rows the
-    round's walk looked at: fewer than it may look at (`walk_length`) means it saw
-    every row that had room, and another round would find none.
-
-    `queue_filter` is the claim's filter on the queue column (with its placeholders),
-    `lock_clause` how the database keeps two claims off one row, `changes` the columns the
-    claim sets besides state, attempts and the slot.
-    """
+def _choice(
+    connection: Any, model: type[Job], limits: Limits, queue_filter: str, lock_clause: str
+) -> tuple[list[str], str, str | None]:
+    """The CTEs choosing one round's rows, the FROM clause reading them (`chosen`, with each
+    row's free slot), and the expression of a chosen row's slot (None without a concurrency
+    limit). See `claim_text` for the arguments."""
     quote = connection.ops.quote_name
     column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
     table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
@@ -178,26 +166,64 @@ def claim_text(
         f"chosen AS (SELECT ranked.* FROM ranked {' '.join(joins)}"
         f" WHERE ranked.jkey IS NULL OR ({' AND '.join(rooms)}) ORDER BY {order} LIMIT %s)"
     )
+    if limits.concurrency is None:
+        return ctes, "chosen", None
+    slots = " UNION ALL ".join(f"SELECT {n} AS jslot" for n in range(limits.concurrency))
+    ctes.append(
+        f"free AS (SELECT jkeys.jkey, s.jslot, ROW_NUMBER() OVER"
+        f" (PARTITION BY jkeys.jkey ORDER BY s.jslot) AS jr"
+        f" FROM (SELECT DISTINCT jkey FROM chosen WHERE jkey IS NOT NULL) AS jkeys"
+        f" CROSS JOIN ({slots}) AS s WHERE NOT EXISTS (SELECT 1 FROM {table}"
+        f" WHERE {column['state']} = %s AND {key} = jkeys.jkey"
+        f" AND {column[SLOT_FIELD]} = s.jslot))"
+    )
+    source = "chosen LEFT JOIN free ON free.jkey = chosen.jkey AND free.jr = chosen.jr"
+    return ctes, source, "free.jslot"
+
+
+def claim_text(
+    connection: Any,
+    model: type[Job],
+    limits: Limits,
+    queue_filter: str,
+    lock_clause: str,
+    changes: tuple[str, ...],
+) -> str:
+    """One round of a limited model's claim (see the module's docstring), for `claim_params`.
+
+    Each row it returns is the claimed row's columns and, last, how many pending rows the
+    round's walk looked at: fewer than it may look at (`walk_length`) means it saw
+    every row that had room, and another round would find none.
+
+    `queue_filter` is the claim's filter on the queue column (with its placeholders),
+    `lock_clause` how the database keeps two claims off one row, `changes` the columns the
+    claim sets besides state, attempts and the slot.
+    """
+    quote = connection.ops.quote_name
+    column = {field.name: quote(field.column) for field in model._meta.concrete_fields}
+    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
+    ctes, source, slot = _choice(connection, model, limits, queue_filter, lock_clause)
     sets = [f"{column[name]} = %s" for name in changes]
-    source = "chosen"
-    if limits.concurrency is not None:
-        slots = " UNION ALL ".join(f"SELECT {n} AS jslot" for n in range(limits.concurrency))
-        ctes.append(
-            f"free AS (SELECT keys.jkey, s.jslot, ROW_NUMBER() OVER"
-            f" (PARTITION BY keys.jkey ORDER BY s.jslot) AS jr"
-            f" FROM (SELECT DISTINCT jkey FROM chosen WHERE jkey IS NOT NULL) AS keys"
-            f" CROSS JOIN ({slots}) AS s WHERE NOT EXISTS (SELECT 1 FROM {table}"
-            f" WHERE {column['state']} = %s AND {key} = keys.jkey"
-            f" AND {column[SLOT_FIELD]} = s.jslot))"
-        )
-        source = "chosen LEFT JOIN free ON free.jkey = chosen.jkey AND free.jr = chosen.jr"
-        sets.append(f"{column[SLOT_FIELD]} = free.jslot")
+    if slot is not None:
+        sets.append(f"{column[SLOT_FIELD]} = {slot}")
     return (
         f"WITH {', '.join(ctes)} UPDATE {table}"
         f" SET {column['state']} = %s, {column['attempts']} = {column['attempts']} + 1,"
         f" {', '.join(sets)} FROM {source} WHERE {table}.{pk} = chosen.jid"
         f" RETURNING {', '.join(f'{table}.{name}' for name in column.values())},"
         " (SELECT COUNT(*) FROM head)"
+    )
+
+
+def choice_text(connection: Any, model: type[Job], limits: Limits, queue_filter: str) -> str:
+    """The choice of one round of `claim_text`, for a database whose UPDATE can neither read
+    a CTE nor return rows (MariaDB, MySQL): a SELECT of each chosen row's primary key and
+    slot (NULL without one) and the walk's length, with `choice_params`. It locks nothing;
+    the caller holds the model's claim lock and locks the chosen rows after."""
+    ctes, source, slot = _choice(connection, model, limits, queue_filter, "")
+    return (
+        f"WITH {', '.join(ctes)} SELECT chosen.jid, {slot or 'NULL'},"
+        f" (SELECT COUNT(*) FROM head) FROM {source}"
     )
 
 
@@ -219,6 +245,13 @@ def claim_params(
     """The parameters of `claim_text` for a round taking up to `wanted` rows, in the order of
     its placeholders: `queues` those of its queue filter, `changes` the values of its
     `changes`, datetimes passed through `adapt` as the database takes them."""
+    return [*choice_params(limits, adapt, now, queues, wanted), JobState.RUNNING, *changes]
+
+
+def choice_params(
+    limits: Limits, adapt: Callable[[datetime], Any], now: datetime, queues: list[str], wanted: int
+) -> list:
+    """The parameters of `choice_text` (see `claim_params`)."""
     params: list = []
     if limits.concurrency is not None:
         params.append(JobState.RUNNING)
@@ -227,7 +260,7 @@ def claim_params(
     params += [JobState.PENDING, adapt(now), *queues, walk_length(wanted), wanted]
     if limits.concurrency is not None:
         params.append(JobState.RUNNING)
-    return [*params, JobState.RUNNING, *changes]
+    return params
 
 
 def admission(job: Job, limits: Limits, now: datetime, using: str) -> dict[str, int]:

@@ -7,6 +7,7 @@ model's lifecycle states are `JobState`, its queryset verbs `JobQuerySet`.
 """
 
 from jobs.models.batch import Batch
+from jobs.models.claim_lock import ClaimLock
 from jobs.models.dependency import Dependency
 from jobs.models.iterative import IterativeJob
 from jobs.models.job import Job
@@ -20,6 +21,7 @@ from jobs.states import JobState
 
 __all__ = [
     "Batch",
+    "ClaimLock",
     "Dependency",
     "IterativeJob",
     "Job",

@@ -62,12 +62,17 @@ def refusing_duplicates(
 
 def _breaks_unique_on(exc: IntegrityError, model: type[Job]) -> bool:
     """Whether `exc` is the refusal of `model`'s unique constraint, as far as the database
-    says: PostgreSQL names the constraint; SQLite only says a unique constraint failed."""
+    says: PostgreSQL names the constraint, MariaDB and MySQL the index ("Duplicate entry
+    '...' for key 'name'"); SQLite only says a unique constraint failed."""
     constraint = unique_constraint(model)
     diag = getattr(exc.__cause__, "diag", None)
     if diag is not None and getattr(diag, "constraint_name", None):
         return constraint is not None and diag.constraint_name == constraint.name
-    return "UNIQUE" in str(exc).upper()
+    if (message := str(exc)).startswith("Duplicate entry") or "(1062," in message:
+        return constraint is not None and (
+            f"key '{constraint.name}'" in message or f".{constraint.name}'" in message
+        )
+    return "UNIQUE" in message.upper()
 
 
 def _duplicate(model: type[Job], using: str, keys: list[dict]) -> DuplicateJob | None:

@@ -14,7 +14,7 @@ from jobs.cron.clock import Clock, enqueue_slot, prune_runs, schedule_statuses
 from jobs.cron.schedules import configured_schedules, parse_schedule
 from jobs.models import JobState, LatencyProbe, ScheduledRun
 from project.instances.models import InstanceProvision
-from tests.conftest import NOON, on_postgresql
+from tests.conftest import NOON, row_locks
 from tests.factories import InstanceFactory
 from tests.testapp.models import RecordingJob
 
@@ -188,7 +188,7 @@ def test_three_clocks_ticking_at_once_for_hours_enqueue_each_slot_exactly_once()
     assert sum(enqueued, Counter()) == {"minutely": 360, "cron": 72 + 6}
 
 
-@on_postgresql
+@row_locks
 @pytest.mark.django_db(transaction=True)
 def test_a_clock_that_dies_mid_slot_leaves_the_slot_to_the_next_one():
     """A clock's claim on a slot is its uncommitted row: gone if it dies, so no lock lingers."""

@@ -57,7 +57,8 @@ def test_filter_keeps_only_the_matching_rows_of_each_group():
     )
     with CaptureQueriesContext(connection) as queries:
         assert list(grouped) == [("a", 2.0, 15.0), ("b", None, 4.0)]
-    assert "FILTER (WHERE" in queries[0]["sql"]  # both databases say it, not a CASE
+    if connection.vendor != "mysql":  # which has no FILTER: Django writes a CASE
+        assert "FILTER (WHERE" in queries[0]["sql"]
 
 
 def test_it_reads_an_expression_not_just_a_column():
@@ -67,8 +68,8 @@ def test_it_reads_an_expression_not_just_a_column():
 
 
 def test_other_databases_are_refused_with_what_to_do():
-    with pytest.raises(NotSupportedError, match="PostgreSQL and SQLite, not mysql"):
-        Median("memory_growth_kb").as_sql(None, SimpleNamespace(vendor="mysql"))
+    with pytest.raises(NotSupportedError, match="MariaDB and MySQL, not oracle"):
+        Median("memory_growth_kb").as_sql(None, SimpleNamespace(vendor="oracle"))
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's Python aggregate")

@@ -12,7 +12,7 @@ from jobs import execution, timesource
 from jobs.db import engine_for
 from jobs.execution import endings
 from jobs.models import JobState
-from tests.conftest import on_postgresql
+from tests.conftest import needs_postgresql, row_locks
 from tests.factories import RecordingJobFactory
 from tests.test_execution import claimed as claimed_for_run
 from tests.test_execution import outcome_writes, states, succeeded
@@ -66,7 +66,7 @@ def test_a_claimed_row_is_not_claimed_again():
     assert claim() is None
 
 
-@on_postgresql
+@row_locks
 @pytest.mark.django_db(transaction=True)
 def test_claim_skips_a_row_another_session_has_locked():
     locked = RecordingJobFactory(enqueue=True)
@@ -148,7 +148,7 @@ def test_a_batch_of_outcomes_json_cannot_carry_is_still_one_statement_fenced_per
     assert RecordingJob.objects.get(pk=jobs[0].pk).error_history[-1]["message"] == "boom"
 
 
-@on_postgresql
+@needs_postgresql("prepared statements")
 def test_a_batch_of_outcomes_is_the_same_statement_whatever_its_size():
     """One text (so one prepared statement, and psycopg's parsed form cached) for 2 rows or
     3, where a statement per batch size had to be parsed again past 50 parameters."""
@@ -161,7 +161,7 @@ def test_a_batch_of_outcomes_is_the_same_statement_whatever_its_size():
     assert states(jobs) == ["succeeded"] * 5
 
 
-@on_postgresql
+@needs_postgresql("psycopg's timestamp loader")
 def test_claims_load_timestamps_in_c_only_where_the_values_are_django_s():
     """psycopg's loader gives values the session's zone; Django's, the connection's. Only
     where those are the same zone does the engine use psycopg's."""

@@ -5,8 +5,9 @@ random one SIGKILLed every 1 to 2 seconds and replaced; at a quarter of the jobs
 worker frozen (SIGSTOP) for two leases, then thawed (SIGCONT); at half, every worker
 connection terminated; at three quarters, the database restarted: every session of the test
 database terminated, then the server itself restarted where this test may
-(`restart_database()`: as root on a Debian packaged cluster, or the throwaway cluster
-`python -m tests` started; never a server others are using). At the end every job has
+(`restart_database()`: as root on a Debian packaged PostgreSQL cluster or MariaDB server, or
+the throwaway cluster `python -m tests` started; never a server others are using). It runs
+on PostgreSQL and MariaDB. At the end every job has
 succeeded, and every duplicate execution is explained: a worker runs its default number of
 jobs at once (`DEFAULT_THREADS`), so each kill, each frozen worker and each worker whose
 connections were cut or whose server restarted can account for at most that many.
@@ -28,14 +29,14 @@ from django.db.utils import InterfaceError
 
 from jobs.models import JobState
 from jobs.runtime.worker import DEFAULT_THREADS
-from tests.conftest import needs_postgresql, start_manage
+from tests.conftest import row_locks, start_manage
 from tests.integration.test_database_outage import cut_other_connections
 from tests.testapp.models import Effect, RecordingJob
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.chaos,
-    needs_postgresql("pg_terminate_backend to cut connections"),
+    row_locks,  # a server whose sessions can be cut, and restarted
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -133,6 +134,51 @@ def succeeded() -> int:
 
 
 def restart_database() -> str:
+    """Restart the server the tests use, if it is this test's to restart; say what was done."""
+    return restart_mariadb() if connection.vendor == "mysql" else restart_postgresql()
+
+
+def restart_mariadb() -> str:
+    """Restart the packaged MariaDB server when we are root and nobody else is connected to
+    it: shut down through the protocol, then started again as these machines start it (the
+    server binary as user mysql, in a session of its own so that it outlives the test)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE command <> 'Daemon'"
+            " AND user <> 'system user' AND (db IS NULL OR db <> DATABASE())"
+        )
+        others = cursor.fetchone()[0]
+        cursor.execute("SELECT @@datadir")
+        data_directory = cursor.fetchone()[0]
+    if others:
+        return f"not restarted ({others} sessions of other databases: someone else uses it)"
+    server = shutil.which("mariadbd", path="/usr/sbin")
+    if os.geteuid() != 0 or server is None or data_directory.rstrip("/") != "/var/lib/mysql":
+        return f"not restarted (not the packaged server run as root: {data_directory})"
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SHUTDOWN")
+    connection.close()
+    deadline = time.monotonic() + 60
+    while Path("/run/mysqld/mysqld.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    subprocess.Popen(
+        [server, "--user=mysql"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    while time.monotonic() < deadline:  # back when it answers, as pg_ctl -w waits
+        try:
+            connection.ensure_connection()
+            break
+        except OperationalError:
+            time.sleep(0.1)
+    return f"restarted in {time.monotonic() - started:.1f}s"
+
+
+def restart_postgresql() -> str:
     """Restart the PostgreSQL server the tests use, if it is this test's to restart; say what
     was done.
 

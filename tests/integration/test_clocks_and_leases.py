@@ -16,14 +16,15 @@ import pytest
 from django.db import connection
 
 from jobs import timesource
+from jobs.db.clock import server_time
 from jobs.models import JobState
 from jobs.models import Worker as WorkerRow
 from jobs.runtime.worker import WorkerLoop
-from tests.conftest import REPO, in_thread, on_postgresql, start_manage, wait_for
+from tests.conftest import REPO, in_thread, row_locks, start_manage, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), on_postgresql]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), row_locks]
 
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 needs_faketime = pytest.mark.skipif(
@@ -143,9 +144,7 @@ def test_now_is_the_database_s_time_once_synchronised(monkeypatch):
     reading = timesource.synchronise()
     assert 3599 < reading.offset < 3601
     assert reading.error < 0.5
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement_timestamp()")
-        (server,) = cursor.fetchone()
+    server = server_time("default")
     assert abs(timesource.now() - server) < timedelta(seconds=0.5)
 
 
@@ -159,7 +158,7 @@ def test_a_slower_reading_does_not_replace_a_more_precise_one():
     assert timesource.synchronise() is not slow
 
 
-SLOW_FIRST_CLAIM = """
+SLOW_FIRST_CLAIM_POSTGRESQL = """
 CREATE TABLE slow_claim_once (id int);
 INSERT INTO slow_claim_once VALUES (1);
 CREATE FUNCTION slow_claim() RETURNS trigger AS $$
@@ -174,11 +173,31 @@ END $$ LANGUAGE plpgsql;
 CREATE TRIGGER slow_claim BEFORE UPDATE ON testapp_recordingjob
     FOR EACH ROW EXECUTE FUNCTION slow_claim();
 """
-NO_SLOW_CLAIM = """
+NO_SLOW_CLAIM_POSTGRESQL = """
 DROP TRIGGER IF EXISTS slow_claim ON testapp_recordingjob;
 DROP FUNCTION IF EXISTS slow_claim();
 DROP TABLE IF EXISTS slow_claim_once;
 """
+# The same on MariaDB and MySQL, one statement each (a trigger's body has semicolons).
+SLOW_FIRST_CLAIM_MYSQL = [
+    "CREATE TABLE slow_claim_once (id int)",
+    "INSERT INTO slow_claim_once VALUES (1)",
+    """CREATE TRIGGER slow_claim BEFORE UPDATE ON testapp_recordingjob FOR EACH ROW
+    BEGIN
+        IF OLD.state = 'pending' AND NEW.state = 'running'
+           AND EXISTS (SELECT 1 FROM slow_claim_once) THEN
+            DELETE FROM slow_claim_once;
+            DO SLEEP(2);
+        END IF;
+    END""",
+]
+NO_SLOW_CLAIM_MYSQL = ["DROP TRIGGER IF EXISTS slow_claim", "DROP TABLE IF EXISTS slow_claim_once"]
+
+
+def run_each(statements: str | list[str]) -> None:
+    with connection.cursor() as cursor:
+        for statement in [statements] if isinstance(statements, str) else statements:
+            cursor.execute(statement)
 
 
 def test_an_attempt_whose_claim_came_back_after_its_lease_is_not_started():
@@ -186,8 +205,8 @@ def test_an_attempt_whose_claim_came_back_after_its_lease_is_not_started():
     slow network would hold it up) under a 1 s lease; meanwhile another worker's rescue
     runs every 20 ms. The late attempt must not run beside the one that replaced it."""
     job = RecordingJobFactory(enqueue=True, max_attempts=3)
-    with connection.cursor() as cursor:
-        cursor.execute(SLOW_FIRST_CLAIM)
+    mysql = connection.vendor == "mysql"
+    run_each(SLOW_FIRST_CLAIM_MYSQL if mysql else SLOW_FIRST_CLAIM_POSTGRESQL)
     try:
         with rescuing_all_the_time():
             worker = start_manage("runjobs", "--interval", "0.1", JOBS_LEASE_SECONDS="1")
@@ -196,7 +215,6 @@ def test_an_attempt_whose_claim_came_back_after_its_lease_is_not_started():
             finally:
                 [stderr] = stop(worker)
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute(NO_SLOW_CLAIM)
+        run_each(NO_SLOW_CLAIM_MYSQL if mysql else NO_SLOW_CLAIM_POSTGRESQL)
     assert Effect.objects.filter(job_id=job.pk).count() == 1, stderr
     assert f"{job.label} not started: its lease ran out" in stderr

@@ -1,18 +1,19 @@
 """A worker whose database connections are cut keeps going, and no job is lost."""
 
+import contextlib
 import time
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from jobs.models import JobState
 from jobs.models import Worker as WorkerRow
-from tests.conftest import needs_postgresql, start_manage, wait_for
+from tests.conftest import row_locks, start_manage, wait_for
 from tests.testapp.models import RecordingJob
 
 pytestmark = [
     pytest.mark.integration,
-    needs_postgresql("pg_terminate_backend to cut connections"),
+    row_locks,  # a server whose sessions can be cut
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -22,6 +23,16 @@ JOBS = 300
 def cut_other_connections() -> int:
     """Terminate every other session on the test database, as a server restart would."""
     with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute(
+                "SELECT id FROM information_schema.PROCESSLIST"
+                " WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+            )
+            sessions = [row[0] for row in cursor.fetchall()]
+            for session in sessions:
+                with contextlib.suppress(OperationalError):  # gone already
+                    cursor.execute("KILL %s", [session])
+            return len(sessions)
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"

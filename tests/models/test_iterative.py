@@ -48,7 +48,8 @@ def cursor_saves(queries: CaptureQueriesContext) -> int:
     return sum(
         1
         for query in queries.captured_queries
-        if query["sql"].startswith("UPDATE") and '"items_done"' in query["sql"]
+        if query["sql"].startswith("UPDATE")
+        and connection.ops.quote_name("items_done") in query["sql"]
     )
 
 

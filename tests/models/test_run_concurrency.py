@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from jobs.errors import JobNotRunnable
 from jobs.models import JobState
 from jobs.runtime.worker import WorkerLoop
-from tests.conftest import manage, on_postgresql
+from tests.conftest import manage, row_locks
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
@@ -94,7 +94,7 @@ def test_job_enqueued_in_an_open_transaction_is_invisible_until_commit(outcome):
     assert RecordingJob.objects.runnable().count() == (1 if outcome == "commit" else 0)
 
 
-@on_postgresql
+@row_locks
 def test_worker_cannot_claim_a_job_before_its_transaction_commits():
     holding, release = threading.Event(), threading.Event()
     thread = threading.Thread(target=enqueue_and_hold, args=(holding, release, "commit"))

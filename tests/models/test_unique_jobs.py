@@ -110,7 +110,8 @@ def test_the_callers_transaction_carries_on_after_a_duplicate_and_commits():
         RecordingJob.objects.create(label_text="after the duplicate")
     assert UniqueJob.objects.filter(pk=later.pk, state=JobState.PENDING).exists()
     assert RecordingJob.objects.filter(label_text="after the duplicate").exists()
-    assert list(UniqueJob.objects.filter(account="acme").values_list("state", flat=True)) == [
+    acme = UniqueJob.objects.filter(account="acme").order_by("pk")
+    assert list(acme.values_list("state", flat=True)) == [
         "pending",
         "new",
     ]

@@ -21,9 +21,11 @@ TRACEBACK_LIMIT = 16_000
 
 
 def success_changes(job: Job) -> dict[str, Any]:
-    """Succeeded now; an earlier attempt's error is cleared from the row (its history keeps
-    it, and a rescue's too), so a row that succeeded never shows an error as its own."""
+    """Succeeded now, with what `perform()` left in the model's `success_fields`; an earlier
+    attempt's error is cleared from the row (its history keeps it, and a rescue's too), so a
+    row that succeeded never shows an error as its own."""
     changes: dict[str, Any] = {"finished_at": timesource.now()}
+    changes.update((name, getattr(job, name)) for name in type(job).success_fields)
     if job.error_type or job.error_message or job.error_traceback:
         changes.update(error_type="", error_message="", error_traceback="")
     return changes

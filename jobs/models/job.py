@@ -166,11 +166,12 @@ class Job(models.Model, metaclass=JobBase):
     # one job model of the project's, and the admin never offers to add framework rows.
     framework: ClassVar[bool] = False
 
-    # Whether a request may run this job in its own thread when the caller asks for the
-    # final answer (`Expect: 200-ok`, see jobs.views.status). False for work too long or too
-    # heavy to hold a web request for: such a request is refused (417) before anything is
-    # created.
+    # Whether a request asking for the final answer (`Expect: 200-ok`, jobs.views.status) may run
+    # this job in its own thread; if False, such a request is refused (417), nothing created.
     runs_inline: ClassVar[bool] = True
+
+    # Fields perform() sets that a success writes on the row, in its outcome's fenced UPDATE.
+    success_fields: ClassVar[tuple[str, ...]] = ()
 
     # Fields whose values may have at most one active (pending or running) row at a time: a
     # partial unique constraint in the model's migration. Enqueueing a duplicate raises

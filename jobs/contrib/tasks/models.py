@@ -8,7 +8,7 @@ from django.db import models
 
 from jobs.conf import tasks_setting
 from jobs.contrib.tasks.calls import perform_task
-from jobs.models import Job, JobState
+from jobs.models import Job
 
 TASKS_BACKEND = "jobs.contrib.tasks.backend.DatabaseBackend"
 
@@ -40,6 +40,7 @@ class TaskJob(Job):
 
     max_attempts = 1
     framework: ClassVar[bool] = True
+    success_fields: ClassVar[tuple[str, ...]] = ("return_value",)
 
     class Meta:
         verbose_name = "task"
@@ -56,8 +57,6 @@ class TaskJob(Job):
 
     def perform(self) -> None:
         """Call the registered task (never anything the row merely names) and keep what it
-        returned, written only while this attempt still holds the row."""
+        returned: a success field, written with the outcome, so only while this attempt
+        still holds the row, and in the worker's batch rather than a statement of its own."""
         self.return_value = perform_task(self)
-        self._same_row(state=JobState.RUNNING, **self._claim()).update(
-            return_value=self.return_value
-        )

@@ -64,6 +64,23 @@ def test_a_batch_of_outcomes_is_one_statement_per_model_and_shape():
     assert RecordingJob.objects.get(pk=jobs[3].pk).error_message == "boom"
 
 
+def test_success_fields_are_written_with_the_success_by_the_attempt_holding_the_row_only(
+    monkeypatch,
+):
+    monkeypatch.setattr(RecordingJob, "success_fields", ("label_text",))
+    jobs = claimed(3)
+    RecordingJob.objects.filter(pk=jobs[1].pk).update(attempts=2, claimed_by="other:1")
+    for job in jobs:
+        job.label_text = f"made by attempt {job.attempts} of {job.pk}"
+    outcomes = [
+        execution.Outcome(job, JobState.SUCCEEDED, endings.success_changes(job), took=0.01)
+        for job in jobs
+    ]
+    assert execution.record(outcomes, using="default") == [True, False, True]
+    labels = dict(RecordingJob.objects.values_list("pk", "label_text"))
+    assert [labels[job.pk] == job.label_text for job in jobs] == [True, False, True]
+
+
 def test_each_outcome_in_a_batch_is_fenced_by_its_own_claim():
     """A row rescued and claimed again meanwhile keeps the newer attempt; the rest are
     written, and the instances change only for the outcomes written."""

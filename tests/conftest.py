@@ -103,6 +103,13 @@ def manage(*args: str, timeout: float = 120, **env: str) -> subprocess.Completed
     )
 
 
+# For tests whose subject runs on a database of its own, whatever the suite's (the benchmark
+# on its own SQLite file): once, in the SQLite pass, not again in every other pass.
+once = pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="on its own database whatever the suite's: once"
+)
+
+
 def run_bench(tmp_path: Path, module: str, *args: str) -> dict:
     """Run `python -m MODULE ARGS` on a throwaway SQLite database; its closing BENCH_JSON."""
     env = {

@@ -2,13 +2,16 @@
 
 On its own SQLite file whatever database the suite uses, so it neither needs nor touches the
 test database; the numbers are not checked against targets, only that they exist, for every
-configuration each workload promises. The floors and Celery are PostgreSQL only, so here they
-must say they were skipped. Three invocations, so each stays inside run_bench's timeout.
+configuration each workload promises. The floors run on PostgreSQL and MariaDB and Celery on
+PostgreSQL only, so here they must say they were skipped. Three invocations, so each stays
+inside run_bench's timeout. Once, in the SQLite pass: the other passes would run the same.
 """
 
 import pytest
 
-from tests.conftest import run_bench
+from tests.conftest import once, run_bench
+
+pytestmark = once
 
 TINY = ["--runs", "1", "--jobs", "100", "--latency-jobs", "10", "--memory-jobs", "0"]
 DRAIN = {f"{processes}p_{key}" for processes in (1, 2) for key in ("jobs_per_s", "wall_s")}

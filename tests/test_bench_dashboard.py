@@ -2,7 +2,9 @@
 
 import pytest
 
-from tests.conftest import run_bench
+from tests.conftest import once, run_bench
+
+pytestmark = once
 
 
 @pytest.mark.integration

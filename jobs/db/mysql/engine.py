@@ -90,8 +90,8 @@ class MySQLEngine(Engine):
         limit: int, skip: Sequence[str],
     ) -> list[Job]:  # fmt: skip
         """Rounds as on the other databases (`Engine._claim_limited`), each a choice by
-        `choice_text` under the claim lock, then the chosen rows locked, still pending, and
-        taken."""
+        `choice_text` under the claim lock, then the chosen rows that are still pending and
+        free locked and taken."""
         changes = claim_changes(now, worker)
         key = ("limited choice", model, queue is not None, len(skip))
         if (sql := self._move_statements.get(key)) is None:
@@ -143,7 +143,9 @@ class MySQLEngine(Engine):
 
     def _lock_pending(self, model: type[Job], pks: list[Any]) -> list[tuple]:
         """Every column of the rows of `pks` still pending, locked until the transaction ends,
-        in claim order."""
+        in claim order. A row another transaction holds is skipped, not waited for: `run()`
+        locks its row before the claim lock, so waiting here, under the claim lock, could
+        deadlock with it."""
         if not pks:
             return []
         quote = self.connection.ops.quote_name
@@ -152,7 +154,7 @@ class MySQLEngine(Engine):
         return self._fetch(
             f"SELECT {', '.join(column.values())} FROM {quote(model._meta.db_table)}"
             f" WHERE {pk} IN ({', '.join(['%s'] * len(pks))}) AND {column['state']} = %s"
-            f" ORDER BY {column['priority']} DESC, {column['run_at']}, {pk} FOR UPDATE",
+            f" ORDER BY {column['priority']} DESC, {column['run_at']}, {pk}{self.row_lock_clause}",
             [*pks, JobState.PENDING],
         )
 

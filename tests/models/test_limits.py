@@ -227,7 +227,7 @@ def test_a_worker_gone_silent_inside_a_claim_lets_go_of_the_claim_lock(settings)
         assert waited > 1.5, waited  # it did wait for the silent session's end
         with (
             # PostgreSQL says why; MariaDB that it hung up (or, later, that it is gone)
-            pytest.raises(DatabaseError, match="idle-in-transaction timeout|inactivity|gone"),
+            pytest.raises(DatabaseError, match=r"idle-in-transaction timeout|inactivity|gone"),
             silent.cursor() as cursor,
         ):
             cursor.execute("SELECT 1")

@@ -1,5 +1,6 @@
 """Shared fixtures: which database we are on, and running manage.py as a real process."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from jobs import timesource
 
@@ -50,6 +51,29 @@ def frozen(monkeypatch):
 
     monkeypatch.setattr(timesource, "now", lambda: Clock.now)
     return Clock
+
+
+@contextlib.contextmanager
+def row_held(rows):
+    """The rows of queryset `rows` locked (`SELECT ... FOR UPDATE`) by another session, on a
+    thread of its own, until the block ends."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        with transaction.atomic():
+            list(rows.select_for_update())
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    holding.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join()
 
 
 def in_thread(worker) -> threading.Thread:

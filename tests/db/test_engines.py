@@ -1,10 +1,9 @@
 """The claim statement: one row, runnable only, exclusive between sessions."""
 
-import threading
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
@@ -12,7 +11,7 @@ from jobs import execution, timesource
 from jobs.db import engine_for
 from jobs.execution import endings
 from jobs.models import JobState
-from tests.conftest import needs_postgresql, row_locks
+from tests.conftest import needs_postgresql, row_held, row_locks
 from tests.factories import RecordingJobFactory
 from tests.test_execution import claimed as claimed_for_run
 from tests.test_execution import outcome_writes, states, succeeded
@@ -71,24 +70,9 @@ def test_a_claimed_row_is_not_claimed_again():
 def test_claim_skips_a_row_another_session_has_locked():
     locked = RecordingJobFactory(enqueue=True)
     other = RecordingJobFactory(enqueue=True)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_lock():
-        with transaction.atomic():
-            list(RecordingJob.objects.select_for_update().filter(pk=locked.pk))
-            holding.set()
-            release.wait(10)
-        connection.close()
-
-    thread = threading.Thread(target=hold_lock)
-    thread.start()
-    holding.wait(10)
-    try:
+    with row_held(RecordingJob.objects.filter(pk=locked.pk)):
         assert claim().pk == other.pk
         assert claim() is None
-    finally:
-        release.set()
-        thread.join()
     assert claim().pk == locked.pk
 
 

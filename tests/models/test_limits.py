@@ -15,7 +15,7 @@ from jobs import timesource
 from jobs.db import engine_for
 from jobs.errors import JobNotRunnable
 from jobs.models import JobState
-from tests.conftest import needs_postgresql, row_locks
+from tests.conftest import needs_postgresql, row_held, row_locks
 from tests.testapp.models import LimitedJob, OrderedJob, RatedJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -171,25 +171,10 @@ def test_a_claim_skips_a_limited_row_another_session_holds_and_does_not_wait_for
     """`run()` locks its row before the claim lock: a claim that waited for that row while
     holding the claim lock could deadlock with it, so it takes the rows it can lock now."""
     held, free = enqueue(LimitedJob, "a", "b")
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_lock():
-        with transaction.atomic():
-            list(LimitedJob.objects.select_for_update().filter(pk=held.pk))
-            holding.set()
-            release.wait(10)
-        connection.close()
-
-    thread = threading.Thread(target=hold_lock)
-    thread.start()
-    holding.wait(10)
-    try:
+    with row_held(LimitedJob.objects.filter(pk=held.pk)):
         began = time.monotonic()
         claimed = claim(LimitedJob, 5)
         waited = time.monotonic() - began
-    finally:
-        release.set()
-        thread.join()
     assert [job.pk for job in claimed] == [free.pk]
     assert waited < 1, waited
     assert [job.pk for job in claim(LimitedJob, 5)] == [held.pk]

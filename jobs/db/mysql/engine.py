@@ -72,6 +72,8 @@ class MySQLEngine(Engine):
         self, model: type[Job], queue: str | None, worker: str, now: datetime, limit: int,
         skip: Sequence[str],
     ) -> list[Job]:  # fmt: skip
+        """`claim()` for a model without limits: the next runnable rows that no one else
+        holds, locked and taken in one transaction (see the module's docstring)."""
         changes = claim_changes(now, worker)
         key = ("claim", model, queue is not None, len(skip))
         if (sql := self._move_statements.get(key)) is None:

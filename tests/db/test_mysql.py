@@ -85,7 +85,9 @@ def test_a_concurrency_slot_is_unique_per_key_among_running_rows():
 
 def plain_mysql_connection():
     """A connection object of Django's own MySQL backend (never connected)."""
-    base = pytest.importorskip("django.db.backends.mysql.base")  # needs mysqlclient
+    pytest.importorskip("MySQLdb", reason="needs mysqlclient (requirements-mariadb.txt)")
+    from django.db.backends.mysql import base
+
     return base.DatabaseWrapper({**connection.settings_dict, "ENGINE": "x"}, alias="default")
 
 

@@ -54,9 +54,16 @@ def test_a_burst_grows_the_workers_from_one_to_three_and_idleness_shrinks_them_b
     assert "no job waited for 2s" in row.scaling_decisions[-1]["why"]
     retired = [r for r in supervisor.children() if r.state == Worker.State.STOPPED]
     assert len(retired) == 2
-    assert {r.stop_reason for r in retired} == {
-        "stopped by its supervisor: the queues needed one process fewer"
-    }
+    # A retired worker marks itself stopped ("stopped by SIGTERM") before it exits; the
+    # supervisor says why once it has reaped it, a moment later.
+    wait_for(
+        lambda: (
+            {r.stop_reason for r in supervisor.children() if r.state == Worker.State.STOPPED}
+            == {"stopped by its supervisor: the queues needed one process fewer"}
+        ),
+        timeout=10,
+        what="the supervisor's reason on both retired workers",
+    )
     log = supervisor.log()
     assert "autoscaling 1 -> 2: the oldest job in default waited" in log
     assert "autoscaling 2 -> 1: no job waited for 2s" in log

@@ -84,7 +84,8 @@ class MySQLEngine(Engine):
         with transaction.atomic(using=self.connection.alias, savepoint=False):
             rows = self._fetch(sql, [*params, limit])
             if rows:
-                self._take(model, [row[self._pk_index(model)] for row in rows], changes, {})
+                pk = self._pk_index(model)
+                self._take(model, [row[pk] for row in rows], changes, {})
         return self._claimed(model, rows, changes, {})
 
     def _claim_limited(
@@ -113,7 +114,8 @@ class MySQLEngine(Engine):
                 slots = {pk: slot for pk, slot, _walked in chosen if slot is not None}
                 rows = self._lock_pending(model, [pk for pk, _slot, _walked in chosen])
                 if rows:
-                    pks = [row[self._pk_index(model)] for row in rows]
+                    pk = self._pk_index(model)
+                    pks = [row[pk] for row in rows]
                     self._take(model, pks, changes, slots)
                     claimed += self._claimed(model, rows, changes, slots)
                 if len(chosen) == wanted or not chosen or chosen[0][-1] < walk_length(wanted):

@@ -7,6 +7,11 @@ enqueues, requeue) runs in a savepoint through `refusing_duplicates()`, which tu
 database's IntegrityError into `DuplicateJob` naming the active job, and leaves the caller's
 transaction usable. Reading that job happens after the refusal, so it may have finished in
 between: then the write is simply tried again.
+
+On MariaDB and MySQL, writers racing for one key can also be refused with a deadlock: each
+waits for a shared lock on the key's index entry and then wants it exclusively. InnoDB rolls
+back one of them, its whole transaction, not a savepoint; so that write is tried again when it
+was the whole transaction, and otherwise raised for the caller to retry theirs.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, OperationalError, connections, models, transaction
 
 from jobs.errors import DuplicateJob
 from jobs.models.options import ACTIVE_STATES, unique_constraint, unique_fields
@@ -25,6 +30,10 @@ if TYPE_CHECKING:
 # How often a write refused by `unique_on` is tried again when the active job that held the
 # key has finished before it could be read (each retry needs such a finish to happen again).
 DUPLICATE_RETRIES = 5
+# How often a write that was its own transaction is tried again after InnoDB chose it as a
+# deadlock's victim (the error InnoDB gives is 1213).
+DEADLOCK_RETRIES = 5
+INNODB_DEADLOCK = 1213
 # Keys per query when looking for the active job behind a refused bulk write (SQLite limits
 # how deep an expression may nest, and each key is one more OR).
 KEYS_PER_QUERY = 100
@@ -42,11 +51,15 @@ def refusing_duplicates(
     they were. `keys()` gives the keys the write was making active (`{column: value}` each),
     read after the refusal; if no active job holds any of them any more (it finished between
     the refused write and the read), the write is tried again, up to `DUPLICATE_RETRIES`
-    times. An IntegrityError from anything else is raised as it is.
+    times. An IntegrityError from anything else is raised as it is. A deadlock (InnoDB's,
+    see the module) is retried up to `DEADLOCK_RETRIES` times when the write is its own
+    transaction, and raised inside the caller's, which InnoDB has rolled back.
     """
     if not unique_fields(model):
         return write()
-    for _ in range(DUPLICATE_RETRIES):
+    own_transaction = not connections[using].in_atomic_block
+    duplicates = deadlocks = 0
+    while True:
         try:
             with transaction.atomic(using=using):
                 return write()
@@ -56,8 +69,18 @@ def refusing_duplicates(
             duplicate = _duplicate(model, using, keys())
             if duplicate is not None:
                 raise duplicate from exc
-            refused = exc
-    raise refused
+            duplicates += 1
+            if duplicates == DUPLICATE_RETRIES:
+                raise
+        except OperationalError as exc:
+            deadlocks += 1
+            if not (own_transaction and _deadlock(exc)) or deadlocks == DEADLOCK_RETRIES:
+                raise
+
+
+def _deadlock(exc: OperationalError) -> bool:
+    """Whether InnoDB rolled the transaction back to end a deadlock (MariaDB, MySQL)."""
+    return bool(exc.args) and exc.args[0] == INNODB_DEADLOCK
 
 
 def _breaks_unique_on(exc: IntegrityError, model: type[Job]) -> bool:

@@ -1,13 +1,17 @@
 """The MariaDB and MySQL backend (`jobs.db.mysql`): what job tables' partial indexes and
-partial unique constraints become there, and refusing Django's own MySQL backend."""
+partial unique constraints become there, refusing Django's own MySQL backend, and InnoDB's
+deadlock between writers of one unique key."""
+
+import threading
+import time
 
 import pytest
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, models, transaction
 
 from jobs.checks import check_job_databases
 from jobs.db.mysql.engine import MySQLEngine
 from jobs.db.mysql.schema import flag_column, stored_index
-from jobs.errors import ConfigurationError
+from jobs.errors import ConfigurationError, DuplicateJob
 from jobs.models.options import limit_constraints, unique_constraint
 from jobs.states import JobState
 from tests.testapp.models import LimitedJob, RecordingJob, UniqueJob
@@ -101,3 +105,74 @@ def test_check_names_the_backend_job_tables_need(monkeypatch):
     [problem] = check_job_databases()
     assert problem.id == "jobs.E020"
     assert "Set its ENGINE to 'jobs.db.mysql'" in problem.hint
+
+
+def waiting_inserts() -> int:
+    """Sessions whose INSERT into UniqueJob's table has been waiting for a quarter second."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+            " WHERE INFO LIKE 'INSERT INTO `testapp_uniquejob`%%' AND TIME_MS > 250"
+        )
+        return cursor.fetchone()[0]
+
+
+@on_mysql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_callers_transaction", [False, True])
+def test_a_deadlock_between_enqueues_of_one_key_is_retried_when_it_was_the_whole_transaction(
+    in_callers_transaction,
+):
+    """InnoDB's own example of a deadlock, forced: a third session holds an uncommitted active
+    row for the key, two enqueues of that key wait for it, and it rolls back; each enqueue
+    then holds a shared lock and wants an exclusive one, and InnoDB rolls one back. That one
+    is tried again and refused as a duplicate of the other; inside a transaction of the
+    caller's, which InnoDB has rolled back, the deadlock is raised instead."""
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    outcomes: list[object] = []
+
+    def enqueue() -> None:
+        try:
+            if in_callers_transaction:
+                with transaction.atomic():
+                    outcomes.append(UniqueJob.objects.enqueue(account="deadlock"))
+            else:
+                outcomes.append(UniqueJob.objects.enqueue(account="deadlock"))
+        except Exception as exc:  # the test sorts what each thread got
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    try:
+        with holder.cursor() as cursor:
+            table = connection.ops.quote_name(UniqueJob._meta.db_table)
+            cursor.execute(
+                f"INSERT INTO {table} (state, queue, priority, max_attempts, attempts, claimed_by,"
+                " error_type, error_message, error_traceback, error_history, log, account,"
+                " report, sleep_seconds, fail, has_dependents, stack) VALUES ('pending',"
+                " 'default', 0, 1, 0, '', '', '', '', '[]', '', 'deadlock', '', 0, 0, 0, '')"
+            )
+        threads = [threading.Thread(target=enqueue) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while waiting_inserts() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting_inserts() == 2, "both enqueues should be waiting for the holder's row"
+        holder.rollback()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        holder.close()
+
+    jobs = [outcome for outcome in outcomes if isinstance(outcome, UniqueJob)]
+    errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert (len(jobs), len(errors)) == (1, 1), outcomes
+    if in_callers_transaction:
+        assert isinstance(errors[0], OperationalError)
+        assert errors[0].args[0] == 1213
+    else:
+        assert isinstance(errors[0], DuplicateJob)
+        assert errors[0].existing.pk == jobs[0].pk
+    assert list(UniqueJob.objects.values_list("pk", flat=True)) == [jobs[0].pk]

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -70,6 +71,10 @@ def pgbouncer(database_url: str) -> Iterator[str]:
                 # After a failed login to the server (restarting), try again in a second,
                 # not PgBouncer's default 15 s, for which every client waits.
                 "server_login_retry = 1",
+                # Its log keeps what went wrong (failed logins, closed server connections),
+                # not a line per client, so its tail explains a failed test.
+                "log_connections = 0",
+                "log_disconnections = 0",
                 f"logfile = {folder / 'pgbouncer.log'}",
                 f"pidfile = {folder / 'pgbouncer.pid'}",
                 "",
@@ -90,6 +95,7 @@ def pgbouncer(database_url: str) -> Iterator[str]:
         netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
         yield urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     finally:
+        _show_log_tail(folder / "pgbouncer.log")
         process.send_signal(signal.SIGINT)  # PgBouncer's "shut down now"
         try:
             process.wait(timeout=10)
@@ -97,6 +103,14 @@ def pgbouncer(database_url: str) -> Iterator[str]:
             process.kill()
             process.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _show_log_tail(log: Path, lines: int = 40) -> None:
+    """Print the end of PgBouncer's log to stderr, which pytest shows only for a failed test:
+    the logins it failed, the server connections it closed, the clients it refused."""
+    if log.exists():
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        sys.stderr.write("PgBouncer's log, last lines:\n" + "\n".join(tail) + "\n")
 
 
 def _wait_for(port: int, process: subprocess.Popen, folder: Path) -> None:

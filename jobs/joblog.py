@@ -143,11 +143,18 @@ def without_job_text(
 ) -> dict[str, Any]:
     """An outcome's `changes` for a database that refused them: the same state, times and
     attempts, the job's text replaced by short ASCII that names the refusal (the error's type
-    and message kept escaped and cut short, its log and traceback dropped)."""
+    and message kept escaped and cut short, its log, traceback and `success_fields` values
+    dropped: any of them may be what was refused, and a row left running would be rescued
+    and its job run again)."""
     why = escaped(f"the outcome could not be stored as it was ({refusal})", 500)
     changes = dict(changes)
-    if "log" in changes:
-        changes["log"] = f"[{why}; this attempt's log was dropped]"
+    dropped = [name for name in type(job).success_fields if name in changes]
+    for name in dropped:
+        del changes[name]
+    if "log" in changes or dropped:
+        *others, last = ["log", *dropped]
+        what = f"{', '.join(others)} and {last} were" if others else "log was"
+        changes["log"] = f"[{why}; this attempt's {what} dropped]"
     if changes.get("error_type"):  # a failure (a success only clears these)
         message = escaped(changes["error_message"], 1_000)
         changes["error_type"] = escaped(changes["error_type"], 200)

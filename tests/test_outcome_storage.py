@@ -1,15 +1,18 @@
-"""Outcomes whose text the database would refuse (a NUL byte, a lone surrogate) are stored
-readable, by a real worker, once: the job ends in the state it reached and is not re-run."""
+"""Outcomes whose text the database would refuse (a NUL byte, a lone surrogate, a value too
+long for its column) are stored readable, by a real worker, once: the job ends in the state
+it reached and is not re-run."""
 
 import logging
 
 import pytest
+from django.db import connection
 
 from jobs.contrib.tasks.api import task
 from jobs.contrib.tasks.models import TaskJob
 from jobs.models import JobState
 from jobs.runtime.worker import WorkerLoop
 from tests.conftest import needs_postgresql
+from tests.testapp.models import Effect, RecordingJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,3 +105,33 @@ def test_a_log_call_with_a_bad_format_string_does_not_fail_the_job():
     assert (job.state, job.return_value) == (JobState.SUCCEEDED, "done")
     assert "[could not format this log message: TypeError:" in job.log
     assert "'%d items' % ('x',)" in job.log
+
+
+def test_a_success_field_its_column_refuses_ends_the_job_succeeded_once_without_that_value(
+    monkeypatch,
+):
+    """A value `perform()` leaves in a `success_fields` field that the database refuses (too
+    long for its column) must not leave the row running: it would be rescued and its job run
+    again, for ever. The success is stored without the value, saying so in the log; SQLite,
+    which enforces no length, keeps it."""
+    too_long = "x" * 60  # label_text holds 50
+    performed = RecordingJob.perform
+
+    def perform(self: RecordingJob) -> None:
+        performed(self)
+        self.label_text = too_long
+
+    monkeypatch.setattr(RecordingJob, "success_fields", ("label_text",))
+    monkeypatch.setattr(RecordingJob, "perform", perform)
+    job = RecordingJob.objects.create(label_text="before").enqueue()
+    WorkerLoop(models=[RecordingJob], threads=2, burst=True).run()
+
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == (JobState.SUCCEEDED, 1)
+    assert Effect.objects.filter(job_id=job.pk).count() == 1
+    if connection.vendor == "sqlite":
+        assert job.label_text == too_long
+    else:
+        assert job.label_text == "before"
+        assert "could not be stored as it was" in job.log
+        assert "this attempt's log and label_text were dropped" in job.log

@@ -74,7 +74,9 @@ def test_sigkill_redoes_only_the_items_since_the_last_saved_cursor():
     time.sleep(1.2)  # the dead worker's lease runs out
     finish_in_another_worker()
     row.refresh_from_db()
-    assert (row.state, row.attempts, row.items_done) == (JobState.SUCCEEDED, 2, ITEMS)
+    assert (row.state, row.attempts, row.items_done) == (JobState.SUCCEEDED, 2, ITEMS), (
+        row.error_history
+    )
     done = items_of(job)
     redone = sorted(item for item, times in done.items() if times > 1)
     assert set(done) == set(range(ITEMS))

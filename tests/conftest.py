@@ -156,8 +156,13 @@ def run_bench(tmp_path: Path, module: str, *args: str) -> dict:
     return json.loads(last.removeprefix("BENCH_JSON "))
 
 
+_started: list[subprocess.Popen] = []
+
+
 def start_manage(*args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    """Start `python manage.py ARGS` against the test database; it is killed when the test
+    ends if it is still running then."""
+    process = subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=REPO,
         env=manage_env(**env),
@@ -165,3 +170,18 @@ def start_manage(*args: str, **env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+    _started.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """A worker that a failing test did not stop would go on claiming the next tests' jobs on
+    the same database, and they would fail for it; this one fails alone, and says so."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+            print(f"killed {process.args[2:]}: still running when its test ended", file=sys.stderr)

@@ -1,12 +1,15 @@
 """`manage.py runjobs` as a real process: options, bad input, signals."""
 
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
 
 from jobs.models import JobState
-from tests.conftest import manage, start_manage, wait_for
+from tests.conftest import REPO, manage, start_manage, wait_for
 from tests.factories import RecordingJobFactory
 from tests.testapp.models import Effect, RecordingJob
 
@@ -102,6 +105,34 @@ def test_sigterm_stops_an_idle_worker_cleanly():
         worker.kill()
     assert worker.returncode == 0, stderr
     assert "SIGTERM received: no new jobs; the job in hand has 30s to finish" in stderr
+
+
+def test_a_stop_while_django_loads_is_kept_even_inside_a_callback_python_ignores():
+    """The example `manage.py` handler for Django's first half second: a SIGTERM landing in a
+    weakref callback (the import system's module locks have one) ends the process with exit 0.
+    A `sys.exit(0)` there was printed as "Exception ignored" and dropped, and a worker being
+    started and stopped at once ran on with nobody left to stop it."""
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, time, weakref
+        import manage
+        manage.leave_if_stopped_while_loading()
+        class ModuleLock:
+            pass
+        def on_collect(_):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs here, inside the callback
+        lock = ModuleLock()
+        ref = weakref.ref(lock, on_collect)
+        del lock
+        print("went on loading after the stop", flush=True)
+        sys.exit(3)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_sigterm_lets_the_job_in_hand_finish_then_exits():

@@ -1,10 +1,11 @@
 """`ENGINE: "jobs.db.mysql"`: Django's MySQL backend with the job tables' schema editor.
 
-The connection, the driver (mysqlclient), the operations and the introspection are
-Django's own; only the schema editor and one feature flag differ (see `jobs.db.mysql`).
+The connection, the driver (mysqlclient) and the introspection are Django's own; the schema
+editor (`jobs.db.mysql.schema`), one feature flag and the UPDATE compiler
+(`jobs.db.mysql.compiler`) differ.
 """
 
-from django.db.backends.mysql import base, features
+from django.db.backends.mysql import base, features, operations
 
 from jobs.db.mysql.schema import DatabaseSchemaEditor
 
@@ -23,9 +24,16 @@ class DatabaseFeatures(features.DatabaseFeatures):
     supports_partial_indexes = True
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    # An UPDATE of job rows named by their key locks each row before its index entries,
+    # as every other statement on them does (see the module).
+    compiler_module = "jobs.db.mysql.compiler"
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     SchemaEditorClass = DatabaseSchemaEditor
     features_class = DatabaseFeatures
+    ops_class = DatabaseOperations
 
     def init_connection_state(self) -> None:
         super().init_connection_state()

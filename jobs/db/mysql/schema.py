@@ -46,6 +46,15 @@ def stored_index(index: models.Index) -> models.Index:
     return models.Index(*args, **kwargs)
 
 
+def has_state_indexes(model: Any) -> bool:
+    """Whether `model`'s table has partial indexes stored as indexes led by `state` (a job
+    table's, `jobs.models.options`)."""
+    return any(
+        index.condition is not None and _on_state_only(index.condition)
+        for index in model._meta.indexes
+    )
+
+
 def flag_column(name: str) -> str:
     """The generated column of partial unique constraint `name`."""
     return f"{name}_on"

@@ -30,6 +30,9 @@ class RowMoves:
     connection: BaseDatabaseWrapper
     _move_statements: dict[tuple, str]
     wakes_workers: bool
+    # Written after the table's name in an UPDATE of rows named by their key, to reach them
+    # through the primary key (MariaDB and MySQL: see `jobs.db.mysql.compiler`).
+    primary_key_hint = ""
 
     def move_row(
         self,
@@ -238,7 +241,7 @@ class RowMoves:
         assignments = ", ".join(f"{column[name]} = %s" for name in ("state", *changes))
         conditions = "".join(f" AND {column[name]} = %s" for name in guard)
         return (
-            f"UPDATE {quote(model._meta.db_table)} SET {assignments}"
+            f"UPDATE {quote(model._meta.db_table)}{self.primary_key_hint} SET {assignments}"
             f" WHERE {quote(model._meta.pk.column)} = %s"
             f" AND {column['state']} IN ({', '.join(['%s'] * from_count)}){conditions}"
         )

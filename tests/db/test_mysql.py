@@ -11,6 +11,7 @@ from django.db import IntegrityError, OperationalError, connection, connections,
 from django.utils import timezone
 
 from jobs.checks import check_job_databases
+from jobs.db import engine_for
 from jobs.db.mysql.engine import MySQLEngine
 from jobs.db.mysql.schema import flag_column, stored_index
 from jobs.errors import ConfigurationError, DuplicateJob
@@ -197,15 +198,30 @@ def waiting_updates(table: str) -> int:
         return cursor.fetchone()[0]
 
 
+def report_progress(job: RecordingJob) -> None:
+    job.set_progress(5, 5)
+
+
+def record_success(job: RecordingJob) -> None:
+    engine_for("default").move_row(
+        job,
+        {JobState.RUNNING},
+        JobState.SUCCEEDED,
+        guard=job._claim(),
+        changes={"progress_done": 5},
+    )
+
+
 @on_mysql
 @pytest.mark.django_db(transaction=True)
-def test_a_job_writing_its_own_row_takes_the_row_before_its_index_entries():
-    """The only running row of its table: MariaDB would plan a job's fenced write of its
-    progress (`WHERE id = ? AND state = 'running' AND ...`) through the `state`-led index,
-    locking that entry before the row, while a lease renewal holds the row and wants the entry
-    (`lease_expires_at` is in it). InnoDB then killed the job's write as a deadlock's victim
-    (seen failing a 2,000-item iteration on its last attempt). Through the primary key the
-    job's write waits for the renewal's commit, and neither is killed."""
+@pytest.mark.parametrize("write", [report_progress, record_success])
+def test_a_write_to_a_running_row_by_its_key_takes_the_row_before_its_index_entries(write):
+    """The only running row of its table: MariaDB would plan a fenced write by key (`WHERE
+    id = ? AND state = 'running' AND ...`: the job's progress, a move to its outcome) through
+    the `state`-led index, locking that entry before the row, while a lease renewal holds the
+    row and wants the entry (`lease_expires_at` is in it). InnoDB then killed the write as a
+    deadlock's victim (seen failing a 2,000-item iteration on its last attempt). Through the
+    primary key the write waits for the renewal's commit, and neither is killed."""
     job = RecordingJob.objects.create(label_text="alone")
     RecordingJob.objects.filter(pk=job.pk).update(
         state=JobState.RUNNING, claimed_by="host:1", attempts=1, lease_expires_at=timezone.now()
@@ -217,9 +233,9 @@ def test_a_job_writing_its_own_row_takes_the_row_before_its_index_entries():
     holder.set_autocommit(False)
     errors: list[Exception] = []
 
-    def report_progress() -> None:
+    def write_in_thread() -> None:
         try:
-            job.set_progress(5, 5)
+            write(job)
         except Exception as exc:  # the test asserts there is none
             errors.append(exc)
         finally:
@@ -231,12 +247,12 @@ def test_a_job_writing_its_own_row_takes_the_row_before_its_index_entries():
             cursor.execute(
                 f"SELECT id FROM `{table}` FORCE INDEX (PRIMARY) WHERE id = %s FOR UPDATE", [job.pk]
             )
-            writer = threading.Thread(target=report_progress)
+            writer = threading.Thread(target=write_in_thread)
             writer.start()
             deadline = time.monotonic() + 20
             while waiting_updates(table) < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert waiting_updates(table) == 1, "the job's write should wait for the holder"
+            assert waiting_updates(table) == 1, "the write should wait for the holder"
             cursor.execute(
                 f"UPDATE `{table}` SET lease_expires_at = lease_expires_at + INTERVAL 1 MINUTE"
                 " WHERE id = %s",
@@ -249,4 +265,6 @@ def test_a_job_writing_its_own_row_takes_the_row_before_its_index_entries():
 
     assert errors == []
     assert innodb_deadlocks() == deadlocks_before
-    assert RecordingJob.objects.get(pk=job.pk).progress_done == 5
+    row = RecordingJob.objects.get(pk=job.pk)
+    moved = JobState.SUCCEEDED if write is record_success else JobState.RUNNING
+    assert (row.state, row.progress_done) == (moved, 5)

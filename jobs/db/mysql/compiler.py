@@ -1,5 +1,6 @@
 """Django's MySQL compilers, with one change: a job table's `UPDATE` of rows named by their
-primary key goes through the primary key, whatever the optimizer would choose.
+primary key goes through the primary key, whatever the optimizer would choose (the engine's
+own statements by key do the same, `jobs.db.mysql.engine`).
 
 Why: InnoDB locks index entries in the order its plan reads them. A renewal (or a claim, or
 an outcome) locks the row through the primary key and then the entries of the `state`-led
@@ -19,6 +20,9 @@ from django.db.models.sql.where import AND
 
 from jobs.db.mysql.schema import has_state_indexes
 
+# The index hint; `jobs.db.mysql.engine` writes it into its own UPDATEs by key.
+BY_PRIMARY_KEY = "FORCE INDEX (PRIMARY)"
+
 SQLCompiler = compiler.SQLCompiler
 SQLInsertCompiler = compiler.SQLInsertCompiler
 SQLDeleteCompiler = compiler.SQLDeleteCompiler
@@ -31,7 +35,7 @@ class SQLUpdateCompiler(compiler.SQLUpdateCompiler):
         model = self.query.model
         if sql and model is not None and has_state_indexes(model) and self._names_its_rows():
             table = self.quote_name_unless_alias(self.query.base_table)
-            sql = sql.replace(f"UPDATE {table} SET", f"UPDATE {table} FORCE INDEX (PRIMARY) SET", 1)
+            sql = sql.replace(f"UPDATE {table} SET", f"UPDATE {table} {BY_PRIMARY_KEY} SET", 1)
         return sql, params
 
     def _names_its_rows(self) -> bool:

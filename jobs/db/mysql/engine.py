@@ -29,6 +29,7 @@ from jobs.conf import network_timeout
 from jobs.db.base import Engine, claim_changes, queues_filter
 from jobs.db.limits import SLOT_FIELD, Limits, choice_params, choice_text, walk_length
 from jobs.db.moves import batch_fields
+from jobs.db.mysql.compiler import BY_PRIMARY_KEY
 from jobs.errors import ConfigurationError
 from jobs.states import JobState
 
@@ -42,6 +43,7 @@ CLAIM_LOCK_TABLE = "jobs_claimlock"
 
 class MySQLEngine(Engine):
     row_lock_clause = " FOR UPDATE SKIP LOCKED"
+    primary_key_hint = f" {BY_PRIMARY_KEY}"
 
     def __init__(self, connection: Any) -> None:
         # Here, not at the top: the backend imports the driver (mysqlclient), which projects
@@ -178,7 +180,7 @@ class MySQLEngine(Engine):
             sets.append(f"{column[SLOT_FIELD]} = CASE {pk} {cases} END")
             params += [value for item in slots.items() for value in item]
         self._count(
-            f"UPDATE {quote(meta.db_table)} SET {column['state']} = %s,"
+            f"UPDATE {quote(meta.db_table)}{self.primary_key_hint} SET {column['state']} = %s,"
             f" {column['attempts']} = {column['attempts']} + 1, {', '.join(sets)}"
             f" WHERE {pk} IN ({', '.join(['%s'] * len(pks))})",
             [JobState.RUNNING, *params, *pks],
@@ -272,7 +274,8 @@ class MySQLEngine(Engine):
             for field, alias in zip(fields[3:], aliases[3:], strict=True)
         )
         sql = (
-            f"UPDATE {table} JOIN ({source}) AS v ON {table}.{quote(fields[0].column)} = v.c0"
+            f"UPDATE {table}{self.primary_key_hint} JOIN ({source}) AS v"
+            f" ON {table}.{quote(fields[0].column)} = v.c0"
             f" SET {table}.{state} = %s, {assignments}"
             f" WHERE {table}.{state} IN ({', '.join(['%s'] * len(from_states))})"
             f" AND {table}.{quote(fields[1].column)} = v.c1"

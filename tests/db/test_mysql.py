@@ -110,12 +110,13 @@ def test_check_names_the_backend_job_tables_need(monkeypatch):
     assert "Set its ENGINE to 'jobs.db.mysql'" in problem.hint
 
 
-def waiting_inserts() -> int:
-    """Sessions whose INSERT into UniqueJob's table has been waiting for a quarter second."""
+def waiting(statement: str) -> int:
+    """Sessions whose statement starting with `statement` has been waiting a quarter second."""
     with connections["default"].cursor() as cursor:
         cursor.execute(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-            " WHERE INFO LIKE 'INSERT INTO `testapp_uniquejob`%%' AND TIME_MS > 250"
+            " WHERE INFO LIKE %s AND TIME_MS > 250",
+            [f"{statement}%"],
         )
         return cursor.fetchone()[0]
 
@@ -160,9 +161,11 @@ def test_a_deadlock_between_enqueues_of_one_key_is_retried_when_it_was_the_whole
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 20
-        while waiting_inserts() < 2 and time.monotonic() < deadline:
+        while waiting("INSERT INTO `testapp_uniquejob`") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert waiting_inserts() == 2, "both enqueues should be waiting for the holder's row"
+        assert waiting("INSERT INTO `testapp_uniquejob`") == 2, (
+            "both enqueues should be waiting for the holder's row"
+        )
         holder.rollback()
         for thread in threads:
             thread.join(30)
@@ -185,17 +188,6 @@ def innodb_deadlocks() -> int:
     with connections["default"].cursor() as cursor:
         cursor.execute("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
         return int(cursor.fetchone()[1])
-
-
-def waiting_updates(table: str) -> int:
-    """Sessions whose UPDATE of `table` has been waiting for a quarter second."""
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-            " WHERE INFO LIKE %s AND TIME_MS > 250",
-            [f"UPDATE `{table}`%"],
-        )
-        return cursor.fetchone()[0]
 
 
 def report_progress(job: RecordingJob) -> None:
@@ -250,9 +242,9 @@ def test_a_write_to_a_running_row_by_its_key_takes_the_row_before_its_index_entr
             writer = threading.Thread(target=write_in_thread)
             writer.start()
             deadline = time.monotonic() + 20
-            while waiting_updates(table) < 1 and time.monotonic() < deadline:
+            while waiting(f"UPDATE `{table}`") < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert waiting_updates(table) == 1, "the write should wait for the holder"
+            assert waiting(f"UPDATE `{table}`") == 1, "the write should wait for the holder"
             cursor.execute(
                 f"UPDATE `{table}` SET lease_expires_at = lease_expires_at + INTERVAL 1 MINUTE"
                 " WHERE id = %s",
